@@ -46,15 +46,15 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from instit.errors import (
-        CheckpointError,
-        DatasetError,
-        DependencyError,
-        InstancesError,
-        InstitError,
-        InstitTypeError,
-        InstitValueError,
-        JudgeError,
-        MediaError,
-        ModelInputError,
-        VideoError,
+        CheckpointError as CheckpointError,
+        DatasetError as DatasetError,
+        DependencyError as DependencyError,
+        InstancesError as InstancesError,
+        InstitError as InstitError,
+        InstitTypeError as InstitTypeError,
+        InstitValueError as InstitValueError,
+        JudgeError as JudgeError,
+        MediaError as MediaError,
+        ModelInputError as ModelInputError,
+        VideoError as VideoError,
     )
