@@ -1,0 +1,240 @@
+"""``instit bench run`` and ``instit bench score``.
+
+:func:`add_bench_parser` plugs both into the top-level ``instit`` parser; :func:`main` runs them
+standalone (``python -m instit.bench run ...``, ``accelerate launch -m instit.bench run ...``).
+Exit codes: 0 ok, 2 bad usage or input, 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from instit.errors import InstitError, InstitTypeError, InstitValueError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+RUN_EXAMPLES = """\
+examples:
+  # the paper's setting: an Inst-It checkpoint on every config, predictions in out/
+  instit bench run --checkpoint Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B --output-dir out
+  # your own system: any callable (media, prompt) -> str, from a module or a .py file
+  instit bench run --model mypkg.bench:answer --config video_multi_choice --bench ./Inst-It-Bench
+  # 2 GPUs (or --cpu processes): each takes a shard, process 0 merges once
+  accelerate launch --num_processes 2 -m instit.bench run --model my_model.py:answer --json
+"""
+
+SCORE_EXAMPLES = """\
+examples:
+  instit bench score --format mc out/video_mc_inference.json --log out/video_mc_evaluate.json
+  OPENAI_API_KEY=... instit bench score --format oe out/image_oe_inference.json \\
+      --log out/image_oe_evaluate.json --concurrency 16
+  # any OpenAI-compatible server (vLLM, llama.cpp, a proxy ...), key from another variable
+  instit bench score --format oe preds.json --log log.json \\
+      --base-url http://127.0.0.1:8000/v1 --judge-model Qwen2.5-72B --api-key-env MY_KEY
+"""
+
+#: Output file names of the reference inference scripts, by config.
+OUTPUT_NAMES = {
+    "image_multi_choice": "image_mc_inference.json",
+    "image_open_ended": "image_oe_inference.json",
+    "video_multi_choice": "video_mc_inference.json",
+    "video_open_ended": "video_oe_inference.json",
+}
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def load_callable(spec: str) -> Any:
+    """``module:attr`` or ``path/to/file.py:attr`` -> the object (a callable model)."""
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise InstitValueError(
+            f"--model {spec!r} is not MODULE:CALLABLE or FILE.py:CALLABLE (e.g. mypkg.bench:answer)"
+        )
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise InstitValueError(f"--model file {path} does not exist: check the path")
+            loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert loader_spec is not None and loader_spec.loader is not None
+            module = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InstitValueError(
+            f"cannot import {module_name!r} for --model ({exc}): check the module path"
+        ) from exc
+    try:
+        target = getattr(module, attr)
+    except AttributeError:
+        raise InstitValueError(f"{module_name!r} has no attribute {attr!r} (--model)") from None
+    if not callable(target) and not callable(getattr(target, "generate", None)):
+        raise InstitTypeError(
+            f"--model {spec!r} is a {type(target).__name__}, not a callable (media, prompt) -> str"
+        )
+    return target
+
+
+def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    print(json.dumps(payload, indent=2) if args.json else text)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from instit.bench.data import load_bench
+    from instit.bench.protocol import CONFIGS
+    from instit.bench.run import run_bench
+
+    if (args.model is None) == (args.checkpoint is None):
+        raise InstitValueError("pass exactly one of --model MODULE:CALLABLE or --checkpoint PATH")
+    if args.model is not None:
+        model = load_callable(args.model)
+    else:
+        from instit.model import InstIt
+
+        model = InstIt.from_pretrained(args.checkpoint, device=args.device)
+    configs = args.config or list(CONFIGS)
+    results = []
+    for config in configs:
+        bench = load_bench(config, args.bench, videos_dir=args.videos_dir, offline=args.offline)
+        output = Path(args.output_dir) / OUTPUT_NAMES[config]
+        shard = tuple(args.shard) if args.shard else None
+        result = run_bench(
+            model,
+            bench,
+            output,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            media_token=args.media_token,
+            shard=shard,  # type: ignore[arg-type]
+            progress=not args.no_progress,
+        )
+        results.append(result)
+    if results and results[0].process_index == 0:
+        lines = [
+            f"{r.config}: {r.num_generated} answered, {r.num_resumed} resumed -> {r.output}"
+            for r in results
+        ]
+        _print(args, {"runs": [r.to_dict() for r in results]}, "\n".join(lines))
+    return EXIT_OK
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from instit.bench.score import score_file
+
+    judge = None
+    if args.format == "oe":
+        from instit.bench.judge import Judge
+
+        judge = Judge(
+            args.base_url,
+            args.judge_model,
+            api_key_env=args.api_key_env,
+            timeout=args.timeout,
+            max_retries=args.retries,
+            concurrency=args.concurrency,
+        )
+    score = score_file(
+        args.predictions, args.format, args.log, judge=judge, progress=not args.no_progress
+    )
+    payload = {"format": args.format, "log": args.log, **score.to_dict()}
+    text = score.table() + (f"\nlog: {args.log}" if args.log else "")
+    _print(args, payload, text)
+    return EXIT_OK
+
+
+def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``bench`` with its ``run`` and ``score`` verbs to an ``instit`` subparsers object."""
+    from instit.bench.judge import DEFAULT_BASE_URL
+    from instit.bench.protocol import CONFIGS, DEFAULT_JUDGE_MODEL, DEFAULT_MAX_NEW_TOKENS
+
+    bench = subparsers.add_parser(
+        "bench",
+        help="run and score Inst-It Bench",
+        description="Run a model on Inst-It Bench and score its predictions.\n\n"
+        + RUN_EXAMPLES
+        + SCORE_EXAMPLES,
+        formatter_class=_formatter,
+    )
+    verbs = bench.add_subparsers(dest="bench_command", metavar="VERB", required=True)
+
+    run = verbs.add_parser(
+        "run",
+        help="answer the bench questions with a model (resumable, multi-process)",
+        description="Answer Inst-It Bench questions; writes <output-dir>/<split>_<fmt>"
+        "_inference.json in the reference's predictions format.\n\n" + RUN_EXAMPLES,
+        formatter_class=_formatter,
+    )
+    run.add_argument("--model", help="MODULE:CALLABLE or FILE.py:CALLABLE, (media, prompt) -> str")
+    run.add_argument("--checkpoint", help="Inst-It checkpoint (hub id or folder) to load")
+    run.add_argument("--device", default="auto", help="device for --checkpoint (default auto)")
+    run.add_argument(
+        "--bench", default=None, help="local copy of the dataset repo, or a hub id (default hub)"
+    )
+    run.add_argument(
+        "--config", action="append", choices=list(CONFIGS), help="repeatable; default: all four"
+    )
+    run.add_argument("--output-dir", default="output", help="where predictions go (default output)")
+    run.add_argument("--videos-dir", default=None, help="extracted videos_vpt folder")
+    run.add_argument("--offline", action="store_true", help="use only the local hub cache")
+    run.add_argument("--batch-size", type=int, default=1)
+    run.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    run.add_argument(
+        "--media-token", action="store_true", help="prefix prompts with '<image>\\n' for callables"
+    )
+    run.add_argument(
+        "--shard", type=int, nargs=2, metavar=("INDEX", "COUNT"), help="run one shard by hand"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    run.set_defaults(handler=_cmd_run)
+
+    score = verbs.add_parser(
+        "score",
+        help="score predictions (multiple choice, or open-ended with a judge)",
+        description="Score a predictions file like the reference evaluate.py and write its "
+        "evaluation log.\nThe judge's API key is read from an environment variable only.\n\n"
+        + SCORE_EXAMPLES,
+        formatter_class=_formatter,
+    )
+    score.add_argument("predictions", help="predictions JSON (reference format)")
+    score.add_argument("--format", required=True, choices=["mc", "oe"])
+    score.add_argument("--log", help="evaluation log JSON to write (reference field names)")
+    score.add_argument(
+        "--base-url", default=None, help=f"OpenAI-compatible API root (default {DEFAULT_BASE_URL})"
+    )
+    score.add_argument("--judge-model", default=DEFAULT_JUDGE_MODEL)
+    score.add_argument("--api-key-env", default="OPENAI_API_KEY", help="variable with the key")
+    score.add_argument("--concurrency", type=int, default=8, help="requests in flight")
+    score.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    score.add_argument("--retries", type=int, default=4, help="retries per item (backoff)")
+    score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    score.add_argument("--json", action="store_true", help="print the scores as JSON")
+    score.set_defaults(handler=_cmd_score)
+    return bench
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``bench run`` / ``bench score`` standalone (``argv`` without the ``bench`` word)."""
+    parser = argparse.ArgumentParser(prog="instit", formatter_class=_formatter)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_bench_parser(subparsers)
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.handler(args))
+    except (InstitValueError, InstitTypeError) as exc:
+        print(f"instit bench {args.bench_command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InstitError as exc:
+        print(f"instit bench {args.bench_command}: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,303 @@
+"""Run a model on Inst-It Bench: batched, resumable, sharded over processes.
+
+Predictions are appended to ``<output>.part-<rank>.jsonl`` after every batch (flushed and
+synced), so a killed run loses at most the batch in flight and resumes where it stopped.  When
+every process is done, process 0 merges the parts into ``<output>`` (the reference's JSON list
+of ``question_id, question, model_prediction, ground_truth, split``, sorted by question_id) and
+removes them.  Under ``accelerate launch`` (or ``torchrun``) each process takes every
+``num_processes``-th question.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from instit.bench.data import BenchQuestion, BenchSplit
+from instit.bench.protocol import DEFAULT_MAX_NEW_TOKENS
+from instit.errors import DatasetError, InstitTypeError, InstitValueError
+
+PREDICTION_FIELDS = ("question_id", "question", "model_prediction", "ground_truth", "split")
+GenerateFn = Callable[[list[Any], list[str]], list[str]]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one :func:`run_bench` call did (in this process)."""
+
+    output: str
+    config: str
+    num_questions: int
+    num_generated: int
+    num_resumed: int
+    process_index: int
+    num_processes: int
+    merged: bool
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The result as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+# -- model adapters ------------------------------------------------------------------------------
+
+
+def as_generate_fn(
+    model: Any, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0
+) -> GenerateFn:
+    """Turn a model into ``fn(media_list, prompt_list) -> answers``.
+
+    An object with a batched ``generate(media, prompts, *, max_new_tokens, temperature,
+    progress)`` method (an :class:`instit.InstIt`) is called once per batch; any other callable
+    ``(media, prompt) -> str`` is called once per question.
+    """
+    generate = getattr(model, "generate", None)
+    if callable(generate) and not isinstance(model, type):
+
+        def batched(media: list[Any], prompts: list[str]) -> list[str]:
+            return list(
+                generate(
+                    media,
+                    prompts,
+                    max_new_tokens=max_new_tokens,
+                    temperature=temperature,
+                    progress=False,
+                )
+            )
+
+        return batched
+    if callable(model):
+        return lambda media, prompts: [model(m, p) for m, p in zip(media, prompts, strict=True)]
+    raise InstitTypeError(
+        f"a bench model must be callable as model(media, prompt) -> str or have a batched "
+        f".generate(media, prompts, ...) method; got {type(model).__name__}"
+    )
+
+
+# -- process topology ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Topology:
+    index: int
+    count: int
+    barrier: Callable[[], None]
+
+
+def _topology(shard: tuple[int, int] | None) -> _Topology:
+    if shard is not None:
+        index, count = shard
+        if count < 1 or not 0 <= index < count:
+            raise InstitValueError(
+                f"shard={shard} is invalid: use (index, count) with 0 <= index < count"
+            )
+        return _Topology(index, count, lambda: None)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        return _Topology(state.process_index, state.num_processes, state.wait_for_everyone)
+    return _Topology(0, 1, lambda: None)
+
+
+# -- prediction files ----------------------------------------------------------------------------
+
+
+def _part_path(output: Path, index: int) -> Path:
+    return output.with_name(f"{output.name}.part-{index}.jsonl")
+
+
+def _part_files(output: Path) -> list[Path]:
+    return sorted(output.parent.glob(f"{output.name}.part-*.jsonl"))
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                return  # a line cut by a kill: its question is simply asked again
+            yield json.loads(line)
+
+
+def _repair_tail(path: Path) -> None:
+    """Drop a partial last line (left by a kill mid-write) so appends start on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a predictions JSON list (the reference format) and check every record's fields."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"predictions file {path} does not exist: check the path") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"predictions file {path} is not valid JSON ({exc})") from exc
+    if not isinstance(data, list):
+        raise DatasetError(
+            f"predictions file {path} must hold a JSON list of prediction objects "
+            "(question_id, question, model_prediction, ground_truth, split)"
+        )
+    for i, record in enumerate(data):
+        for name in PREDICTION_FIELDS[:4]:
+            if not isinstance(record, dict) or name not in record:
+                qid = record.get("question_id") if isinstance(record, dict) else None
+                raise DatasetError(
+                    f"{path}: record {i} (question_id {qid!r}) lacks the field {name!r}: "
+                    "write predictions in the reference format"
+                )
+    return data
+
+
+def _done(output: Path) -> dict[Any, dict[str, Any]]:
+    done: dict[Any, dict[str, Any]] = {}
+    if output.exists():
+        for record in read_predictions(output):
+            done[record["question_id"]] = record
+    for part in _part_files(output):
+        for record in _read_jsonl(part):
+            done.setdefault(record["question_id"], record)
+    return done
+
+
+def merge_predictions(output: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Merge ``<output>.part-*.jsonl`` (and an existing ``<output>``) into ``<output>``.
+
+    Duplicates (same question_id) are kept once; the list is sorted by question_id and written
+    atomically; the part files are removed afterwards.  Returns the merged records.
+    """
+    output = Path(output)
+    records = sorted(_done(output).values(), key=lambda r: r["question_id"])
+    tmp = output.with_name(output.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(records, f, indent=4, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, output)
+    for part in _part_files(output):
+        part.unlink()
+    return records
+
+
+def _batches(items: Sequence[BenchQuestion], size: int) -> Iterator[list[BenchQuestion]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def run_bench(
+    model: Any,
+    bench: BenchSplit | Sequence[BenchQuestion],
+    output: str | os.PathLike[str],
+    *,
+    batch_size: int = 1,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    temperature: float = 0.0,
+    media_token: bool = False,
+    shard: tuple[int, int] | None = None,
+    merge: bool = True,
+    progress: bool = True,
+) -> RunResult:
+    """Answer every question of ``bench`` with ``model`` and write the predictions file.
+
+    Args:
+        model: an :class:`instit.InstIt` (batched ``generate``) or any callable
+            ``(media, prompt) -> str``; media is a PIL image, or the list of the video's frames.
+        bench: a :class:`BenchSplit` from :func:`instit.bench.load_bench` (or its questions).
+        output: predictions JSON file; questions already answered there or in its part files
+            are skipped (resume).
+        batch_size: questions per ``generate`` call.
+        media_token: put ``<image>\\n`` before the prompt text (for raw LLaVA-style callables).
+        shard: ``(index, count)`` to run one shard by hand (no merge unless ``merge``); by
+            default the topology comes from ``accelerate launch`` / ``torchrun``.
+        merge: merge the part files into ``output`` once all processes are done.
+        progress: show a tqdm bar with ETA.
+    """
+    if batch_size < 1:
+        raise InstitValueError(f"batch_size must be >= 1, got {batch_size}")
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    generate = as_generate_fn(model, max_new_tokens=max_new_tokens, temperature=temperature)
+    topo = _topology(shard)
+    questions = sorted(bench, key=lambda q: q.question_id)
+    done = _done(output)
+    mine = [
+        q
+        for i, q in enumerate(questions)
+        if i % topo.count == topo.index and q.question_id not in done
+    ]
+    resumed = sum(1 for i, q in enumerate(questions) if i % topo.count == topo.index) - len(mine)
+    part = _part_path(output, topo.index)
+    _repair_tail(part)
+    config = getattr(bench, "config", questions[0].split if questions else "")
+    bar = tqdm(
+        total=len(mine),
+        desc=f"{config} [{topo.index + 1}/{topo.count}]" if topo.count > 1 else config,
+        disable=not progress,
+        position=topo.index,
+        unit="q",
+    )
+    with bar, open(part, "a", encoding="utf-8") as out:
+        for batch in _batches(mine, batch_size):
+            media = [q.load_media() for q in batch]
+            prompts = [q.prompt(media_token=media_token) for q in batch]
+            answers = generate(media, prompts)
+            if len(answers) != len(batch):
+                raise InstitTypeError(
+                    f"the model returned {len(answers)} answers for {len(batch)} prompts: "
+                    "return one string per prompt"
+                )
+            for q, answer in zip(batch, answers, strict=True):
+                if not isinstance(answer, str):
+                    raise InstitTypeError(
+                        f"the model returned {type(answer).__name__} for question "
+                        f"{q.question_id!r}: return the answer text as a str"
+                    )
+                record = {
+                    "question_id": q.question_id,
+                    "question": q.question,
+                    "model_prediction": answer.strip(),
+                    "ground_truth": q.answer,
+                    "split": q.split,
+                }
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+            bar.update(len(batch))
+    topo.barrier()  # every process has written its part
+    merged = False
+    if merge and topo.index == 0 and shard is None:
+        merge_predictions(output)
+        merged = True
+    elif merge and shard is not None and {q.question_id for q in questions} <= set(_done(output)):
+        merge_predictions(output)  # the last manual shard to finish merges
+        merged = True
+    topo.barrier()  # nobody returns before the merged file exists
+    return RunResult(
+        output=str(output),
+        config=str(config),
+        num_questions=len(questions),
+        num_generated=len(mine),
+        num_resumed=resumed,
+        process_index=topo.index,
+        num_processes=topo.count,
+        merged=merged,
+        seconds=round(time.perf_counter() - started, 3),
+    )
