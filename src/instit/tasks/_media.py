@@ -1,0 +1,246 @@
+"""Turn what a user passes to ``ask`` / ``describe_instances`` into what the model sees.
+
+One media item is an image (PIL image, ``HxW[xC]`` array, image file) or a video (``Video``,
+``TxHxWxC`` array, a list of frames, a video file or a folder of frames).  With instances, the
+marks are drawn first (``marks="draw"``) unless the media already shows them (``marks="as_is"``);
+either way the instances' IDs are what answers are checked against.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from instit.errors import InstitTypeError, InstitValueError, MediaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterator
+
+    from PIL import Image
+
+MarksMode = Literal["draw", "as_is"]
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
+)
+_MARKS_MODES = ("draw", "as_is")
+
+
+@runtime_checkable
+class GenerativeModel(Protocol):
+    """What :func:`~instit.tasks.ask` and :func:`~instit.tasks.describe_instances` need from a
+    model; :class:`instit.InstIt` implements it.
+
+    ``media`` items are PIL images (an image), lists of PIL images (the frames of a video), or
+    what ``encode_media`` returned for one of those.  ``prompts`` are the user turns; the model
+    applies its conversation template.
+    """
+
+    def generate(
+        self,
+        media: list[Any],
+        prompts: list[str],
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        progress: bool,
+    ) -> list[str]:
+        """One reply per ``(media[i], prompts[i])`` pair, generated as a batch."""
+        ...
+
+    def stream(
+        self, media: Any, prompt: str, *, max_new_tokens: int, temperature: float
+    ) -> Iterator[str]:
+        """The reply to one prompt, as text chunks while it is generated."""
+        ...
+
+    def encode_media(self, media: Any) -> Any:
+        """Encode one media item once, for several prompts about it."""
+        ...
+
+
+@dataclass
+class Prepared:
+    """One media item, ready for the model.
+
+    Attributes:
+        model_input: What goes to ``generate``: a PIL image, or the list of PIL frames.
+        shown: What the result shows the user (the marked image, frames, or ``Video``).
+        kind: ``"image"`` or ``"video"``.
+        num_frames: 1 for an image.
+        timestamps: Seconds of each frame, when known.
+        known_ids: The instance IDs on the media (``None``: not known, nothing is checked).
+        frame_ids: For a video with tracks, the IDs visible in each frame.
+        frame_names: File names of the frames when the video came from files.
+    """
+
+    model_input: Any
+    shown: Any
+    kind: Literal["image", "video"]
+    num_frames: int
+    timestamps: list[float] | None
+    known_ids: list[int] | None
+    frame_ids: list[list[int]] | None = None
+    frame_names: list[str] | None = None
+
+
+def check_model(model: object) -> None:
+    """Raise a clear error when ``model`` cannot generate text."""
+    if not callable(getattr(model, "generate", None)):
+        raise InstitTypeError(
+            f"model must be an instit.InstIt (or provide generate(media, prompts, ...)); got "
+            f"{type(model).__name__}; load one with instit.InstIt.from_pretrained(...)"
+        )
+
+
+def check_marks(marks: str) -> None:
+    """Raise a clear error for an unknown ``marks`` mode."""
+    if marks not in _MARKS_MODES:
+        raise InstitValueError(
+            f"marks={marks!r} is not a mode; pass marks='draw' (draw the instances' marks) or "
+            "marks='as_is' (the media already shows them)"
+        )
+
+
+def is_video_like(media: object) -> bool:
+    """Whether ``media`` is a video (rather than one image) by its type alone."""
+    import numpy as np
+
+    if hasattr(media, "frames") and hasattr(media, "timestamps"):
+        return True
+    if isinstance(media, np.ndarray):
+        return media.ndim == 4
+    if isinstance(media, (list, tuple)):
+        return True
+    if isinstance(media, (str, os.PathLike)):
+        path = Path(os.fspath(media))
+        return path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES
+    return False
+
+
+def prepare(
+    media: Any,
+    instances: Any = None,
+    *,
+    marks: MarksMode = "draw",
+    style: Any = None,
+) -> Prepared:
+    """Load ``media``, draw the marks of ``instances`` on it (``marks="draw"``), collect IDs."""
+    check_marks(marks)
+    if media is None:
+        raise InstitTypeError(
+            "media is None; pass an image (PIL image, array, file path) or a video (Video, "
+            "list of frames, video file, frame folder)"
+        )
+    if is_video_like(media):
+        return _prepare_video(media, instances, marks=marks, style=style)
+    return _prepare_image(media, instances, marks=marks, style=style)
+
+
+def _prepare_image(media: Any, instances: Any, *, marks: MarksMode, style: Any) -> Prepared:
+    from instit.media import load_image
+
+    image = load_image(media)
+    known: list[int] | None = None
+    if instances is not None:
+        from instit.instances import Instances
+
+        coerced = Instances.coerce(instances, image_size=image.size)
+        known = [int(i) for i in coerced.ids]
+        if marks == "draw":
+            from instit.marks import draw_marks
+
+            image = draw_marks(image, coerced, style=style)
+    return Prepared(image, image, "image", 1, None, known)
+
+
+def _prepare_video(media: Any, instances: Any, *, marks: MarksMode, style: Any) -> Prepared:
+    video = _as_video(media)
+    frames: list[Image.Image] = list(video.frames) if video is not None else _frames(media)
+    if not frames:
+        raise MediaError("the video has no frames; pass at least one frame")
+    timestamps = _timestamps(video, len(frames))
+    frame_names = _frame_names(media, video, len(frames))
+    known: list[int] | None = None
+    frame_ids: list[list[int]] | None = None
+    shown: Any = video if video is not None else frames
+    if instances is not None:
+        tracks = _as_tracks(instances)
+        known = [int(i) for i in tracks.ids]
+        frame_ids = [[int(i) for i in tracks.at(t).ids] for t in range(len(frames))]
+        if marks == "draw":
+            if video is not None:
+                shown = video.with_marks(tracks, style=style)
+                frames = list(shown.frames)
+            else:
+                from instit.marks import draw_marks_frames
+
+                frames = draw_marks_frames(frames, tracks, style=style)
+                shown = frames
+    return Prepared(frames, shown, "video", len(frames), timestamps, known, frame_ids, frame_names)
+
+
+def _as_video(media: Any) -> Any:
+    """A ``Video`` for a ``Video``, a video file or a frame folder; ``None`` for frame lists."""
+    if hasattr(media, "frames") and hasattr(media, "timestamps"):
+        return media
+    if isinstance(media, (str, os.PathLike)):
+        from instit.video import load_video
+
+        return load_video(media)
+    return None
+
+
+def _frames(media: Any) -> list[Image.Image]:
+    """A list of frames, or a ``TxHxWxC`` array, as RGB PIL images."""
+    from instit.media import load_image
+
+    return [load_image(frame) for frame in media]
+
+
+def _timestamps(video: Any, count: int) -> list[float] | None:
+    values = getattr(video, "timestamps", None) if video is not None else None
+    if values is None:
+        return None
+    out = [float(v) for v in values]
+    return out if len(out) == count else None
+
+
+def _frame_names(media: Any, video: Any, count: int) -> list[str] | None:
+    paths = getattr(video, "paths", None) if video is not None else None
+    if (
+        paths is None
+        and isinstance(media, (list, tuple))
+        and all(isinstance(m, (str, os.PathLike)) for m in media)
+    ):
+        paths = list(media)
+    if paths is None or len(paths) != count:
+        return None
+    return [Path(os.fspath(p)).name for p in paths]
+
+
+def _as_tracks(instances: Any) -> Any:
+    from instit.instances import Tracks
+
+    if isinstance(instances, Tracks):
+        return instances
+    coerce = getattr(Tracks, "coerce", None)
+    if coerce is None:
+        raise InstitTypeError(
+            f"instances for a video must be an instit.Tracks, got {type(instances).__name__}; "
+            "build one with instit.Tracks(...)"
+        )
+    return coerce(instances)
+
+
+def broadcast(values: Sequence[Any], count: int, what: str) -> list[Any]:
+    """``values`` repeated to ``count`` when it has one entry; it must otherwise have ``count``."""
+    if len(values) == count:
+        return list(values)
+    if len(values) == 1:
+        return list(values) * count
+    raise InstitValueError(
+        f"got {len(values)} {what} for {count} items; pass one (used for all) or {count}"
+    )

@@ -1,0 +1,270 @@
+"""Ask an Inst-It model questions about marked images and videos, get parsed answers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, overload
+
+from instit.errors import InstitError, InstitTypeError, InstitValueError
+from instit.results import Answer, AnswerStream
+from instit.tasks._media import MarksMode, Prepared, check_model, prepare
+
+__all__ = ["ask", "ask_many"]
+
+
+@overload
+def ask(
+    model: Any,
+    media: Any,
+    question: str,
+    *,
+    instances: Any = ...,
+    marks: MarksMode = ...,
+    max_new_tokens: int = ...,
+    temperature: float = ...,
+    stream: bool = ...,
+    style: Any = ...,
+    progress: bool = ...,
+) -> Answer | AnswerStream: ...
+@overload
+def ask(
+    model: Any,
+    media: Any,
+    question: Sequence[str],
+    *,
+    instances: Any = ...,
+    marks: MarksMode = ...,
+    max_new_tokens: int = ...,
+    temperature: float = ...,
+    stream: bool = ...,
+    style: Any = ...,
+    progress: bool = ...,
+) -> list[Answer]: ...
+
+
+def ask(
+    model: Any,
+    media: Any,
+    question: str | Sequence[str],
+    *,
+    instances: Any = None,
+    marks: MarksMode = "draw",
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    stream: bool = False,
+    style: Any = None,
+    progress: bool = False,
+) -> Answer | AnswerStream | list[Answer]:
+    """Ask ``model`` about one image or video; parse the ``[ID]`` / ``<t>`` references it uses.
+
+    Args:
+        model: An :class:`instit.InstIt` (anything with ``generate`` / ``stream`` /
+            ``encode_media``, see :class:`~instit.tasks.GenerativeModel`).
+        media: One image (PIL image, ``HxW[xC]`` array, image file) or one video (``Video``,
+            ``TxHxWxC`` array, a **list of frames**, a video file or a folder of frames).  To ask
+            about several media at once use :func:`ask_many`.
+        question: A question, or a list of questions (one batched generation; the media is
+            encoded once for all of them).  Refer to instances as ``[ID]`` and frames as ``<t>``.
+        instances: The instances on the media (``Instances`` / anything ``Instances.coerce``
+            takes for an image, ``Tracks`` for a video).  With ``marks="draw"`` their marks are
+            drawn before the model sees the media; either way answers are checked against
+            their IDs (``Answer.unknown_ids``).
+        marks: ``"draw"`` (default) draws the instances' marks; ``"as_is"`` sends the media
+            unchanged because it already shows the marks.
+        max_new_tokens: Most tokens generated per answer.
+        temperature: 0 for greedy decoding (default), above 0 to sample.
+        stream: Return an :class:`~instit.results.AnswerStream` that yields text chunks as
+            they are generated, then gives the parsed answer (single question only).
+        style: A mark style for ``draw_marks`` (``None``: the Inst-It look).
+        progress: Show a progress bar while a batch generates.
+
+    Returns:
+        An :class:`~instit.results.Answer` for one question, a list of them for a list of
+        questions, or an :class:`~instit.results.AnswerStream` with ``stream=True``.
+
+    Example:
+        >>> answer = instit.tasks.ask(model, image, "What is [1] holding?", instances=masks)
+        >>> answer.text, answer.instance_ids, answer.unknown_ids
+    """
+    check_model(model)
+    questions = _questions(question)
+    _check_generation(max_new_tokens, temperature)
+    prepared = prepare(media, instances, marks=marks, style=style)
+    if stream:
+        if not isinstance(question, str):
+            raise InstitValueError(
+                "stream=True answers one question at a time; pass a single question str, or "
+                "stream=False for a list of questions"
+            )
+        if not callable(getattr(model, "stream", None)):
+            raise InstitTypeError(
+                f"{type(model).__name__} cannot stream (no stream() method); pass stream=False"
+            )
+        chunks = model.stream(
+            prepared.model_input, question, max_new_tokens=max_new_tokens, temperature=temperature
+        )
+        return AnswerStream(iter(chunks), lambda text: make_answer(text, question, prepared))
+    texts = generate_for(
+        model,
+        [prepared] * len(questions),
+        questions,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        progress=progress,
+    )
+    answers = [make_answer(t, q, prepared) for t, q in zip(texts, questions, strict=True)]
+    return answers[0] if isinstance(question, str) else answers
+
+
+def ask_many(
+    model: Any,
+    media: Sequence[Any],
+    questions: str | Sequence[str],
+    *,
+    instances: Sequence[Any] | None = None,
+    marks: MarksMode = "draw",
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    style: Any = None,
+    progress: bool = True,
+) -> list[Answer]:
+    """Ask about several media in one batched generation.
+
+    Args:
+        model: An :class:`instit.InstIt`.
+        media: A list of media items, each one image or one video as :func:`ask` takes them
+            (a video given as frames is a list inside this list).
+        questions: One question for every item, or one question per item.
+        instances: ``None``, or one entry per media item (each ``None`` or that item's
+            instances / tracks).
+        marks, max_new_tokens, temperature, style, progress: As for :func:`ask`.
+
+    Returns:
+        One :class:`~instit.results.Answer` per media item, in order.  A media object that
+        appears several times (with the same instances) is prepared and encoded once.
+    """
+    check_model(model)
+    if isinstance(media, (str, bytes)) or not isinstance(media, Sequence) or not media:
+        raise InstitTypeError(
+            "ask_many() needs a non-empty list of media items; for one image or video use ask()"
+        )
+    count = len(media)
+    question_list = _questions(questions)
+    if len(question_list) == 1:
+        question_list *= count
+    elif len(question_list) != count:
+        raise InstitValueError(
+            f"got {len(question_list)} questions for {count} media items; pass one question "
+            f"for all or {count}"
+        )
+    if instances is None:
+        instance_list: list[Any] = [None] * count
+    elif isinstance(instances, Sequence) and len(instances) == count:
+        instance_list = list(instances)
+    else:
+        raise InstitValueError(
+            f"instances must be None or a list with one entry per media item ({count}); "
+            "use None entries for media without instances"
+        )
+    _check_generation(max_new_tokens, temperature)
+    cache: dict[tuple[int, int], Prepared] = {}
+    prepared = []
+    for item, item_instances in zip(media, instance_list, strict=True):
+        key = (id(item), id(item_instances))
+        if key not in cache:
+            cache[key] = prepare(item, item_instances, marks=marks, style=style)
+        prepared.append(cache[key])
+    texts = generate_for(
+        model,
+        prepared,
+        question_list,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        progress=progress,
+    )
+    return [make_answer(t, q, p) for t, q, p in zip(texts, question_list, prepared, strict=True)]
+
+
+def make_answer(text: str, question: str, prepared: Prepared) -> Answer:
+    """Parse ``text`` into an :class:`Answer` checked against ``prepared``'s IDs and frames."""
+    return Answer.parse(
+        text,
+        question,
+        known_ids=prepared.known_ids,
+        num_frames=prepared.num_frames,
+        timestamps=prepared.timestamps,
+        media=prepared.shown,
+    )
+
+
+def generate_for(
+    model: Any,
+    prepared: Sequence[Prepared],
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    progress: bool,
+) -> list[str]:
+    """One batched ``generate`` for ``(prepared[i], prompts[i])``; media used by several prompts
+    are encoded once (``model.encode_media``)."""
+    if not prompts:
+        return []
+    uses = Counter(id(p) for p in prepared)
+    can_encode = callable(getattr(model, "encode_media", None))
+    encoded: dict[int, Any] = {}
+    inputs = []
+    for item in prepared:
+        if can_encode and uses[id(item)] > 1:
+            if id(item) not in encoded:
+                encoded[id(item)] = model.encode_media(item.model_input)
+            inputs.append(encoded[id(item)])
+        else:
+            inputs.append(item.model_input)
+    texts = model.generate(
+        inputs,
+        list(prompts),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        progress=progress,
+    )
+    if not isinstance(texts, list) or len(texts) != len(prompts):
+        raise InstitError(
+            f"{type(model).__name__}.generate returned {type(texts).__name__} of "
+            f"{len(texts) if hasattr(texts, '__len__') else '?'} items for {len(prompts)} "
+            "prompts; it must return one str per prompt"
+        )
+    return [str(t) for t in texts]
+
+
+def _questions(question: str | Sequence[str]) -> list[str]:
+    values = [question] if isinstance(question, str) else question
+    if not isinstance(values, Sequence) or isinstance(values, bytes):
+        raise InstitTypeError(
+            f"question must be a str or a list of str, got {type(question).__name__}"
+        )
+    values = list(values)
+    if not values:
+        raise InstitValueError("got an empty list of questions; pass at least one question")
+    for value in values:
+        if not isinstance(value, str):
+            raise InstitTypeError(
+                f"every question must be a str, got {type(value).__name__} ({value!r})"
+            )
+        if not value.strip():
+            raise InstitValueError("a question is empty; pass the text to ask")
+    return values
+
+
+def _check_generation(max_new_tokens: int, temperature: float) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise InstitTypeError(f"max_new_tokens must be an int, got {max_new_tokens!r}")
+    if max_new_tokens <= 0:
+        raise InstitValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise InstitTypeError(f"temperature must be a number, got {temperature!r}")
+    if not temperature >= 0:
+        raise InstitValueError(
+            f"temperature must be >= 0 (0 = greedy), got {temperature}; pass e.g. 0.0 or 0.7"
+        )
