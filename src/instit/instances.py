@@ -1,0 +1,1268 @@
+"""Which things are in an image, and which numeric ID each one carries.
+
+:class:`Instances` holds the instances of one image (all of one *kind*: masks, boxes, polygons
+or points) with their IDs -- the numbers that Set-of-Marks prompts show on the image and that
+the text refers to as ``[1]``, ``[3]``.  :class:`Tracks` holds one :class:`Instances` per video
+frame, sharing IDs across frames.
+
+Coordinates are pixels, ``x`` to the right and ``y`` down.  Boxes are ``(x0, y0, x1, y1)``
+corners; the box derived from a mask covers whole pixels, so a mask whose pixels span columns
+3..5 has ``x0 = 3, x1 = 6`` (COCO's convention, ``x1 = x + w``).  Polygon vertices use OpenCV's
+convention (pixel centres at integer coordinates), and the box of a polygon is the extent of its
+vertices.
+
+Geometry that leaves the image is clipped with a :class:`GeometryWarning` (boxes, polygon
+boxes) or refused (points); everything else that is wrong raises
+:class:`~instit.errors.InstancesError` (or :class:`~instit.errors.InstitTypeError` for a wrong
+type) naming the instance ID.  Inputs are always copied; arrays handed out are read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from instit.errors import DependencyError, InstancesError, InstitTypeError
+
+if TYPE_CHECKING:
+    import supervision as sv
+
+Kind = Literal["mask", "box", "polygon", "point"]
+KINDS: tuple[str, ...] = ("mask", "box", "polygon", "point")
+_FORMAT_VERSION = 1
+
+
+class GeometryWarning(UserWarning):
+    """Geometry was changed to fit the image (for example a box clipped at the image border)."""
+
+
+class UnknownIdError(InstancesError, KeyError):
+    """An instance ID that is not present was asked for (also a :class:`KeyError`)."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+# -- small validators ------------------------------------------------------------------------
+
+
+def _parse_id(value: object, what: str = "instance id") -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise InstitTypeError(
+            f"{what} {value!r} is a {type(value).__name__}; IDs must be positive integers "
+            "such as 1, 2, 3 (the numbers shown on the marks)"
+        )
+    number = int(value)
+    if number <= 0:
+        raise InstancesError(
+            f"{what} {number} is not positive; IDs must be positive integers such as 1, 2, 3"
+        )
+    return number
+
+
+def _parse_ids(ids: object, count: int, what: str) -> tuple[int, ...]:
+    """Validate ``ids`` for ``count`` geometries (default ``1..count``)."""
+    if ids is None:
+        return tuple(range(1, count + 1))
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise InstancesError(f"ids must be one-dimensional, got shape {ids.shape}")
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise InstitTypeError(
+            f"ids must be a sequence of positive integers, got {type(ids).__name__}"
+        )
+    values = list(ids)
+    if len(values) != count:
+        raise InstancesError(
+            f"got {len(values)} ids for {count} {what}; pass exactly one ID per {what[:-1]}"
+        )
+    parsed: list[int] = []
+    seen: set[int] = set()
+    for value in values:
+        number = _parse_id(value)
+        if number in seen:
+            raise InstancesError(
+                f"instance id {number} appears more than once; IDs must be unique per image"
+            )
+        seen.add(number)
+        parsed.append(number)
+    return tuple(parsed)
+
+
+def _parse_image_size(size: object, *, required: bool = False) -> tuple[int, int] | None:
+    if size is None:
+        if required:
+            raise InstitTypeError("image_size is required: pass (width, height) of the image")
+        return None
+    if isinstance(size, np.ndarray):
+        size = size.tolist()
+    if not isinstance(size, Sequence) or isinstance(size, str) or len(size) != 2:
+        raise InstitTypeError(f"image_size must be a (width, height) pair, got {size!r}")
+    width, height = size
+    for value in (width, height):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise InstitTypeError(f"image_size must hold two integers, got {size!r}")
+    if width <= 0 or height <= 0:
+        raise InstancesError(f"image_size {tuple(size)} must be positive (width, height)")
+    return int(width), int(height)
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _fmt(values: Iterable[float]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
+def _float_rows(data: object, width: int, what: str) -> np.ndarray:
+    """``data`` as a new ``(N, width)`` float64 array (an empty sequence gives ``(0, width)``)."""
+    try:
+        array = np.array(data, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InstitTypeError(
+            f"{what} must be a (N, {width}) array of numbers, could not convert: {exc}"
+        ) from exc
+    if array.size == 0:
+        return np.zeros((0, width), dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != width:
+        raise InstancesError(f"{what} must have shape (N, {width}), got {array.shape}")
+    return array
+
+
+# -- COCO run-length encoding ----------------------------------------------------------------
+
+
+def _runs(mask: np.ndarray) -> list[int]:
+    """Column-major run lengths, starting with a (possibly empty) run of zeros."""
+    flat = mask.ravel(order="F")
+    if flat.size == 0:
+        return []
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], change, [flat.size]))
+    runs = np.diff(bounds).tolist()
+    return [0, *runs] if flat[0] else runs
+
+
+def _counts_to_string(counts: Sequence[int]) -> str:
+    """COCO's compressed counts: deltas (from the 3rd run) in 5-bit groups, ASCII 48..111."""
+    chars: list[str] = []
+    for index, count in enumerate(counts):
+        value = count - counts[index - 2] if index > 2 else count
+        more = True
+        while more:
+            group = value & 0x1F
+            value >>= 5
+            more = value != -1 if group & 0x10 else value != 0
+            if more:
+                group |= 0x20
+            chars.append(chr(group + 48))
+    return "".join(chars)
+
+
+def _string_to_counts(text: str) -> list[int]:
+    counts: list[int] = []
+    position = 0
+    while position < len(text):
+        value = 0
+        shift = 0
+        more = True
+        while more:
+            if position >= len(text):
+                raise ValueError("the string ends in the middle of a number")
+            group = ord(text[position]) - 48
+            if not 0 <= group < 64:
+                raise ValueError(f"character {text[position]!r} is not a COCO RLE character")
+            value |= (group & 0x1F) << shift
+            more = bool(group & 0x20)
+            position += 1
+            shift += 5
+            if not more and group & 0x10:
+                value |= -1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def encode_rle(mask: np.ndarray, *, compressed: bool = True) -> dict[str, Any]:
+    """Encode an ``HxW`` mask as a COCO RLE dict ``{"size": [h, w], "counts": ...}``.
+
+    ``counts`` is COCO's compressed string when ``compressed`` (what pycocotools writes to
+    JSON), else the list of column-major run lengths, starting with a run of zeros.
+    """
+    array = np.asarray(mask)
+    if array.ndim != 2:
+        raise InstancesError(f"an RLE mask must be two-dimensional (HxW), got {array.shape}")
+    runs = _runs(array.astype(bool, copy=False))
+    counts: str | list[int] = _counts_to_string(runs) if compressed else runs
+    return {"size": [int(array.shape[0]), int(array.shape[1])], "counts": counts}
+
+
+def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
+    """Decode a COCO RLE dict (compressed string, bytes, or list counts) to an ``HxW`` bool mask."""
+    if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
+        raise InstancesError(
+            'an RLE must be a dict with "size": [height, width] and "counts"; '
+            f"got {type(rle).__name__}"
+        )
+    size = rle["size"]
+    if (
+        not isinstance(size, Sequence)
+        or len(size) != 2
+        or not all(isinstance(v, numbers.Integral) and v >= 0 for v in size)
+    ):
+        raise InstancesError(f'RLE "size" must be [height, width] integers, got {size!r}')
+    height, width = int(size[0]), int(size[1])
+    raw = rle["counts"]
+    if isinstance(raw, bytes):
+        raw = raw.decode("ascii", errors="replace")
+    if isinstance(raw, str):
+        try:
+            counts = _string_to_counts(raw)
+        except ValueError as exc:
+            raise InstancesError(f'RLE "counts" string is corrupt: {exc}') from exc
+    elif isinstance(raw, Sequence):
+        if not all(isinstance(v, numbers.Integral) for v in raw):
+            raise InstancesError('RLE "counts" list must hold integers')
+        counts = [int(v) for v in raw]
+    else:
+        raise InstancesError(f'RLE "counts" must be a string or a list, got {type(raw).__name__}')
+    runs = np.asarray(counts, dtype=np.int64)
+    if (runs < 0).any():
+        raise InstancesError('RLE "counts" holds a negative run length; the RLE is corrupt')
+    if int(runs.sum()) != height * width:
+        raise InstancesError(
+            f'RLE "counts" cover {int(runs.sum())} pixels but "size" {height}x{width} has '
+            f"{height * width}; the RLE does not belong to this size"
+        )
+    values = (np.arange(runs.size) % 2).astype(bool)
+    flat = np.repeat(values, runs)
+    return np.ascontiguousarray(flat.reshape(width, height).T)
+
+
+# -- polygons --------------------------------------------------------------------------------
+
+
+def _parse_ring(data: object, instance_id: int) -> np.ndarray:
+    try:
+        ring = np.array(data, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InstitTypeError(
+            f"instance {instance_id}: polygon ring is not an array of numbers ({exc})"
+        ) from exc
+    if ring.ndim == 1 and ring.size % 2 == 0:  # COCO flat [x0, y0, x1, y1, ...]
+        ring = ring.reshape(-1, 2)
+    if ring.ndim != 2 or ring.shape[1] != 2:
+        raise InstancesError(
+            f"instance {instance_id}: polygon ring has shape {ring.shape}; pass (K, 2) "
+            "points or a flat [x0, y0, x1, y1, ...] list"
+        )
+    if ring.shape[0] < 3:
+        raise InstancesError(
+            f"instance {instance_id}: polygon ring has {ring.shape[0]} points; a polygon "
+            "needs at least 3 (use from_points for single points)"
+        )
+    if not np.isfinite(ring).all():
+        raise InstancesError(f"instance {instance_id}: polygon contains NaN or infinity")
+    x, y = ring[:, 0], ring[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    if area == 0.0:
+        raise InstancesError(
+            f"instance {instance_id}: polygon ring has zero area (all points on a line); "
+            "drop it or pass a real outline"
+        )
+    return ring
+
+
+def _parse_polygon(data: object, instance_id: int) -> list[np.ndarray]:
+    """One polygon: a single ring ((K, 2) or flat) or a list of rings."""
+    try:
+        array = np.array(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None  # ragged: a list of rings of different lengths
+    if array is not None and (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 2)):
+        return [_parse_ring(array, instance_id)]
+    if isinstance(data, np.ndarray) and data.ndim == 3:
+        return [_parse_ring(ring, instance_id) for ring in data]
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise InstitTypeError(
+            f"instance {instance_id}: a polygon must be a (K, 2) array or a list of rings, "
+            f"got {type(data).__name__}"
+        )
+    rings = [_parse_ring(ring, instance_id) for ring in data]
+    if not rings:
+        raise InstancesError(f"instance {instance_id}: polygon has no rings")
+    return rings
+
+
+def _rasterise(rings: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
+    """Fill ``rings`` (even-odd, so inner rings are holes) into a new ``HxW`` bool mask."""
+    import cv2
+
+    canvas = np.zeros((height, width), dtype=np.uint8)
+    fixed = [np.rint(ring * 16).astype(np.int32).reshape(-1, 1, 2) for ring in rings]
+    cv2.fillPoly(canvas, fixed, 1, lineType=cv2.LINE_8, shift=4)
+    return canvas.astype(bool)
+
+
+def _contours(mask: np.ndarray, box: np.ndarray) -> list[np.ndarray]:
+    """Outer and hole outlines of ``mask`` (OpenCV convention), cropped to ``box`` for speed."""
+    import cv2
+
+    x0, y0, x1, y1 = (int(v) for v in box)
+    crop = np.zeros((y1 - y0 + 2, x1 - x0 + 2), dtype=np.uint8)  # 1-pixel zero border
+    crop[1:-1, 1:-1] = mask[y0:y1, x0:x1]
+    found, _ = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    offset = np.array([x0 - 1, y0 - 1], dtype=np.float64)
+    return [_readonly(c.reshape(-1, 2).astype(np.float64) + offset) for c in found]
+
+
+def _mask_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tight pixel-edge boxes of ``(N, H, W)`` masks and a "non-empty" flag per mask."""
+    count, height, width = masks.shape
+    rows = masks.any(axis=2)
+    cols = masks.any(axis=1)
+    nonempty = rows.any(axis=1)
+    boxes = np.zeros((count, 4), dtype=np.float64)
+    if count:
+        boxes[:, 0] = cols.argmax(axis=1)
+        boxes[:, 1] = rows.argmax(axis=1)
+        boxes[:, 2] = width - cols[:, ::-1].argmax(axis=1)
+        boxes[:, 3] = height - rows[:, ::-1].argmax(axis=1)
+    return boxes, nonempty
+
+
+def _mask_to_bool(masks: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
+    """A new bool copy of ``(N, H, W)`` masks (or one ``HxW`` mask, ``ids`` of length 1).
+
+    bool is used as it is, integers count non-zero as inside, floats must be exactly 0 or 1.
+    """
+    if masks.dtype == np.bool_:
+        return masks.copy()
+    if np.issubdtype(masks.dtype, np.integer):
+        return masks != 0
+    if np.issubdtype(masks.dtype, np.floating):
+        invalid = (masks != 0) & (masks != 1)
+        if invalid.any():
+            per_mask = invalid.reshape(len(ids), -1).any(axis=1) if masks.ndim == 3 else [True]
+            bad = ids[int(np.flatnonzero(per_mask)[0])]
+            raise InstancesError(
+                f"instance {bad}: float mask holds values other than 0 and 1 "
+                "(probabilities or logits?); threshold it first, e.g. mask > 0.5"
+            )
+        return masks == 1
+    raise InstitTypeError(
+        f"instance {ids[0] if ids else '?'}: mask has dtype {masks.dtype}; pass bool or 0/1 numbers"
+    )
+
+
+def _import_supervision() -> Any:
+    try:
+        import supervision
+    except ImportError as exc:
+        raise DependencyError(
+            "this needs the optional 'supervision' package; install it with "
+            "pip install 'instit[supervision]'"
+        ) from exc
+    return supervision
+
+
+def _is_supervision_detections(obj: object) -> bool:
+    cls = type(obj)
+    return cls.__name__ == "Detections" and cls.__module__.startswith("supervision")
+
+
+# -- one instance ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Instance:
+    """One instance of an image: its ID, kind and geometry (read-only arrays).
+
+    ``box`` is always present (derived for masks, polygons and points); ``mask`` is set for
+    masks and polygons (rasterised); ``polygon`` for polygons; ``point`` for points.
+    """
+
+    id: int
+    kind: Kind
+    box: tuple[float, float, float, float]
+    mask: np.ndarray | None = None
+    polygon: list[np.ndarray] | None = None
+    point: tuple[float, float] | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Instance):
+            return NotImplemented
+        if (self.id, self.kind, self.box, self.point) != (
+            other.id,
+            other.kind,
+            other.box,
+            other.point,
+        ):
+            return False
+        if (self.mask is None) != (other.mask is None) or (
+            self.mask is not None and not np.array_equal(self.mask, other.mask)
+        ):
+            return False
+        if self.polygon is None or other.polygon is None:
+            return self.polygon is other.polygon
+        return len(self.polygon) == len(other.polygon) and all(
+            np.array_equal(a, b) for a, b in zip(self.polygon, other.polygon, strict=True)
+        )
+
+    def __repr__(self) -> str:
+        parts = [f"id={self.id}", f"kind={self.kind!r}", f"box={_fmt(self.box)}"]
+        if self.mask is not None:
+            height, width = self.mask.shape
+            parts.append(f"mask=<{width}x{height}, {int(self.mask.sum())} px>")
+        if self.polygon is not None:
+            parts.append(f"polygon=<{len(self.polygon)} ring(s)>")
+        if self.point is not None:
+            parts.append(f"point={_fmt(self.point)}")
+        return "Instance(" + ", ".join(parts) + ")"
+
+
+# -- the instances of one image --------------------------------------------------------------
+
+
+class Instances:
+    """The instances of one image, all of one kind, each with a unique positive ID.
+
+    Build with :meth:`from_masks`, :meth:`from_boxes`, :meth:`from_polygons`,
+    :meth:`from_points`, :meth:`from_rle`, :meth:`from_supervision`, :meth:`from_dict` or
+    :meth:`coerce`.  Immutable: ``len()`` counts instances, iteration yields
+    :class:`Instance` in the order the IDs were given, ``instances[id]`` looks one up by ID.
+    """
+
+    __slots__ = ("_boxes", "_ids", "_image_size", "_kind", "_masks", "_points", "_polygons")
+
+    def __init__(self) -> None:
+        raise InstitTypeError(
+            "build Instances with a constructor such as Instances.from_masks(masks), "
+            "from_boxes, from_polygons, from_points, from_rle or Instances.coerce(obj)"
+        )
+
+    @classmethod
+    def _make(
+        cls,
+        kind: str,
+        ids: tuple[int, ...],
+        image_size: tuple[int, int] | None,
+        boxes: np.ndarray,
+        *,
+        masks: np.ndarray | None = None,
+        polygons: list[list[np.ndarray]] | None = None,
+        points: np.ndarray | None = None,
+    ) -> Instances:
+        self = object.__new__(cls)
+        self._kind = kind
+        self._ids = ids
+        self._image_size = image_size
+        self._boxes = _readonly(boxes)
+        self._masks = None if masks is None else _readonly(masks)
+        self._polygons = polygons
+        self._points = None if points is None else _readonly(points)
+        return self
+
+    # -- constructors ------------------------------------------------------------------------
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int] | None = None, kind: Kind = "mask") -> Instances:
+        """No instances (of ``kind``), for an image of ``image_size`` when known."""
+        if kind not in KINDS:
+            raise InstancesError(f"kind must be one of {KINDS}, got {kind!r}")
+        size = _parse_image_size(image_size)
+        masks = None
+        if kind == "mask":
+            height, width = (size[1], size[0]) if size else (0, 0)
+            masks = np.zeros((0, height, width), dtype=bool)
+        return cls._make(
+            kind,
+            (),
+            size,
+            np.zeros((0, 4)),
+            masks=masks,
+            polygons=[] if kind == "polygon" else None,
+            points=np.zeros((0, 2)) if kind == "point" else None,
+        )
+
+    @classmethod
+    def from_masks(
+        cls,
+        masks: object,
+        ids: Iterable[int] | None = None,
+        *,
+        image_size: tuple[int, int] | None = None,
+    ) -> Instances:
+        """Instances from binary masks.
+
+        Args:
+            masks: a ``(N, H, W)`` array, a sequence of ``HxW`` arrays, or a dict
+                ``{id: HxW mask}``.  bool masks are used as they are, integer masks count
+                non-zero pixels as inside, float masks must hold only 0 and 1.
+            ids: one positive, unique ID per mask (default ``1..N``; dict keys for a dict).
+            image_size: ``(width, height)`` of the image; must match the masks when given.
+
+        Raises:
+            InstancesError: empty masks, masks of different shapes or not matching
+                ``image_size``, bad IDs.
+        """
+        if isinstance(masks, Mapping):
+            if ids is not None:
+                raise InstitTypeError("pass the IDs either as dict keys or as ids=, not both")
+            ids = list(masks.keys())
+            masks = list(masks.values())
+        size = _parse_image_size(image_size)
+        if isinstance(masks, np.ndarray):
+            if masks.ndim != 3:
+                raise InstancesError(
+                    f"masks has shape {masks.shape}; pass a (N, H, W) array or a list of HxW "
+                    "masks (wrap a single mask as [mask])"
+                )
+            items: Sequence[Any] = masks
+        elif isinstance(masks, (str, bytes)) or not isinstance(masks, Iterable):
+            raise InstitTypeError(
+                f"masks must be a (N, H, W) array, a list of HxW masks or a dict id -> mask, "
+                f"got {type(masks).__name__}"
+            )
+        else:
+            items = list(masks)
+        id_tuple = _parse_ids(ids, len(items), "masks")
+        if isinstance(masks, np.ndarray):
+            stack = _mask_to_bool(masks, id_tuple)
+            shape = masks.shape[1:]
+        else:
+            arrays = []
+            shape = None
+            for item, instance_id in zip(items, id_tuple, strict=True):
+                array = np.asarray(item)
+                if array.ndim != 2:
+                    raise InstancesError(
+                        f"instance {instance_id}: mask has shape {array.shape}; each mask must "
+                        "be two-dimensional (HxW)"
+                    )
+                if shape is None:
+                    shape = array.shape
+                elif array.shape != shape:
+                    raise InstancesError(
+                        f"instance {instance_id}: mask has shape {array.shape} but the first "
+                        f"mask has {shape}; all masks of an image must have the image's size"
+                    )
+                arrays.append(_mask_to_bool(array, (instance_id,)))
+            if arrays:
+                stack = np.stack(arrays)
+            elif size is not None:
+                stack = np.zeros((0, size[1], size[0]), dtype=bool)
+            else:
+                stack = np.zeros((0, 0, 0), dtype=bool)
+            shape = stack.shape[1:]
+        height, width = shape
+        if len(id_tuple) and (height == 0 or width == 0):
+            raise InstancesError(f"masks have shape {shape}; masks need pixels")
+        if size is not None and len(id_tuple) and size != (width, height):
+            raise InstancesError(
+                f"instance {id_tuple[0]}: masks are {width}x{height} (WxH) but the image is "
+                f"{size[0]}x{size[1]}; make masks for this image (resize them with "
+                "nearest-neighbour interpolation)"
+            )
+        if size is None and height and width:
+            size = (width, height)
+        boxes, nonempty = _mask_boxes(stack)
+        if not nonempty.all():
+            bad = id_tuple[int(np.flatnonzero(~nonempty)[0])]
+            raise InstancesError(
+                f"instance {bad}: mask is empty (no pixel set); drop this instance or pass "
+                "its real mask"
+            )
+        return cls._make("mask", id_tuple, size, boxes, masks=stack)
+
+    @classmethod
+    def from_boxes(
+        cls,
+        boxes: object,
+        ids: Iterable[int] | None = None,
+        *,
+        image_size: tuple[int, int] | None = None,
+        clip: bool = True,
+    ) -> Instances:
+        """Instances from ``(N, 4)`` boxes ``(x0, y0, x1, y1)`` in pixels.
+
+        Boxes reaching outside the image (below 0 always, beyond ``image_size`` when known)
+        are clipped with a :class:`GeometryWarning` when ``clip`` is true, else refused.
+
+        Raises:
+            InstancesError: NaN/infinite values, ``x1 < x0`` or ``y1 < y0``, boxes of zero
+                width or height (also after clipping), out-of-image boxes with
+                ``clip=False``, bad IDs.
+        """
+        size = _parse_image_size(image_size)
+        array = _float_rows(boxes, 4, "boxes")
+        id_tuple = _parse_ids(ids, len(array), "boxes")
+        for row, instance_id in zip(array, id_tuple, strict=True):
+            if not np.isfinite(row).all():
+                raise InstancesError(f"instance {instance_id}: box {_fmt(row)} has NaN/infinity")
+            if row[2] < row[0] or row[3] < row[1]:
+                raise InstancesError(
+                    f"instance {instance_id}: box {_fmt(row)} has x1 < x0 or y1 < y0; boxes "
+                    "are (x0, y0, x1, y1) corners (for (x, y, w, h) use x1 = x + w, y1 = y + h)"
+                )
+        upper = np.array([np.inf, np.inf]) if size is None else np.array(size, dtype=float)
+        low = np.array([0.0, 0.0, 0.0, 0.0])
+        high = np.concatenate([upper, upper])
+        outside = ((array < low) | (array > high)).any(axis=1)
+        if outside.any():
+            names = [id_tuple[i] for i in np.flatnonzero(outside)]
+            where = "negative coordinates" if size is None else f"the {size[0]}x{size[1]} image"
+            if not clip:
+                raise InstancesError(
+                    f"instance {names[0]}: box {_fmt(array[outside][0])} reaches outside "
+                    f"{where}; fix the box or pass clip=True"
+                )
+            warnings.warn(
+                f"boxes of instances {names} reach outside {where} and were clipped to it",
+                GeometryWarning,
+                stacklevel=2,
+            )
+            array = np.clip(array, low, high)
+        degenerate = (array[:, 2] <= array[:, 0]) | (array[:, 3] <= array[:, 1])
+        if degenerate.any():
+            index = int(np.flatnonzero(degenerate)[0])
+            note = " after clipping to the image" if outside[index] else ""
+            raise InstancesError(
+                f"instance {id_tuple[index]}: box {_fmt(array[index])} has zero width or "
+                f"height{note}; drop it or pass a box that covers part of the image"
+            )
+        return cls._make("box", id_tuple, size, array)
+
+    @classmethod
+    def from_polygons(
+        cls,
+        polygons: object,
+        ids: Iterable[int] | None = None,
+        *,
+        image_size: tuple[int, int],
+    ) -> Instances:
+        """Instances from polygons (rasterised to masks on demand, so ``image_size`` is needed).
+
+        Each polygon is a ``(K, 2)`` array/list of ``(x, y)`` vertices, a flat COCO list
+        ``[x0, y0, x1, y1, ...]``, or a list of such rings (inner rings cut holes, even-odd
+        rule).  ``polygons`` may also be a dict ``{id: polygon}``.  Vertices outside the
+        image are kept (the mask is cut at the border) and the box is clipped, with a
+        :class:`GeometryWarning`.
+
+        Raises:
+            InstancesError: rings with fewer than 3 points, zero area or NaN, polygons that
+                do not cover any pixel of the image, bad IDs.
+        """
+        if isinstance(polygons, Mapping):
+            if ids is not None:
+                raise InstitTypeError("pass the IDs either as dict keys or as ids=, not both")
+            ids = list(polygons.keys())
+            polygons = list(polygons.values())
+        size = _parse_image_size(image_size, required=True)
+        assert size is not None
+        if isinstance(polygons, (str, bytes)) or not isinstance(polygons, Iterable):
+            raise InstitTypeError(
+                f"polygons must be a list of polygons, got {type(polygons).__name__}"
+            )
+        items = list(polygons)
+        id_tuple = _parse_ids(ids, len(items), "polygons")
+        parsed = [_parse_polygon(item, i) for item, i in zip(items, id_tuple, strict=True)]
+        width, height = size
+        boxes = np.zeros((len(parsed), 4), dtype=np.float64)
+        outside: list[int] = []
+        for index, (rings, instance_id) in enumerate(zip(parsed, id_tuple, strict=True)):
+            points = np.concatenate(rings)
+            box = np.concatenate([points.min(axis=0), points.max(axis=0)])
+            if (box[:2] < 0).any() or box[2] > width or box[3] > height:
+                if not _rasterise(rings, width, height).any():
+                    raise InstancesError(
+                        f"instance {instance_id}: polygon lies outside the {width}x{height} "
+                        "image; drop it or pass coordinates of this image"
+                    )
+                outside.append(instance_id)
+                box = np.clip(box, 0, [width, height, width, height])
+            boxes[index] = box
+        if outside:
+            warnings.warn(
+                f"polygons of instances {outside} reach outside the {width}x{height} image; "
+                "their boxes were clipped and their masks are cut at the border",
+                GeometryWarning,
+                stacklevel=2,
+            )
+        frozen = [[_readonly(ring) for ring in rings] for rings in parsed]
+        return cls._make("polygon", id_tuple, size, boxes, polygons=frozen)
+
+    @classmethod
+    def from_points(
+        cls,
+        points: object,
+        ids: Iterable[int] | None = None,
+        *,
+        image_size: tuple[int, int] | None = None,
+    ) -> Instances:
+        """Instances from ``(N, 2)`` points ``(x, y)`` (for example clicks on objects).
+
+        Raises:
+            InstancesError: NaN/infinite coordinates, points outside the image (negative, or
+                beyond ``image_size`` when known), bad IDs.
+        """
+        size = _parse_image_size(image_size)
+        array = _float_rows(points, 2, "points")
+        id_tuple = _parse_ids(ids, len(array), "points")
+        for (x, y), instance_id in zip(array, id_tuple, strict=True):
+            if not (np.isfinite(x) and np.isfinite(y)):
+                raise InstancesError(f"instance {instance_id}: point {_fmt((x, y))} has NaN")
+            beyond = size is not None and (x > size[0] or y > size[1])
+            if x < 0 or y < 0 or beyond:
+                where = "the image" if size is None else f"the {size[0]}x{size[1]} image"
+                raise InstancesError(
+                    f"instance {instance_id}: point {_fmt((x, y))} lies outside {where}; "
+                    "pass pixel coordinates of this image"
+                )
+        boxes = np.concatenate([array, array], axis=1)
+        return cls._make("point", id_tuple, size, boxes, points=array)
+
+    @classmethod
+    def from_rle(cls, rles: object, ids: Iterable[int] | None = None) -> Instances:
+        """Instances from COCO RLE dicts ``{"size": [h, w], "counts": str | bytes | list}``.
+
+        ``rles`` is a sequence of RLE dicts or a dict ``{id: rle}``.
+        """
+        if isinstance(rles, Mapping) and not ("counts" in rles and "size" in rles):
+            if ids is not None:
+                raise InstitTypeError("pass the IDs either as dict keys or as ids=, not both")
+            ids = list(rles.keys())
+            rles = list(rles.values())
+        if isinstance(rles, (str, bytes, Mapping)) or not isinstance(rles, Iterable):
+            raise InstitTypeError(
+                "rles must be a list of COCO RLE dicts (wrap a single one as [rle]), "
+                f"got {type(rles).__name__}"
+            )
+        items = list(rles)
+        id_tuple = _parse_ids(ids, len(items), "RLEs")
+        masks = []
+        for rle, instance_id in zip(items, id_tuple, strict=True):
+            try:
+                masks.append(decode_rle(rle))
+            except InstancesError as exc:
+                raise InstancesError(f"instance {instance_id}: {exc}") from exc
+        return cls.from_masks(masks, id_tuple)
+
+    @classmethod
+    def from_supervision(
+        cls,
+        detections: sv.Detections,
+        ids: Iterable[int] | None = None,
+        *,
+        image_size: tuple[int, int] | None = None,
+    ) -> Instances:
+        """Instances from ``supervision.Detections``.
+
+        Uses ``detections.mask`` when present, else ``detections.xyxy``.  IDs default to
+        ``detections.tracker_id`` when set, else ``1..N``.
+        """
+        supervision = _import_supervision()
+        if not isinstance(detections, supervision.Detections):
+            raise InstitTypeError(
+                f"from_supervision needs supervision.Detections, got {type(detections).__name__}"
+            )
+        if ids is None and detections.tracker_id is not None:
+            ids = np.asarray(detections.tracker_id).tolist()
+        if detections.mask is not None:
+            return cls.from_masks(np.asarray(detections.mask), ids, image_size=image_size)
+        return cls.from_boxes(np.asarray(detections.xyxy), ids, image_size=image_size)
+
+    @classmethod
+    def coerce(cls, obj: object, image_size: tuple[int, int] | None = None) -> Instances:
+        """Turn whatever a user passed as "the instances" into :class:`Instances`.
+
+        Accepts ``None`` (no instances), :class:`Instances`, ``supervision.Detections``, a
+        dict ``{id: HxW mask}`` or ``{id: COCO RLE}``, a ``to_dict()`` dict, a ``(N, H, W)``
+        array, or a list of ``HxW`` masks or of RLE dicts.  With ``image_size`` the result is
+        checked with :meth:`validate_for` and carries that size.
+        """
+        size = _parse_image_size(image_size)
+        result = cls._coerce(obj, size)
+        if size is not None:
+            result.validate_for(size)
+            if result._image_size is None:
+                result = result._with_image_size(size)
+        return result
+
+    @classmethod
+    def _coerce(cls, obj: object, size: tuple[int, int] | None) -> Instances:
+        if obj is None:
+            return cls.empty(size)
+        if isinstance(obj, Instances):
+            return obj
+        if _is_supervision_detections(obj):
+            return cls.from_supervision(obj, image_size=size)  # type: ignore[arg-type]
+        if isinstance(obj, Mapping):
+            if "instances" in obj and "kind" in obj:
+                return cls.from_dict(obj)
+            if "counts" in obj and "size" in obj:
+                return cls.from_rle([obj])
+            values = list(obj.values())
+            if values and all(isinstance(v, Mapping) for v in values):
+                return cls.from_rle(obj)
+            return cls.from_masks(obj, image_size=size)
+        if isinstance(obj, np.ndarray):
+            if obj.ndim == 3:
+                return cls.from_masks(obj, image_size=size)
+            raise InstitTypeError(
+                f"cannot tell what a {obj.shape} array means as instances; pass a (N, H, W) "
+                "mask array, [mask] for one mask, or use Instances.from_boxes / from_points"
+            )
+        if isinstance(obj, (list, tuple)):
+            if not obj:
+                return cls.empty(size)
+            if all(isinstance(v, Mapping) for v in obj):
+                return cls.from_rle(obj)
+            if all(np.ndim(v) == 2 for v in obj):
+                return cls.from_masks(obj, image_size=size)
+        raise InstitTypeError(
+            f"cannot use a {type(obj).__name__} as instances; pass Instances, "
+            "supervision.Detections, a dict {id: mask}, a (N, H, W) mask array or a list of "
+            "masks, or build them with Instances.from_boxes / from_polygons / from_points"
+        )
+
+    # -- access ------------------------------------------------------------------------------
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """The IDs, in the order given."""
+        return self._ids
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` of the image when known."""
+        return self._image_size
+
+    @property
+    def kind(self) -> str:
+        """``"mask"``, ``"box"``, ``"polygon"`` or ``"point"``."""
+        return self._kind
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[Instance]:
+        for index in range(len(self._ids)):
+            yield self._instance(index)
+
+    def __contains__(self, instance_id: object) -> bool:
+        return instance_id in self._ids
+
+    def _index(self, instance_id: object) -> int:
+        if isinstance(instance_id, (bool, np.bool_)) or not isinstance(
+            instance_id, numbers.Integral
+        ):
+            raise InstitTypeError(
+                f"look instances up by integer ID, got {type(instance_id).__name__}; "
+                "use .select(ids) for several"
+            )
+        try:
+            return self._ids.index(int(instance_id))
+        except ValueError:
+            raise UnknownIdError(
+                f"no instance with id {int(instance_id)}; the IDs are {list(self._ids)}"
+            ) from None
+
+    def __getitem__(self, instance_id: int) -> Instance:
+        """The instance with ID ``instance_id`` (:class:`UnknownIdError` when absent)."""
+        return self._instance(self._index(instance_id))
+
+    def _instance(self, index: int) -> Instance:
+        box = tuple(float(v) for v in self._boxes[index])
+        mask = polygon = point = None
+        if self._masks is not None:
+            mask = self._masks[index]
+        elif self._polygons is not None:
+            polygon = list(self._polygons[index])
+            assert self._image_size is not None
+            mask = _readonly(_rasterise(polygon, *self._image_size))
+        if self._points is not None:
+            point = (float(self._points[index, 0]), float(self._points[index, 1]))
+        return Instance(self._ids[index], self._kind, box, mask, polygon, point)  # type: ignore[arg-type]
+
+    def boxes(self) -> np.ndarray:
+        """``(N, 4)`` float boxes ``(x0, y0, x1, y1)`` (read-only)."""
+        return self._boxes
+
+    def masks(self) -> np.ndarray | None:
+        """``(N, H, W)`` bool masks (read-only); polygons are rasterised; ``None`` for
+        boxes and points."""
+        if self._masks is not None:
+            return self._masks
+        if self._polygons is None:
+            return None
+        assert self._image_size is not None
+        width, height = self._image_size
+        stack = np.zeros((len(self._polygons), height, width), dtype=bool)
+        for index, rings in enumerate(self._polygons):
+            stack[index] = _rasterise(rings, width, height)
+        return _readonly(stack)
+
+    def polygons(self) -> list[list[np.ndarray]] | None:
+        """Outlines per instance: a list of ``(K, 2)`` rings (outer and hole outlines).
+
+        Stored rings for polygons, traced with ``cv2.findContours`` for masks, ``None`` for
+        boxes and points.
+        """
+        if self._polygons is not None:
+            return [list(rings) for rings in self._polygons]
+        if self._masks is None:
+            return None
+        return [_contours(mask, box) for mask, box in zip(self._masks, self._boxes, strict=True)]
+
+    def points(self) -> np.ndarray | None:
+        """``(N, 2)`` points for point instances (read-only), else ``None``."""
+        return self._points
+
+    # -- derived Instances -------------------------------------------------------------------
+
+    def select(self, ids: Iterable[int]) -> Instances:
+        """The instances with ``ids``, in that order (:class:`UnknownIdError` for absent IDs)."""
+        if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+            raise InstitTypeError(f"select needs a list of IDs, got {type(ids).__name__}")
+        requested = list(ids)
+        wanted = _parse_ids(requested, len(requested), "ids")
+        indices = [self._index(i) for i in wanted]
+        return self._take(indices, wanted)
+
+    def _take(self, indices: list[int], ids: tuple[int, ...]) -> Instances:
+        take = np.asarray(indices, dtype=np.intp)
+        return Instances._make(
+            self._kind,
+            ids,
+            self._image_size,
+            self._boxes[take],
+            masks=None if self._masks is None else self._masks[take],
+            polygons=None if self._polygons is None else [self._polygons[i] for i in indices],
+            points=None if self._points is None else self._points[take],
+        )
+
+    def relabel(self, mapping: Mapping[int, int]) -> Instances:
+        """The same instances with IDs renamed by ``mapping`` (``{old: new}``; others kept)."""
+        if not isinstance(mapping, Mapping):
+            raise InstitTypeError(f"relabel needs a dict {{old: new}}, got {type(mapping)}")
+        for old in mapping:
+            self._index(old)
+        new_ids = [mapping.get(i, i) for i in self._ids]
+        checked = _parse_ids(new_ids, len(new_ids), "ids")
+        return self._take(list(range(len(self._ids))), checked)
+
+    def _with_image_size(self, size: tuple[int, int]) -> Instances:
+        result = self._take(list(range(len(self._ids))), self._ids)
+        result._image_size = size
+        return result
+
+    def validate_for(self, image_size: tuple[int, int]) -> None:
+        """Raise :class:`InstancesError` unless every instance fits an image of ``image_size``.
+
+        ``image_size`` is ``(width, height)``; see :func:`instit.media.image_size`.
+        """
+        size = _parse_image_size(image_size, required=True)
+        assert size is not None
+        width, height = size
+        if self._image_size is not None and self._image_size != size:
+            first = f"instance {self._ids[0]}: " if self._ids else ""
+            raise InstancesError(
+                f"{first}instances were made for a {self._image_size[0]}x"
+                f"{self._image_size[1]} image but this image is {width}x{height}; pass the "
+                "image they belong to, or rescale the instances"
+            )
+        limits = np.array([width, height, width, height], dtype=float)
+        tolerance = 1e-6
+        bad = ((self._boxes < -tolerance) | (self._boxes > limits + tolerance)).any(axis=1)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise InstancesError(
+                f"instance {self._ids[index]}: {self._kind} with box "
+                f"{_fmt(self._boxes[index])} does not fit the {width}x{height} image; pass "
+                "the image the instances belong to"
+            )
+
+    # -- interop and serialisation -----------------------------------------------------------
+
+    def to_supervision(self) -> sv.Detections:
+        """``supervision.Detections`` with ``xyxy``, ``mask`` (masks/polygons) and
+        ``tracker_id`` = the IDs."""
+        supervision = _import_supervision()
+        masks = self.masks()
+        return supervision.Detections(
+            xyxy=np.array(self._boxes, dtype=np.float32).reshape(-1, 4),
+            mask=None if masks is None else np.array(masks),
+            tracker_id=np.array(self._ids, dtype=int),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; masks are stored as compressed COCO RLE."""
+        items: list[dict[str, Any]] = []
+        for index, instance_id in enumerate(self._ids):
+            item: dict[str, Any] = {"id": instance_id, "box": self._boxes[index].tolist()}
+            if self._masks is not None:
+                item["mask"] = encode_rle(self._masks[index])
+            if self._polygons is not None:
+                item["polygon"] = [ring.tolist() for ring in self._polygons[index]]
+            if self._points is not None:
+                item["point"] = self._points[index].tolist()
+            items.append(item)
+        return {
+            "format": "instit.instances",
+            "version": _FORMAT_VERSION,
+            "kind": self._kind,
+            "image_size": None if self._image_size is None else list(self._image_size),
+            "instances": items,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`)."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Instances:
+        """Rebuild :class:`Instances` from :meth:`to_dict` output."""
+        if not isinstance(data, Mapping):
+            raise InstitTypeError(f"from_dict needs a dict, got {type(data).__name__}")
+        for key in ("kind", "instances"):
+            if key not in data:
+                raise InstancesError(f"instances dict has no {key!r} field; pass to_dict() output")
+        kind = data["kind"]
+        size = _parse_image_size(data.get("image_size"))
+        items = data["instances"]
+        if kind not in KINDS:
+            raise InstancesError(f"instances dict has kind {kind!r}; expected one of {KINDS}")
+        if not isinstance(items, Sequence) or not all(isinstance(i, Mapping) for i in items):
+            raise InstancesError('"instances" must be a list of {"id": ..., ...} dicts')
+        field = {"mask": "mask", "box": "box", "polygon": "polygon", "point": "point"}[kind]
+        for position, item in enumerate(items):
+            if "id" not in item or field not in item:
+                name = item.get("id", f"at position {position}")
+                raise InstancesError(
+                    f"instance {name}: missing {'id' if 'id' not in item else field!r}"
+                )
+        ids = [item["id"] for item in items]
+        values = [item[field] for item in items]
+        if not items:
+            return cls.empty(size, kind)
+        if kind == "mask":
+            result = cls.from_rle(values, ids)
+            if size is not None:
+                result.validate_for(size)
+            return result
+        if kind == "box":
+            return cls.from_boxes(values, ids, image_size=size, clip=False)
+        if kind == "polygon":
+            if size is None:
+                raise InstancesError("polygon instances dict needs an 'image_size' field")
+            return cls.from_polygons(values, ids, image_size=size)
+        return cls.from_points(values, ids, image_size=size)
+
+    @classmethod
+    def from_json(cls, text: str) -> Instances:
+        """Rebuild :class:`Instances` from :meth:`to_json` output."""
+        return cls.from_dict(json.loads(text))
+
+    # -- comparison and display --------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Instances):
+            return NotImplemented
+        return (
+            (self._kind, self._ids, self._image_size)
+            == (other._kind, other._ids, other._image_size)
+            and np.array_equal(self._boxes, other._boxes)
+            and list(self) == list(other)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Instances(kind={self._kind!r}, ids={list(self._ids)}, image_size={self._image_size})"
+        )
+
+
+# -- video -----------------------------------------------------------------------------------
+
+
+def _parse_frame_index(value: object) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise InstitTypeError(
+            f"frame index {value!r} is a {type(value).__name__}; frame indices are integers "
+            "0, 1, 2, ... (0-based)"
+        )
+    if value < 0:
+        raise InstancesError(f"frame index {int(value)} is negative; frame indices start at 0")
+    return int(value)
+
+
+class Tracks(Mapping[int, Instances]):
+    """Instances of a video: one :class:`Instances` per frame, sharing IDs across frames.
+
+    A read-only mapping ``frame_index -> Instances`` (0-based frame numbers of the source, or
+    positions in a list of frames).  An ID may be absent in some frames and come back later.
+    Frames without an entry have no instances (:meth:`at` returns empty Instances for them).
+    """
+
+    def __init__(self, frames: Mapping[int, object]) -> None:
+        if not isinstance(frames, Mapping):
+            raise InstitTypeError(
+                f"Tracks needs a dict {{frame_index: instances}}, got {type(frames).__name__}; "
+                "use Tracks.from_list(...) for one entry per frame"
+            )
+        parsed: dict[int, Instances] = {}
+        for key in frames:
+            index = _parse_frame_index(key)
+            if index in parsed:
+                raise InstancesError(f"frame index {index} appears twice")
+            try:
+                parsed[index] = Instances.coerce(frames[key])
+            except (InstancesError, InstitTypeError) as exc:
+                raise type(exc)(f"frame {index}: {exc}") from exc
+        sizes = {i: f.image_size for i, f in parsed.items() if f.image_size is not None}
+        if len(set(sizes.values())) > 1:
+            (first, a), (second, b) = _two_different(sizes)
+            raise InstancesError(
+                f"frame {first} is {a[0]}x{a[1]} but frame {second} is {b[0]}x{b[1]}; all "
+                "frames of a video have the same size"
+            )
+        self._frames = dict(sorted(parsed.items()))
+        self._image_size = next(iter(sizes.values()), None)
+
+    @classmethod
+    def from_list(cls, frames: Sequence[object]) -> Tracks:
+        """Tracks from one entry per frame position (``None`` = no instances in that frame)."""
+        if isinstance(frames, (str, bytes, Mapping)) or not isinstance(frames, Sequence):
+            raise InstitTypeError(f"from_list needs a list, got {type(frames).__name__}")
+        return cls({i: f for i, f in enumerate(frames) if f is not None})
+
+    @classmethod
+    def coerce(cls, obj: object) -> Tracks:
+        """:class:`Tracks`, a dict ``{frame_index: instances}`` or a per-frame list."""
+        if isinstance(obj, Tracks):
+            return obj
+        if isinstance(obj, Mapping):
+            if "frames" in obj and "format" in obj:
+                return cls.from_dict(obj)
+            return cls(obj)
+        if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
+            return cls.from_list(obj)
+        raise InstitTypeError(
+            f"cannot use a {type(obj).__name__} as tracks; pass Tracks, a dict "
+            "{frame_index: instances} or a list with one entry per frame"
+        )
+
+    def __getitem__(self, frame_index: int) -> Instances:
+        return self._frames[frame_index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """Every ID seen in any frame, sorted."""
+        return tuple(sorted({i for frame in self._frames.values() for i in frame.ids}))
+
+    @property
+    def frame_indices(self) -> tuple[int, ...]:
+        """Frames with an entry, sorted."""
+        return tuple(self._frames)
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` of the frames when any frame knows it."""
+        return self._image_size
+
+    def at(self, frame_index: int) -> Instances:
+        """The instances of frame ``frame_index`` (empty Instances when it has none)."""
+        index = _parse_frame_index(frame_index)
+        found = self._frames.get(index)
+        return found if found is not None else Instances.empty(self._image_size)
+
+    def select_frames(self, indices: Iterable[int]) -> Tracks:
+        """Tracks of the frames ``indices``, **re-keyed to positions** ``0..k-1``.
+
+        ``tracks.select_frames([0, 15, 30])`` gives the tracks of a 3-frame clip sampled at
+        those source frames: position 1 holds source frame 15.  Repeated indices are allowed.
+        """
+        positions = [_parse_frame_index(i) for i in indices]
+        return Tracks({p: self._frames[i] for p, i in enumerate(positions) if i in self._frames})
+
+    def track(self, instance_id: int) -> dict[int, Instance]:
+        """``{frame_index: Instance}`` for every frame where ``instance_id`` appears."""
+        number = _parse_id(instance_id)
+        found = {i: f[number] for i, f in self._frames.items() if number in f}
+        if not found:
+            raise UnknownIdError(
+                f"no instance with id {number} in any frame; the IDs are {list(self.ids)}"
+            )
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict ``{"frames": {"<index>": Instances.to_dict()}}``."""
+        return {
+            "format": "instit.tracks",
+            "version": _FORMAT_VERSION,
+            "frames": {str(i): f.to_dict() for i, f in self._frames.items()},
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as a JSON string."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tracks:
+        """Rebuild :class:`Tracks` from :meth:`to_dict` output."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("frames"), Mapping):
+            raise InstancesError('a tracks dict needs a "frames" dict; pass Tracks.to_dict()')
+        frames: dict[int, Instances] = {}
+        for key, value in data["frames"].items():
+            try:
+                index = int(key)
+            except (TypeError, ValueError):
+                raise InstancesError(f"frame key {key!r} is not an integer") from None
+            frames[index] = Instances.from_dict(value)
+        return cls(frames)
+
+    @classmethod
+    def from_json(cls, text: str) -> Tracks:
+        """Rebuild :class:`Tracks` from :meth:`to_json` output."""
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Tracks):
+            return NotImplemented
+        return self._frames == other._frames
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Tracks(frames={len(self._frames)}, ids={list(self.ids)}, "
+            f"image_size={self._image_size})"
+        )
+
+
+def _two_different(
+    sizes: Mapping[int, tuple[int, int]],
+) -> tuple[tuple[int, tuple[int, int]], tuple[int, tuple[int, int]]]:
+    items = list(sizes.items())
+    first = items[0]
+    second = next(item for item in items if item[1] != first[1])
+    return first, second

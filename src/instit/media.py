@@ -1,0 +1,243 @@
+"""One place that turns "an image the user gave" into RGB pixels.
+
+Every part of instit that reads an image (mark drawing, model inputs, video frames) goes through
+:func:`load_image` / :func:`to_numpy_rgb`, so all of them accept the same inputs and apply the
+same conversions:
+
+* **PIL images** of any mode.  Modes with transparency (``RGBA``, ``LA``, ``PA``, ``RGBa``,
+  ``La``, and ``P`` / ``L`` / ``RGB`` with a ``transparency`` entry) are **composited over
+  black**, i.e. each colour is multiplied by its alpha.  Fully opaque pixels are unchanged, fully
+  transparent pixels become black, whatever colour happened to be stored under them.
+* **16-bit images** (``I;16*`` modes, ``I`` mode, ``uint16`` arrays) are scaled by their *full*
+  range, ``v8 = round(v16 / 257)`` (0 -> 0, 65535 -> 255), never by the content's min/max, so
+  the same value always gives the same 8-bit value.  ``I`` (32-bit integer) images are read as
+  16-bit data and must hold values in 0..65535.
+* **Float images** (``F`` mode, float arrays) must hold finite values in [0, 1];
+  ``v8 = round(v * 255)``.  Anything else raises :class:`~instit.errors.MediaError` instead of
+  being silently clipped.
+* **numpy arrays** ``HxW``, ``HxWx1``, ``HxWx3`` (RGB) or ``HxWx4`` (RGBA) of dtype ``uint8``,
+  ``uint16``, ``bool`` (False -> 0, True -> 255) or float; other integer dtypes are accepted when
+  every value is in 0..255.
+* **Paths** (``str`` / ``os.PathLike``) and binary file objects: the file is decoded with Pillow
+  (first frame of multi-frame files) and its EXIF orientation is applied.
+
+The caller's object is never modified: a new image or array is returned every time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from instit.errors import InstitTypeError, MediaError
+
+ImageLike = Image.Image | np.ndarray | str | os.PathLike | IO[bytes]
+"""Anything :func:`load_image` accepts."""
+
+_ACCEPTED = (
+    "a PIL.Image.Image, a numpy array (HxW, HxWx1, HxWx3 or HxWx4), "
+    "a file path (str / os.PathLike) or a binary file object"
+)
+# EXIF orientations that rotate the image by 90 or 270 degrees (width and height swap).
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+_EXIF_ORIENTATION = 0x0112
+
+
+def load_image(image: ImageLike) -> Image.Image:
+    """Return ``image`` as a new RGB :class:`PIL.Image.Image`.
+
+    See the module documentation for the accepted inputs and the conversion rules (alpha is
+    composited over black, 16-bit data is scaled by its full range, floats must be in [0, 1]).
+
+    Raises:
+        MediaError: the file is missing or not an image, or the pixel data cannot be converted.
+        InstitTypeError: ``image`` is of an unsupported type.
+    """
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(_array_to_rgb(image, "array"))
+    return _pil_to_rgb(_open(image))
+
+
+def to_numpy_rgb(image: ImageLike) -> np.ndarray:
+    """Return ``image`` as a new, writable ``HxWx3`` ``uint8`` RGB array.
+
+    Same inputs and conversion rules as :func:`load_image`.
+    """
+    if isinstance(image, np.ndarray):
+        return _array_to_rgb(image, "array")
+    return np.array(load_image(image), dtype=np.uint8)
+
+
+def image_size(image: ImageLike) -> tuple[int, int]:
+    """Return ``(width, height)`` of ``image`` without decoding pixels where possible.
+
+    For files only the header is read; an EXIF orientation that rotates by 90 degrees swaps
+    the two values, so the result always matches ``load_image(image).size``.
+    """
+    if isinstance(image, Image.Image):
+        return image.size
+    if isinstance(image, np.ndarray):
+        _check_array_layout(image, "array")
+        return int(image.shape[1]), int(image.shape[0])
+    source = _describe(image)
+    with _open_lazy(image) as opened:
+        width, height = opened.size
+        try:
+            orientation = opened.getexif().get(_EXIF_ORIENTATION, 1)
+        except Exception:  # a corrupt EXIF block: load_image ignores it as well
+            orientation = 1
+    if width == 0 or height == 0:
+        raise MediaError(f"{source} has zero width or height; pass a non-empty image")
+    if orientation in _SWAPPING_ORIENTATIONS:
+        return height, width
+    return width, height
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def _describe(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return f"image file {os.fspath(source)!r}"
+    return "image file object"
+
+
+def _open_lazy(source: object) -> Image.Image:
+    """Open ``source`` with Pillow (header only), turning every failure into a MediaError."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raise InstitTypeError(
+            "load_image got raw bytes; wrap them in io.BytesIO(data) or pass "
+            + _ACCEPTED.removeprefix("a ")
+        )
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(os.fspath(source))
+        if not path.exists():
+            raise MediaError(f"image file {str(path)!r} does not exist; check the path")
+        if path.is_dir():
+            raise MediaError(f"{str(path)!r} is a directory, not an image file; pass a file")
+    elif not hasattr(source, "read"):
+        raise InstitTypeError(
+            f"cannot read an image from {type(source).__name__}; pass {_ACCEPTED}"
+        )
+    try:
+        return Image.open(source)  # type: ignore[arg-type]
+    except UnidentifiedImageError as exc:
+        raise MediaError(
+            f"{_describe(source)} is not an image Pillow can decode; pass a PNG, JPEG, ... file"
+        ) from exc
+    except OSError as exc:
+        raise MediaError(f"cannot read {_describe(source)}: {exc}; check the file") from exc
+
+
+def _open(source: object) -> Image.Image:
+    """Decode ``source`` fully (first frame), apply EXIF orientation, close the file."""
+    with _open_lazy(source) as opened:
+        try:
+            opened.load()
+            return ImageOps.exif_transpose(opened)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise MediaError(
+                f"{_describe(source)} is truncated or corrupt ({exc}); re-export the file"
+            ) from exc
+
+
+# -- PIL images ------------------------------------------------------------------------------
+
+
+def _pil_to_rgb(image: Image.Image) -> Image.Image:
+    if image.width == 0 or image.height == 0:
+        raise MediaError(f"the image has size {image.size} (zero width or height); pass pixels")
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image.copy()
+    if mode.startswith("I;16") or mode == "F":
+        return Image.fromarray(_array_to_rgb(np.asarray(image), f"{mode} image"))
+    if mode == "I":  # 32-bit integer images carry 16-bit data (e.g. 16-bit PNG, TIFF)
+        data = np.asarray(image)
+        low, high = int(data.min()), int(data.max())
+        if low < 0 or high > 65535:
+            raise MediaError(
+                f"mode 'I' image has values in [{low}, {high}]; expected 16-bit data in "
+                "0..65535 (rescale it to 0..255 and pass a uint8 array)"
+            )
+        return Image.fromarray(_array_to_rgb(data.astype(np.uint16), "I image"))
+    if "A" in mode or "a" in mode or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"))
+        return Image.fromarray(_composite_on_black(rgba))
+    try:
+        return image.convert("RGB")
+    except ValueError as exc:
+        raise MediaError(
+            f"cannot convert a PIL image of mode {mode!r} to RGB ({exc}); convert it yourself"
+        ) from exc
+
+
+def _composite_on_black(rgba: np.ndarray) -> np.ndarray:
+    """``HxWx4`` uint8 -> ``HxWx3`` uint8, colour * alpha / 255 rounded."""
+    alpha = rgba[..., 3:4].astype(np.uint16)
+    return ((rgba[..., :3].astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+
+
+# -- numpy arrays ----------------------------------------------------------------------------
+
+
+def _check_array_layout(array: np.ndarray, what: str) -> None:
+    shape = array.shape
+    ok = array.ndim == 2 or (array.ndim == 3 and shape[2] in (1, 3, 4))
+    if not ok:
+        hint = ""
+        if array.ndim == 3 and shape[0] in (1, 3, 4):
+            hint = " (it looks channels-first: use array.transpose(1, 2, 0))"
+        raise MediaError(f"{what} has shape {shape}; expected HxW, HxWx1, HxWx3 or HxWx4{hint}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise MediaError(f"{what} has shape {shape} (zero width or height); pass pixels")
+
+
+def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    """Scale any supported dtype to a new uint8 array (same shape)."""
+    dtype = array.dtype
+    if dtype == np.uint8:
+        return array.copy()
+    if dtype == np.bool_:
+        return array.astype(np.uint8) * np.uint8(255)
+    if dtype == np.uint16:
+        return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if np.issubdtype(dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise MediaError(f"{what} contains NaN or infinite values; replace them first")
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            raise MediaError(
+                f"float {what} has values in [{low:g}, {high:g}]; float images must be in "
+                "[0, 1] (divide by 255 for 0..255 data, or convert to uint8 yourself)"
+            )
+        return np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
+    if np.issubdtype(dtype, np.integer):
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise MediaError(
+                f"{what} of dtype {dtype} has values in [{low}, {high}]; integer images other "
+                "than uint16 must be in 0..255 (convert to uint8 or uint16 yourself)"
+            )
+        return array.astype(np.uint8)
+    raise MediaError(f"{what} has dtype {dtype}; use uint8, uint16, bool or float in [0, 1]")
+
+
+def _array_to_rgb(array: np.ndarray, what: str) -> np.ndarray:
+    """Any supported array -> new C-contiguous ``HxWx3`` uint8 array."""
+    _check_array_layout(array, what)
+    pixels = _to_uint8(array, what)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    channels = pixels.shape[2]
+    if channels == 1:
+        return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
+    if channels == 4:
+        return _composite_on_black(pixels)
+    return np.ascontiguousarray(pixels)
