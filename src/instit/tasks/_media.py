@@ -9,7 +9,6 @@ either way the instances' IDs are what answers are checked against.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -224,23 +223,4 @@ def _frame_names(media: Any, video: Any, count: int) -> list[str] | None:
 def _as_tracks(instances: Any) -> Any:
     from instit.instances import Tracks
 
-    if isinstance(instances, Tracks):
-        return instances
-    coerce = getattr(Tracks, "coerce", None)
-    if coerce is None:
-        raise InstitTypeError(
-            f"instances for a video must be an instit.Tracks, got {type(instances).__name__}; "
-            "build one with instit.Tracks(...)"
-        )
-    return coerce(instances)
-
-
-def broadcast(values: Sequence[Any], count: int, what: str) -> list[Any]:
-    """``values`` repeated to ``count`` when it has one entry; it must otherwise have ``count``."""
-    if len(values) == count:
-        return list(values)
-    if len(values) == 1:
-        return list(values) * count
-    raise InstitValueError(
-        f"got {len(values)} {what} for {count} items; pass one (used for all) or {count}"
-    )
+    return Tracks.coerce(instances)
