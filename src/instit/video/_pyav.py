@@ -1,0 +1,322 @@
+"""Exact, seek-based frame reading from video files with PyAV (FFmpeg).
+
+Frame ``k`` of a video is the ``k``-th frame in *presentation* order.  To know exactly which
+presentation timestamp (pts) that is, :func:`scan` reads every packet of the video stream once
+(demuxing only: packets are not decoded, so this costs a small fraction of one decode) and sorts
+their pts.  This works for every container whatever its header says (WebM/MKV/TS report no frame
+count, variable-frame-rate files have no fixed frame duration) and gives the keyframe positions.
+
+:func:`decode` then fetches the wanted frames in playing order: it seeks to the keyframe at or
+before a wanted frame and decodes forward to its pts; when the next wanted frame comes before the
+next keyframe it simply keeps decoding instead of seeking again.  Only the wanted frames are
+converted to RGB, and the video is never held in memory as a whole.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from instit.errors import VideoError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import av.container
+    import av.video.frame
+    import av.video.stream
+    from PIL import Image
+
+# How many earlier keyframes to try when a seek lands after the wanted frame (open GOPs,
+# inexact container indexes) before falling back to decoding from the start of the file.
+_SEEK_RETRIES = 3
+# Decoder threading.  "AUTO" lets FFmpeg use frame threads where the codec supports them; see
+# docs/video.md for the measurements behind this choice.
+_THREAD_TYPE = "AUTO"
+
+
+@dataclass(frozen=True)
+class StreamIndex:
+    """Presentation timestamps of every frame of a video stream, from one demux pass.
+
+    ``pts`` is ascending (presentation order) in ``time_base`` ticks; ``keyframes`` holds the
+    pts of the keyframe packets, ascending.  ``exact`` is False when the container gave no
+    timestamps; then frames are addressed by decode order and read sequentially.
+    """
+
+    pts: list[int]
+    keyframes: list[int]
+    time_base: Fraction
+    last_duration: int
+    average_rate: Fraction | None
+    exact: bool
+
+    @property
+    def timestamps(self) -> list[float]:
+        """Seconds from the first frame, one per frame."""
+        origin = self.pts[0]
+        tb = float(self.time_base)
+        return [(p - origin) * tb for p in self.pts]
+
+    @property
+    def fps(self) -> float | None:
+        """The stream's average frame rate (frames per second), if known."""
+        if self.average_rate:
+            return float(self.average_rate)
+        span = (self.pts[-1] - self.pts[0]) * float(self.time_base)
+        return (len(self.pts) - 1) / span if span > 0 else None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the start of the first frame to the end of the last one."""
+        span = self.pts[-1] - self.pts[0] + self.last_duration
+        return span * float(self.time_base) if span > 0 else None
+
+
+def open_container(path: str) -> av.container.InputContainer:
+    """Open ``path`` with PyAV, turning FFmpeg failures into a :class:`VideoError`."""
+    import av
+
+    try:
+        return av.open(path, mode="r")
+    except av.FFmpegError as exc:
+        raise VideoError(
+            f"{path!r} is not a video FFmpeg can read ({exc.strerror or exc}); it may be "
+            "truncated, corrupt or not a video at all: re-encode or re-download it"
+        ) from exc
+
+
+def video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
+    """The first video stream of ``container`` (cover-art pictures are skipped)."""
+    candidates = [
+        s for s in container.streams.video if not getattr(s.disposition, "attached_pic", 0)
+    ]
+    candidates = candidates or list(container.streams.video)
+    if not candidates:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        raise VideoError(
+            f"{path!r} has no video stream (its streams: {', '.join(kinds)}); "
+            "pass a file that contains video"
+        )
+    return candidates[0]
+
+
+def scan(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: str
+) -> StreamIndex:
+    """Demux every packet of ``stream`` once and build its :class:`StreamIndex`."""
+    import av
+
+    pts: list[int] = []
+    keyframes: list[int] = []
+    durations: dict[int, int] = {}
+    packets = 0
+    untimed = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the empty packet that marks the end of the stream
+                continue
+            packets += 1
+            if packet.is_discard:  # dropped by an edit list: never displayed
+                continue
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None:
+                untimed += 1
+                continue
+            pts.append(ts)
+            durations[ts] = packet.duration or 0
+            if packet.is_keyframe:
+                keyframes.append(ts)
+    except av.FFmpegError as exc:
+        raise VideoError(
+            f"{path!r} is truncated or corrupt: reading failed after {packets} video packets "
+            f"({exc.strerror or exc}); re-encode or re-download the file"
+        ) from exc
+    declared = stream.frames or 0
+    if declared and packets < declared:
+        raise VideoError(
+            f"{path!r} is truncated: its header declares {declared} frames but only {packets} "
+            "are in the file; re-download or re-encode it"
+        )
+    if not pts and not untimed:
+        raise VideoError(f"{path!r} has a video stream with no frames; pass a non-empty video")
+    if untimed:
+        # No timestamps to sort by: frames are numbered in decode order and read sequentially.
+        count = packets
+        return StreamIndex(
+            pts=list(range(count)),
+            keyframes=[],
+            time_base=1 / stream.average_rate if stream.average_rate else Fraction(1),
+            last_duration=1,
+            average_rate=stream.average_rate,
+            exact=False,
+        )
+    ordered = sorted(set(pts))
+    last_duration = durations[ordered[-1]]
+    if last_duration <= 0 and len(ordered) > 1:
+        last_duration = (ordered[-1] - ordered[0]) // (len(ordered) - 1)
+    return StreamIndex(
+        pts=ordered,
+        keyframes=sorted(set(keyframes)),
+        time_base=stream.time_base or Fraction(1),
+        last_duration=last_duration,
+        average_rate=stream.average_rate,
+        exact=True,
+    )
+
+
+def _frame_ts(frame: av.video.frame.VideoFrame) -> int | None:
+    return frame.pts if frame.pts is not None else frame.dts
+
+
+def _to_image(frame: av.video.frame.VideoFrame) -> Image.Image:
+    """RGB PIL image of ``frame``, turned upright by the stream's display matrix (if any)."""
+    image = frame.to_image()
+    rotation = frame.rotation  # counter-clockwise degrees, as FFmpeg's display matrix says
+    if rotation % 360:
+        image = image.rotate(rotation, expand=True)
+    return image
+
+
+class _Reader:
+    """Fetches frames by pts in ascending order, seeking only when it pays off."""
+
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        index: StreamIndex,
+    ) -> None:
+        self.container = container
+        self.stream = stream
+        self.index = index
+        self.frames: Iterator[Any] | None = None
+        self.last: int | None = None  # pts of the last frame the decoder returned
+
+    def _keyframe_between(self, after: int, upto: int) -> bool:
+        keys = self.index.keyframes
+        i = bisect.bisect_right(keys, after)
+        return i < len(keys) and keys[i] <= upto
+
+    def _forward(self, target: int) -> Any:
+        assert self.frames is not None
+        for frame in self.frames:
+            ts = _frame_ts(frame)
+            if ts is None:
+                continue
+            self.last = ts
+            if ts >= target:
+                return frame
+        self.frames = None
+        return None
+
+    def _seek(self, target: int) -> Any:
+        keys = self.index.keyframes
+        before = keys[: bisect.bisect_right(keys, target)]
+        anchors: list[int | None] = [target, *reversed(before[-_SEEK_RETRIES - 1 : -1]), None]
+        for anchor in anchors:
+            if anchor is None:
+                self.container.seek(0)  # the very start of the file
+            else:
+                self.container.seek(anchor, stream=self.stream, backward=True)
+            self.frames = iter(self.container.decode(self.stream))
+            first = next(self.frames, None)
+            if first is None:
+                continue
+            ts = _frame_ts(first)
+            if ts is not None and ts > target and anchor is not None:
+                continue  # landed after the wanted frame: try an earlier keyframe
+            self.last = ts
+            if ts is not None and ts >= target:
+                return first
+            frame = self._forward(target)
+            if frame is not None:
+                return frame
+        return None
+
+    def get(self, target: int) -> Any:
+        if (
+            self.frames is None
+            or self.last is None
+            or self.last >= target
+            or self._keyframe_between(self.last, target)
+        ):
+            return self._seek(target)
+        frame = self._forward(target)
+        return frame if frame is not None else self._seek(target)
+
+
+def decode(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    index: StreamIndex,
+    positions: list[int],
+    path: str,
+    progress: Any,
+) -> dict[int, tuple[Image.Image, float]]:
+    """Decode the frames at ``positions`` (ascending, unique); return image and timestamp each.
+
+    ``progress`` is a tqdm-like object updated once per frame.
+    """
+    import av
+
+    stream.thread_type = _THREAD_TYPE
+    if not index.exact:
+        return _decode_sequential(path, positions, index, progress)
+    reader = _Reader(container, stream, index)
+    origin = index.pts[0]
+    tb = float(index.time_base)
+    out: dict[int, tuple[Image.Image, float]] = {}
+    for position in positions:
+        target = index.pts[position]
+        try:
+            frame = reader.get(target)
+        except av.FFmpegError as exc:
+            raise VideoError(
+                f"decoding frame {position} of {path!r} failed ({exc.strerror or exc}); the "
+                "file is corrupt: re-encode or re-download it"
+            ) from exc
+        if frame is None:
+            raise VideoError(
+                f"frame {position} (pts {target}) of {path!r} could not be decoded although "
+                "its packet is in the file; the file is corrupt: re-encode it"
+            )
+        ts = _frame_ts(frame)
+        seconds = (ts - origin) * tb if ts is not None else (target - origin) * tb
+        out[position] = (_to_image(frame), seconds)
+        progress.update(1)
+    return out
+
+
+def _decode_sequential(
+    path: str, positions: list[int], index: StreamIndex, progress: Any
+) -> dict[int, tuple[Image.Image, float]]:
+    """Last resort for streams without timestamps: decode from the start, keep what is wanted."""
+    import av
+
+    wanted = set(positions)
+    out: dict[int, tuple[Image.Image, float]] = {}
+    tb = float(index.time_base)
+    with open_container(path) as container:
+        stream = video_stream(container, path)
+        stream.thread_type = _THREAD_TYPE
+        try:
+            for number, frame in enumerate(container.decode(stream)):
+                if number in wanted:
+                    out[number] = (_to_image(frame), number * tb)
+                    progress.update(1)
+                    if len(out) == len(wanted):
+                        break
+        except av.FFmpegError as exc:
+            raise VideoError(
+                f"decoding {path!r} failed ({exc.strerror or exc}); the file is corrupt: "
+                "re-encode or re-download it"
+            ) from exc
+    missing = sorted(wanted - out.keys())
+    if missing:
+        raise VideoError(
+            f"{path!r} decoded to fewer frames than it has packets (frame {missing[0]} is "
+            "missing); the file is corrupt: re-encode it"
+        )
+    return out
