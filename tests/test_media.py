@@ -1,0 +1,347 @@
+"""instit.media: every accepted image form becomes the documented RGB pixels."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from instit.errors import InstitError, InstitTypeError, MediaError
+from instit.media import image_size, load_image, to_numpy_rgb
+
+
+def pattern(height: int = 4, width: int = 6) -> np.ndarray:
+    """An asymmetric RGB test pattern (every pixel different)."""
+    values = np.arange(height * width * 3, dtype=np.uint8).reshape(height, width, 3)
+    return values * np.uint8(3)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    assert image.mode == "RGB"
+    return np.array(image)
+
+
+# -- PIL modes -------------------------------------------------------------------------------
+
+
+def test_rgb_image_is_copied_not_returned() -> None:
+    source = Image.fromarray(pattern())
+    result = load_image(source)
+    assert result is not source
+    np.testing.assert_array_equal(pixels(result), pattern())
+    result.putpixel((0, 0), (1, 2, 3))
+    assert source.getpixel((0, 0)) == tuple(pattern()[0, 0])
+
+
+def test_rgba_is_composited_over_black() -> None:
+    rgba = np.zeros((1, 4, 4), dtype=np.uint8)
+    rgba[0, 0] = (200, 100, 50, 255)  # opaque: unchanged
+    rgba[0, 1] = (200, 100, 50, 128)  # half: colour * 128 / 255, rounded
+    rgba[0, 2] = (255, 255, 255, 0)  # transparent white: black, not white
+    rgba[0, 3] = (10, 20, 30, 1)
+    source = Image.fromarray(rgba)
+    before = np.array(source)
+    out = pixels(load_image(source))
+    np.testing.assert_array_equal(out[0, 0], (200, 100, 50))
+    np.testing.assert_array_equal(out[0, 1], (100, 50, 25))
+    np.testing.assert_array_equal(out[0, 2], (0, 0, 0))
+    np.testing.assert_array_equal(out[0, 3], (0, 0, 0))
+    assert source.mode == "RGBA"
+    np.testing.assert_array_equal(np.array(source), before)
+
+
+def test_la_and_l_become_grey() -> None:
+    la = Image.fromarray(np.array([[[200, 255], [200, 0], [90, 51]]], dtype=np.uint8), mode="LA")
+    np.testing.assert_array_equal(
+        pixels(load_image(la))[0], [[200, 200, 200], [0, 0, 0], [18, 18, 18]]
+    )
+    grey = Image.fromarray(np.array([[0, 7, 255]], dtype=np.uint8))
+    assert grey.mode == "L"
+    np.testing.assert_array_equal(pixels(load_image(grey))[0], [[0] * 3, [7] * 3, [255] * 3])
+
+
+def test_palette_with_and_without_transparency() -> None:
+    palette_image = Image.new("P", (2, 1))
+    palette_image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    palette_image.putpixel((0, 0), 0)
+    palette_image.putpixel((1, 0), 1)
+    np.testing.assert_array_equal(pixels(load_image(palette_image))[0], [[255, 0, 0], [0, 0, 255]])
+    palette_image.info["transparency"] = 1  # index 1 (blue) is transparent
+    np.testing.assert_array_equal(pixels(load_image(palette_image))[0], [[255, 0, 0], [0, 0, 0]])
+    assert palette_image.mode == "P"
+
+
+def test_transparent_palette_png_file(tmp_path: Path) -> None:
+    palette_image = Image.new("P", (2, 1))
+    palette_image.putpalette([0, 255, 0, 250, 250, 250] + [0] * 762)
+    palette_image.putpixel((1, 0), 1)
+    path = tmp_path / "p.png"
+    palette_image.save(path, transparency=1)
+    np.testing.assert_array_equal(pixels(load_image(path))[0], [[0, 255, 0], [0, 0, 0]])
+
+
+def test_cmyk_and_bilevel() -> None:
+    cmyk = Image.new("CMYK", (2, 1))
+    cmyk.putpixel((0, 0), (0, 0, 0, 0))
+    cmyk.putpixel((1, 0), (0, 255, 255, 0))
+    np.testing.assert_array_equal(pixels(load_image(cmyk))[0], [[255, 255, 255], [255, 0, 0]])
+    bilevel = Image.fromarray(np.array([[True, False]]))
+    assert bilevel.mode == "1"
+    np.testing.assert_array_equal(pixels(load_image(bilevel))[0], [[255] * 3, [0] * 3])
+
+
+def test_sixteen_bit_modes_scale_by_full_range() -> None:
+    data = np.array([[0, 128, 129, 257, 32896, 65535]], dtype=np.uint16)
+    expected = [0, 0, 1, 1, 128, 255]  # round(v / 257)
+    image16 = Image.fromarray(data)
+    assert image16.mode == "I;16"
+    np.testing.assert_array_equal(pixels(load_image(image16))[0, :, 0], expected)
+    image32 = Image.fromarray(data.astype(np.int32))
+    assert image32.mode == "I"
+    np.testing.assert_array_equal(pixels(load_image(image32))[0, :, 0], expected)
+
+
+def test_sixteen_bit_png_file(tmp_path: Path) -> None:
+    path = tmp_path / "depth.png"
+    Image.fromarray(np.array([[0, 65535, 25700]], dtype=np.uint16)).save(path)
+    np.testing.assert_array_equal(pixels(load_image(path))[0, :, 1], [0, 255, 100])
+
+
+def test_mode_i_out_of_16_bit_range_is_refused() -> None:
+    image = Image.fromarray(np.array([[-5, 70000]], dtype=np.int32))
+    with pytest.raises(MediaError, match=r"0\.\.65535"):
+        load_image(image)
+
+
+def test_float_mode_f() -> None:
+    image = Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32))
+    assert image.mode == "F"
+    np.testing.assert_array_equal(pixels(load_image(image))[0, :, 2], [0, 128, 255])
+    too_bright = Image.fromarray(np.array([[0.0, 200.0]], dtype=np.float32))
+    with pytest.raises(MediaError, match=r"\[0, 1\]"):
+        load_image(too_bright)
+
+
+# -- numpy arrays ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("array", "expected_first_pixel"),
+    [
+        (np.full((2, 3), 9, dtype=np.uint8), (9, 9, 9)),
+        (np.full((2, 3, 1), 9, dtype=np.uint8), (9, 9, 9)),
+        (np.full((2, 3, 3), (1, 2, 3), dtype=np.uint8), (1, 2, 3)),
+        (np.full((2, 3, 4), (200, 100, 50, 128), dtype=np.uint8), (100, 50, 25)),
+        (np.full((2, 3), 65535, dtype=np.uint16), (255, 255, 255)),
+        (np.full((2, 3, 3), 257, dtype=np.uint16), (1, 1, 1)),
+        (np.ones((2, 3), dtype=bool), (255, 255, 255)),
+        (np.full((2, 3, 3), 0.2, dtype=np.float64), (51, 51, 51)),
+        (np.full((2, 3), 1.0, dtype=np.float16), (255, 255, 255)),
+        (np.full((2, 3, 3), 17, dtype=np.int64), (17, 17, 17)),
+    ],
+    ids=["hw", "hw1", "hw3", "hw4", "u16", "u16x3", "bool", "f64", "f16", "int64"],
+)
+def test_array_forms(array: np.ndarray, expected_first_pixel: tuple[int, int, int]) -> None:
+    before = array.copy()
+    image = load_image(array)
+    assert image.size == (3, 2)
+    assert tuple(pixels(image)[0, 0]) == expected_first_pixel
+    rgb = to_numpy_rgb(array)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3) and rgb.flags.writeable
+    assert tuple(rgb[0, 0]) == expected_first_pixel
+    np.testing.assert_array_equal(array, before)
+
+
+def test_uint8_rgb_array_is_never_shared() -> None:
+    array = pattern()
+    rgb = to_numpy_rgb(array)
+    assert not np.shares_memory(rgb, array)
+    rgb[:] = 0
+    np.testing.assert_array_equal(array, pattern())
+    image = load_image(array)
+    array[:] = 0
+    np.testing.assert_array_equal(np.array(image), pattern())
+
+
+def test_non_contiguous_array() -> None:
+    array = pattern(4, 6)[:, ::2]
+    np.testing.assert_array_equal(to_numpy_rgb(array), array)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.array([[0.0, np.nan]]), "NaN"),
+        (np.array([[0.0, np.inf]]), "NaN or infinite"),
+        (np.array([[-0.1, 0.5]]), r"\[-0.1, 0.5\].*\[0, 1\]"),
+        (np.array([[0.0, 255.0]]), "divide by 255"),
+        (np.array([[0, 300]], dtype=np.int32), "0..255"),
+        (np.array([[-1, 3]], dtype=np.int16), "0..255"),
+        (np.zeros((3, 8, 8), dtype=np.uint8), "channels-first"),
+        (np.zeros((4, 4, 2), dtype=np.uint8), r"HxW, HxWx1, HxWx3 or HxWx4"),
+        (np.zeros((1, 4, 4, 3), dtype=np.uint8), r"HxW, HxWx1"),
+        (np.zeros((4,), dtype=np.uint8), r"HxW, HxWx1"),
+        (np.zeros((0, 4, 3), dtype=np.uint8), "zero width or height"),
+        (np.zeros((2, 2), dtype=np.complex64), "dtype complex64"),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "negative",
+        "0-255-floats",
+        "int-too-big",
+        "int-negative",
+        "chw",
+        "two-channels",
+        "4d",
+        "1d",
+        "empty",
+        "complex",
+    ],
+)
+def test_bad_arrays_raise_media_error(array: np.ndarray, message: str) -> None:
+    with pytest.raises(MediaError, match=message):
+        load_image(array)
+    with pytest.raises(MediaError):
+        to_numpy_rgb(array)
+
+
+def test_media_error_is_value_error_and_instit_error() -> None:
+    with pytest.raises(ValueError):
+        load_image(np.array([[np.nan]]))
+    with pytest.raises(InstitError):
+        load_image(np.array([[np.nan]]))
+
+
+# -- files -----------------------------------------------------------------------------------
+
+
+def test_file_paths_str_and_pathlike(tmp_path: Path) -> None:
+    path = tmp_path / "pattern.png"
+    Image.fromarray(pattern()).save(path)
+    np.testing.assert_array_equal(pixels(load_image(path)), pattern())
+    np.testing.assert_array_equal(pixels(load_image(str(path))), pattern())
+    np.testing.assert_array_equal(to_numpy_rgb(path), pattern())
+    assert image_size(path) == (6, 4)
+
+
+def test_rgba_png_file(tmp_path: Path) -> None:
+    path = tmp_path / "cutout.png"
+    Image.fromarray(np.array([[[255, 255, 255, 0], [40, 80, 120, 255]]], dtype=np.uint8)).save(path)
+    np.testing.assert_array_equal(pixels(load_image(path))[0], [[0, 0, 0], [40, 80, 120]])
+
+
+def test_binary_file_object() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(pattern()).save(buffer, format="PNG")
+    buffer.seek(0)
+    np.testing.assert_array_equal(pixels(load_image(buffer)), pattern())
+    assert not buffer.closed
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "nope" / "missing.jpg"
+    with pytest.raises(MediaError, match=r"missing\.jpg.*does not exist"):
+        load_image(path)
+    with pytest.raises(MediaError, match=r"missing\.jpg"):
+        image_size(str(path))
+
+
+def test_directory_and_non_image_files(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="directory"):
+        load_image(tmp_path)
+    text = tmp_path / "notes.png"
+    text.write_text("this is not a picture")
+    with pytest.raises(MediaError, match=r"notes\.png.*not an image"):
+        load_image(text)
+    with pytest.raises(MediaError, match="not an image"):
+        image_size(text)
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "cut.png"
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        buffer, format="PNG"
+    )
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(MediaError, match=r"cut\.png"):
+        load_image(path)
+
+
+@pytest.mark.parametrize(
+    ("orientation", "transpose"),
+    [
+        (3, Image.Transpose.ROTATE_180),
+        (6, Image.Transpose.ROTATE_270),
+        (8, Image.Transpose.ROTATE_90),
+        (2, Image.Transpose.FLIP_LEFT_RIGHT),
+    ],
+)
+def test_exif_orientation_is_applied(
+    tmp_path: Path, orientation: int, transpose: Image.Transpose
+) -> None:
+    source = Image.fromarray(pattern(4, 6))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"rotated{orientation}.png"
+    source.save(path, exif=exif)
+    loaded = load_image(path)
+    expected = np.array(source.transpose(transpose))
+    np.testing.assert_array_equal(pixels(loaded), expected)
+    assert image_size(path) == loaded.size == (expected.shape[1], expected.shape[0])
+
+
+def test_first_frame_of_animated_gif(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (3, 2), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    np.testing.assert_array_equal(pixels(load_image(path))[0, 0], (255, 0, 0))
+
+
+# -- types and sizes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [b"\x89PNG", 42, None, [[1, 2], [3, 4]]])
+def test_unsupported_types_raise_type_error(value: object) -> None:
+    with pytest.raises(InstitTypeError, match=r"PIL\.Image\.Image"):
+        load_image(value)  # type: ignore[arg-type]
+    with pytest.raises(InstitTypeError):
+        image_size(value)  # type: ignore[arg-type]
+
+
+def test_image_size_of_images_and_arrays() -> None:
+    assert image_size(Image.new("L", (7, 5))) == (7, 5)
+    assert image_size(np.zeros((5, 7, 3), dtype=np.uint8)) == (7, 5)
+    assert image_size(np.zeros((5, 7), dtype=bool)) == (7, 5)
+    with pytest.raises(MediaError, match="channels-first"):
+        image_size(np.zeros((3, 5, 7)))
+
+
+def test_zero_sized_pil_image() -> None:
+    with pytest.raises(MediaError, match="zero width or height"):
+        load_image(Image.new("RGB", (0, 3)))
+
+
+def test_reference_demo_image(reference_dir: Path) -> None:
+    path = reference_dir / "demo" / "image.jpg"
+    image = load_image(path)
+    assert image.mode == "RGB"
+    assert image.size == image_size(path) == (2250, 1500)
+
+
+def test_import_is_light() -> None:
+    code = (
+        "import sys, instit.media; "
+        "heavy = [m for m in ('cv2', 'torch', 'transformers', 'av') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "[]"
