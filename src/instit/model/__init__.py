@@ -1,0 +1,33 @@
+"""Loading and running the Inst-It models (LLaVA-NeXT checkpoints) on transformers.
+
+Importing this package is cheap; torch and transformers load with the first use of
+:class:`InstIt` or :func:`convert`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "InstIt": "instit.model.core",
+    "EncodedMedia": "instit.model.core",
+    "convert": "instit.model.core",
+    "CheckpointSpec": "instit.model.checkpoint",
+    "read_checkpoint": "instit.model.checkpoint",
+    "resolve_quantization": "instit.model.quantization",
+    "resolve_dtype": "instit.model.quantization",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'instit.model' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,290 @@
+"""Offline test fixtures: tiny random Inst-It-shaped checkpoints.
+
+:func:`make_tiny_checkpoint` writes a complete checkpoint (safetensors shards + index, config,
+tokenizer, vision-tower folder) with the real visual geometry of the Inst-It checkpoints (SigLIP
+384 px / CLIP 336 px, patch 14, the real grid pinpoints) but a 64-wide, 2-layer language model,
+so pipelines can be tested end to end on a laptop CPU without downloading 16 GB::
+
+    from instit.testing import make_tiny_checkpoint
+    from instit import InstIt
+
+    path = make_tiny_checkpoint(tmp_path / "ckpt", arch="qwen2-siglip")
+    model = InstIt.from_pretrained(path)          # random weights: the answers are gibberish
+
+Checkpoints are deterministic for a given ``seed``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from instit.errors import InstitValueError
+
+__all__ = ["make_tiny_checkpoint"]
+
+_QWEN_PINPOINTS = [[h * 384, w * 384] for h in range(1, 7) for w in range(1, 7)]
+_CLIP_PINPOINTS = [[336, 336], [336, 672], [672, 336], [672, 672]]
+_QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+_LLAMA_SPECIALS = ["<unk>", "<s>", "</s>"]
+
+# Text the tokenizer is trained on: every printable ASCII character plus the words of the Inst-It
+# prompts, so prompts tokenise into a realistic mix of multi-character and single-byte tokens.
+_CORPUS = [
+    string.printable,
+    "Based on the image, select the best answer to the following multiple-choice question. "
+    "In both the question and options, specific objects are represented using the format [ID]",
+    "Based on the video, answer the question. The frames are referred to as <1>, <2>-<4>.",
+    "Respond with only the letter (A, B, C, or D) of the correct option. The best answer is:",
+    "Please describe the object [1] and the person [2] in detail. What happens between them?",
+    "You are a helpful assistant. A chat between a curious user and an artificial intelligence.",
+]
+
+
+def _tokenizer(specials: list[str], size: int) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=specials,
+        show_progress=False,
+    )
+    core.train_from_iterator(_CORPUS * 4, trainer)
+    if specials == _LLAMA_SPECIALS:  # Llama-style: BOS on every encoding
+        core.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=core,
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<unk>",
+            model_max_length=4096,
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        model_max_length=32768,
+    )
+
+
+def _configs(arch: str, vocab: int, tokenizer: Any) -> tuple[Any, Any, dict[str, Any]]:
+    from transformers import CLIPVisionConfig, LlamaConfig, Qwen2Config, SiglipVisionConfig
+
+    if arch == "qwen2-siglip":
+        text = Qwen2Config(
+            vocab_size=(vocab // 64 + 1) * 64,  # more rows than tokens, as the real checkpoint
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=32768,
+            rope_theta=1000000.0,
+            rms_norm_eps=1e-6,
+            tie_word_embeddings=False,
+            bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        vision = SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,  # the checkpoint keeps all but the tower's last layer
+            num_attention_heads=4,
+            image_size=384,
+            patch_size=14,
+            vision_use_head=False,
+        )
+        llava = {
+            "image_aspect_ratio": "anyres_max_9",
+            "image_grid_pinpoints": _QWEN_PINPOINTS,
+            "tokenizer_model_max_length": 32768,
+            "architectures": ["LlavaQwenForCausalLM"],
+        }
+    else:
+        text = LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=4096,
+            rope_theta=10000.0,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        )
+        vision = CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            image_size=336,
+            patch_size=14,
+            projection_dim=16,
+        )
+        llava = {
+            "image_aspect_ratio": "anyres",
+            "image_grid_pinpoints": _CLIP_PINPOINTS,
+            "tokenizer_model_max_length": 4096,
+            "architectures": ["LlavaLlamaForCausalLM"],
+        }
+    return text, vision, llava
+
+
+def _original_name(name: str) -> str:
+    name = re.sub(
+        r"^model\.vision_tower\.(vision_model\.)?",
+        "model.vision_tower.vision_tower.vision_model.",
+        name,
+    )
+    name = name.replace("model.multi_modal_projector.linear_1.", "model.mm_projector.0.")
+    name = name.replace("model.multi_modal_projector.linear_2.", "model.mm_projector.2.")
+    return re.sub(r"^model\.language_model\.", "model.", name)
+
+
+def _write_shards(folder: Path, tensors: dict[str, Any], parts: int = 2) -> None:
+    from safetensors.torch import save_file
+
+    names = sorted(tensors)
+    chunk = -(-len(names) // parts)
+    weight_map: dict[str, str] = {}
+    for i in range(parts):
+        shard = f"model-{i + 1:05d}-of-{parts:05d}.safetensors"
+        part = {n: tensors[n].contiguous() for n in names[i * chunk : (i + 1) * chunk]}
+        save_file(part, str(folder / shard), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, shard))
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+
+
+def _write_original(folder: Path, arch: str, seed: int) -> None:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import LlavaOnevisionConfig
+
+    from instit.model.modeling import InstItLlavaForConditionalGeneration
+
+    specials = _QWEN_SPECIALS if arch == "qwen2-siglip" else _LLAMA_SPECIALS
+    tokenizer = _tokenizer(specials, 400)
+    vocab = len(tokenizer)
+    text, vision, llava = _configs(arch, vocab, tokenizer)
+    config = LlavaOnevisionConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        image_grid_pinpoints=llava["image_grid_pinpoints"],
+        image_token_id=vocab,
+        video_token_id=vocab + 1,
+    )
+    torch.manual_seed(seed)
+    model = InstItLlavaForConditionalGeneration(config)
+    with torch.no_grad():  # wider than the default init, so greedy decoding varies with the input
+        for name, param in model.named_parameters():
+            if param.dim() >= 2:
+                param.normal_(0.0, (1.0 if "embed" in name else 2.0) / param.shape[-1] ** 0.5)
+        model.model.image_newline.normal_(0.0, 1.0)
+    tensors = {
+        _original_name(n): t.detach().to(torch.bfloat16) for n, t in model.state_dict().items()
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_shards(folder, tensors)
+
+    tower_name = (
+        "siglip-tiny-patch14-384" if arch == "qwen2-siglip" else "clip-vit-tiny-patch14-336"
+    )
+    tower_dir = folder / tower_name
+    tower_dir.mkdir()
+    tower = vision.to_dict()
+    if arch == "qwen2-siglip":
+        tower["num_hidden_layers"] += 1  # LLaVA-NeXT drops the tower's last layer
+        tower_type, mean = "siglip", [0.5, 0.5, 0.5]
+        std, size = [0.5, 0.5, 0.5], {"height": 384, "width": 384}
+    else:
+        tower_type, mean = "clip", [0.48145466, 0.4578275, 0.40821073]
+        std, size = [0.26862954, 0.26130258, 0.27577711], {"shortest_edge": 336}
+    (tower_dir / "config.json").write_text(
+        json.dumps({"model_type": tower_type, "vision_config": tower}, indent=1)
+    )
+    (tower_dir / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": mean, "image_std": std, "size": size, "resample": 3}, indent=1)
+    )
+    # The stock tower's weights: deliberately different from the checkpoint's fine-tuned copy.
+    stock = {
+        n.removeprefix("model.vision_tower."): torch.randn_like(t.float())
+        for n, t in model.state_dict().items()
+        if n.startswith("model.vision_tower.")
+    }
+    save_file(stock, str(tower_dir / "model.safetensors"))
+
+    raw = text.to_dict()
+    raw.pop("rope_parameters", None)
+    raw.pop("dtype", None)
+    raw.update(
+        {
+            "rope_theta": text.rope_parameters["rope_theta"],
+            "torch_dtype": "bfloat16",
+            "mm_vision_tower": tower_name,
+            "mm_hidden_size": vision.hidden_size,
+            "mm_projector_type": "mlp2x_gelu",
+            "mm_vision_select_layer": -2,
+            "mm_vision_select_feature": "patch",
+            "mm_patch_merge_type": "spatial_unpad",
+            "mm_newline_position": "no_token",
+            "mm_spatial_pool_mode": "bilinear",
+            "mm_use_im_start_end": False,
+            "mm_use_im_patch_token": False,
+            **llava,
+        }
+    )
+    (folder / "config.json").write_text(json.dumps(raw, indent=1))
+    tokenizer.save_pretrained(str(folder))
+
+
+def make_tiny_checkpoint(
+    path: str | Path,
+    arch: Literal["qwen2-siglip", "vicuna-clip"] = "qwen2-siglip",
+    *,
+    layout: Literal["original", "transformers"] = "original",
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random Inst-It-like checkpoint to ``path`` (a new or empty folder).
+
+    ``arch``: ``"qwen2-siglip"`` (ChatML tokenizer, SigLIP-384 tower, ``anyres_max_9`` with 36
+    pinpoints, 400 tokens but 448 embedding rows) or ``"vicuna-clip"`` (Llama tokenizer with BOS,
+    CLIP-336 tower, ``anyres`` with 4 pinpoints). ``layout``: LLaVA-NeXT's ``"original"`` (as the
+    released checkpoints) or ``"transformers"`` (LLaVA-OneVision, via :func:`instit.model.convert`).
+    Returns ``path``.
+    """
+    if arch not in ("qwen2-siglip", "vicuna-clip"):
+        raise InstitValueError(f"arch={arch!r} is unknown; use 'qwen2-siglip' or 'vicuna-clip'")
+    if layout not in ("original", "transformers"):
+        raise InstitValueError(f"layout={layout!r} is unknown; use 'original' or 'transformers'")
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        raise InstitValueError(f"{path} is not empty; pass a new or empty folder")
+    if layout == "original":
+        _write_original(path, arch, seed)
+        return path
+    from instit.model.core import convert
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "original"
+        _write_original(source, arch, seed)
+        convert(source, path, overwrite=True, progress=False)
+    return path
