@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,7 +103,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         from instit.model import InstIt
 
-        model = InstIt.from_pretrained(args.checkpoint, device=args.device)
+        device = args.device
+        local_rank = os.environ.get("LOCAL_RANK")
+        if device == "auto" and local_rank is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            import torch
+
+            device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+        model = InstIt.from_pretrained(args.checkpoint, device=device)
     configs = args.config or list(CONFIGS)
     results = []
     for config in configs:

@@ -16,6 +16,7 @@ the config folder: that is what :func:`instit.bench.synthetic.make_tiny_bench` w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -224,6 +225,22 @@ def _default_videos_dir(root: Path) -> Path:
     return cache / "inst-it-bench"
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock (POSIX ``flock``; no-op where unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: processes there are launched one per GPU on one host anyway
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _ensure_videos(root: Path, video_paths: list[str], videos_dir: Path | None) -> Path:
     """The folder under which every ``video_path`` exists, extracting the archive if needed."""
     candidates = [videos_dir] if videos_dir is not None else [root, _default_videos_dir(root)]
@@ -239,9 +256,11 @@ def _ensure_videos(root: Path, video_paths: list[str], videos_dir: Path | None) 
             f"put {VIDEO_ARCHIVE} into {root} or pass videos_dir= the extracted frames"
         )
     marker = base / _EXTRACTED_MARKER.format(name=archive.name)
-    if not marker.exists():
-        safe_extract(archive, base)
-        marker.write_text(str(archive), encoding="utf-8")
+    base.mkdir(parents=True, exist_ok=True)
+    with _locked(base / ".instit-extract.lock"):  # several processes may load the bench at once
+        if not marker.exists():
+            safe_extract(archive, base)
+            marker.write_text(str(archive), encoding="utf-8")
     missing = [p for p in video_paths if not (base / p).is_dir()]
     if missing:
         raise DatasetError(

@@ -103,9 +103,10 @@ def _topology(shard: tuple[int, int] | None) -> _Topology:
             )
         return _Topology(index, count, lambda: None)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        state = PartialState(cpu=not torch.cuda.is_available())
         return _Topology(state.process_index, state.num_processes, state.wait_for_everyone)
     return _Topology(0, 1, lambda: None)
 

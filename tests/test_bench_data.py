@@ -1,0 +1,184 @@
+"""Loading the bench from its on-disk layout, media loading, safe archive extraction."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from instit.bench import CONFIGS, load_bench, make_tiny_bench, safe_extract
+from instit.bench.data import video_frame_files
+from instit.bench.protocol import compose_prompt
+from instit.bench.synthetic import frame_colour, image_colour
+from instit.errors import DatasetError, MediaError
+
+
+def _pyarrow():
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("pyarrow must be installed in CI (instit[bench] / dev extra)")
+        pytest.skip("pyarrow not installed")
+
+
+@pytest.fixture
+def bench_root(tmp_path):
+    return make_tiny_bench(tmp_path / "bench", num_questions=6, frames_per_video=4)
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_every_config_loads_with_fields_and_prompts(bench_root, config):
+    bench = load_bench(config, bench_root)
+    split, fmt = CONFIGS[config]
+    assert (bench.config, bench.split, bench.fmt, len(bench)) == (config, split, fmt, 6)
+    rows = [
+        json.loads(line) for line in (bench_root / config / "test.jsonl").read_text().splitlines()
+    ]
+    for question, row in zip(bench, rows, strict=True):
+        assert question.question_id == row["question_id"]
+        assert question.answer == row["answer"]
+        choices = tuple(row[f"choice_{c}"] for c in "abcd") if fmt == "mc" else None
+        assert question.choices == choices
+        assert question.prompt() == compose_prompt(split, fmt, row["question"], choices)
+
+
+def test_image_media_is_the_pre_marked_rgb_image(bench_root):
+    bench = load_bench("image_open_ended", bench_root)
+    image = bench[2].load_media()
+    assert isinstance(image, Image.Image) and image.mode == "RGB"
+    assert image.getpixel((0, 0)) == image_colour(1)
+
+
+def test_video_media_is_every_frame_in_sorted_order(bench_root):
+    bench = load_bench("video_multi_choice", bench_root)
+    frames = bench[4].load_media()  # questions 4 and 5 share video 2
+    assert [f.getpixel((0, 0)) for f in frames] == [frame_colour(2, t) for t in range(1, 5)]
+    # extracted next to the archive (like the reference), once
+    assert (bench_root / "videos_vpt" / "video_002").is_dir()
+
+
+def test_frame_order_is_the_references_plain_string_sort(tmp_path):
+    for name in ["10.png", "2.png", "1.png", ".hidden.png", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in video_frame_files(tmp_path)] == ["1.png", "10.png", "2.png"]
+
+
+def test_parquet_layout_as_on_the_hub(tmp_path):
+    _pyarrow()
+    root = make_tiny_bench(tmp_path / "hub", file_format="parquet", num_questions=4)
+    assert (root / "image_multi_choice" / "test-00000-of-00001.parquet").is_file()
+    image_bench = load_bench("image_multi_choice", root)
+    assert image_bench[0].image_bytes is not None and image_bench[0].image_path is None
+    assert image_bench[3].load_media().getpixel((0, 0)) == image_colour(1)
+    video_bench = load_bench("video_open_ended", root)
+    assert len(video_bench[0].load_media()) == 3
+
+
+def test_videos_dir_elsewhere(bench_root, tmp_path):
+    target = tmp_path / "frames"
+    bench = load_bench("video_open_ended", bench_root, videos_dir=target)
+    assert bench[0].video_dir == target / "videos_vpt" / "video_000"
+    assert not (bench_root / "videos_vpt").exists()
+
+
+def test_missing_field_names_file_row_and_field(bench_root):
+    path = bench_root / "image_multi_choice" / "test.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    del rows[3]["choice_c"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DatasetError, match=r"row 3 \(question_id '002-02'\).*'choice_c'"):
+        load_bench("image_multi_choice", bench_root)
+
+
+def test_duplicate_ids_and_unknown_config_and_missing_folder(bench_root, tmp_path):
+    path = bench_root / "image_open_ended" / "test.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[0]]) + "\n")
+    with pytest.raises(DatasetError, match="appears twice"):
+        load_bench("image_open_ended", bench_root)
+    with pytest.raises(DatasetError, match="unknown bench config"):
+        load_bench("audio_open_ended", bench_root)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no video_open_ended/ folder"):
+        load_bench("video_open_ended", tmp_path / "empty")
+    with pytest.raises(DatasetError, match="neither a folder nor a hub dataset id"):
+        load_bench("video_open_ended", tmp_path / "does" / "not" / "exist")
+
+
+def test_missing_archive_says_where_to_put_it(bench_root):
+    (bench_root / "videos_vpt.zip").unlink()
+    with pytest.raises(DatasetError, match=r"videos_vpt\.zip"):
+        load_bench("video_open_ended", bench_root)
+
+
+def test_damaged_image_is_a_media_error(bench_root):
+    (bench_root / "image_open_ended" / "images" / "001-01.png").write_bytes(b"not a png")
+    bench = load_bench("image_open_ended", bench_root)
+    with pytest.raises(MediaError, match="001-01"):
+        bench[0].load_media()
+
+
+# -- safe extraction -----------------------------------------------------------------------------
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "evil", ["../escape.txt", "/abs/escape.txt", "a/../../escape.txt", "C:/x.txt"]
+)
+def test_zip_slip_is_refused_before_anything_is_written(tmp_path, evil):
+    archive = _zip(tmp_path / "evil.zip", {"ok/frame.png": b"x", evil: b"boom"})
+    target = tmp_path / "out" / "inner"
+    with pytest.raises(DatasetError, match="unsafe member"):
+        safe_extract(archive, target)
+    assert list(target.iterdir()) == []
+    assert not (tmp_path / "out" / "escape.txt").exists()
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_symlink_members_are_refused(tmp_path):
+    archive = tmp_path / "link.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        info = zipfile.ZipInfo("v/link")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(DatasetError, match="symlink"):
+        safe_extract(archive, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_failure_mid_extraction_leaves_no_partial_folder(tmp_path):
+    archive = _zip(
+        tmp_path / "bad.zip",
+        {"videos/a/001.png": b"A" * 4000, "videos/b/001.png": b"B" * 4000},
+    )
+    data = bytearray(archive.read_bytes())
+    offset = data.index(b"B" * 100)
+    data[offset : offset + 10] = b"C" * 10  # corrupt the second member: CRC check fails
+    archive.write_bytes(bytes(data))
+    target = tmp_path / "out"
+    with pytest.raises(DatasetError, match="nothing was left"):
+        safe_extract(archive, target)
+    assert list(target.iterdir()) == []
+
+
+def test_extraction_refuses_to_overwrite_and_rejects_non_zip(tmp_path):
+    archive = _zip(tmp_path / "v.zip", {"videos/a/001.png": b"x"})
+    assert safe_extract(archive, tmp_path / "out") == [tmp_path / "out" / "videos"]
+    assert (tmp_path / "out" / "videos" / "a" / "001.png").read_bytes() == b"x"
+    with pytest.raises(DatasetError, match="already exists"):
+        safe_extract(archive, tmp_path / "out")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(DatasetError, match="not a readable zip"):
+        safe_extract(tmp_path / "junk.zip", tmp_path / "out2")

@@ -1,0 +1,174 @@
+"""Running models on the bench: format, batching, resume after a kill, real multi-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from instit.bench import load_bench, make_tiny_bench, merge_predictions, run_bench
+from instit.bench.synthetic import media_model
+from instit.errors import InstitTypeError, InstitValueError
+
+REPO = Path(__file__).resolve().parents[1]
+FIELDS = ["question_id", "question", "model_prediction", "ground_truth", "split"]
+
+
+@pytest.fixture
+def bench_root(tmp_path):
+    return make_tiny_bench(tmp_path / "bench", num_questions=8)
+
+
+class BatchedModel:
+    """Stands in for instit.InstIt: a batched ``generate`` with the InstIt signature."""
+
+    def __init__(self):
+        self.batches: list[int] = []
+        self.kwargs: list[dict] = []
+
+    def generate(self, media, prompts, *, max_new_tokens, temperature, progress):
+        self.batches.append(len(prompts))
+        self.kwargs.append(
+            {"max_new_tokens": max_new_tokens, "temperature": temperature, "progress": progress}
+        )
+        return [media_model(m, p) + "  " for m, p in zip(media, prompts, strict=True)]
+
+
+def test_predictions_in_the_reference_format_sorted(bench_root, tmp_path):
+    bench = load_bench("video_open_ended", bench_root)
+    seen = []
+
+    def model(media, prompt):
+        seen.append((len(media), prompt))
+        return f"  answer to {prompt.splitlines()[-1]}  "
+
+    out = tmp_path / "out" / "video_oe_inference.json"
+    result = run_bench(model, list(reversed(bench.questions)), out, progress=False)
+    records = json.loads(out.read_text())
+    assert [list(r) for r in records] == [FIELDS] * 8
+    assert [r["question_id"] for r in records] == sorted(q.question_id for q in bench)
+    first = records[0]
+    q = bench[0]
+    assert first == {
+        "question_id": q.question_id,
+        "question": q.question,
+        "model_prediction": f"answer to {q.question}",  # stripped like the reference
+        "ground_truth": q.answer,
+        "split": "video",
+    }
+    assert all(n == 3 for n, _ in seen)  # every frame of the folder
+    assert {p for _, p in seen} == {q.prompt() for q in bench}
+    assert (result.num_generated, result.num_resumed, result.merged) == (8, 0, True)
+    assert list(out.parent.iterdir()) == [out]  # part files merged away
+
+
+def test_batched_generate_is_used_with_settings(bench_root, tmp_path):
+    model = BatchedModel()
+    bench = load_bench("image_multi_choice", bench_root)
+    run_bench(model, bench, tmp_path / "p.json", batch_size=3, max_new_tokens=7, progress=False)
+    assert model.batches == [3, 3, 2]
+    assert model.kwargs[0] == {"max_new_tokens": 7, "temperature": 0.0, "progress": False}
+    records = json.loads((tmp_path / "p.json").read_text())
+    assert all(not r["model_prediction"].endswith(" ") for r in records)
+
+
+def test_killed_run_resumes_without_duplicates_or_losses(bench_root, tmp_path):
+    bench = load_bench("image_open_ended", bench_root)
+    out = tmp_path / "p.json"
+    calls: list[str] = []
+
+    class Killed(Exception):
+        pass
+
+    def dying(media, prompt):
+        if len(calls) == 5:
+            raise Killed
+        calls.append(prompt)
+        return "first run"
+
+    with pytest.raises(Killed):
+        run_bench(dying, bench, out, batch_size=2, progress=False)
+    assert not out.exists()
+    part = tmp_path / "p.json.part-0.jsonl"
+    assert len(part.read_text().splitlines()) == 4  # two full batches were saved
+    # a kill in the middle of a write leaves half a line: it must be ignored and repaired
+    with open(part, "a", encoding="utf-8") as f:
+        f.write('{"question_id": "003-01", "quest')
+
+    resumed: list[str] = []
+
+    def model(media, prompt):
+        resumed.append(prompt)
+        return "second run"
+
+    result = run_bench(model, bench, out, batch_size=2, progress=False)
+    records = json.loads(out.read_text())
+    assert [r["question_id"] for r in records] == sorted(q.question_id for q in bench)
+    assert [r["model_prediction"] for r in records] == ["first run"] * 4 + ["second run"] * 4
+    assert (result.num_generated, result.num_resumed, len(resumed)) == (4, 4, 4)
+    # running again answers nothing
+    again = run_bench(model, bench, out, progress=False)
+    assert again.num_generated == 0 and len(json.loads(out.read_text())) == 8
+
+
+def test_manual_shards_merge_when_the_last_one_finishes(bench_root, tmp_path):
+    bench = load_bench("video_multi_choice", bench_root)
+    out = tmp_path / "p.json"
+    first = run_bench(media_model, bench, out, shard=(0, 2), progress=False)
+    assert not first.merged and not out.exists()
+    assert (tmp_path / "p.json.part-0.jsonl").is_file()
+    second = run_bench(media_model, bench, out, shard=(1, 2), progress=False)
+    assert second.merged and first.num_generated + second.num_generated == 8
+    assert len(json.loads(out.read_text())) == 8
+    assert merge_predictions(out) == json.loads(out.read_text())
+
+
+def test_model_errors_are_typed(bench_root, tmp_path):
+    bench = load_bench("image_open_ended", bench_root)
+    with pytest.raises(InstitTypeError, match="return the answer text as a str"):
+        run_bench(lambda media, prompt: 3, bench, tmp_path / "a.json", progress=False)
+    with pytest.raises(InstitTypeError, match="must be callable"):
+        run_bench(object(), bench, tmp_path / "b.json", progress=False)
+    with pytest.raises(InstitValueError, match="batch_size"):
+        run_bench(media_model, bench, tmp_path / "c.json", batch_size=0, progress=False)
+    with pytest.raises(InstitValueError, match="shard"):
+        run_bench(media_model, bench, tmp_path / "d.json", shard=(2, 2), progress=False)
+
+
+def test_two_processes_under_accelerate_launch(bench_root, tmp_path):
+    """A real 2-process run: each process answers its shard, process 0 merges once."""
+    log = tmp_path / "calls"
+    env = {**os.environ, "INSTIT_TEST_CALL_LOG": str(log), "OMP_NUM_THREADS": "1"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+        "-m", "instit.bench", "run",
+        "--model", f"{REPO / 'tests' / 'bench_model.py'}:logged_model",
+        "--bench", str(bench_root),
+        "--config", "video_open_ended", "--config", "image_multi_choice",
+        "--output-dir", str(tmp_path / "out"), "--no-progress", "--json",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{") :])  # printed by process 0 only
+    assert [r["num_processes"] for r in summary["runs"]] == [2, 2]
+    assert [r["num_generated"] for r in summary["runs"]] == [4, 4]  # process 0's half
+    per_rank = {
+        rank: (log.parent / f"calls.{rank}").read_text().splitlines() for rank in ("0", "1")
+    }
+    assert len(per_rank["0"]) == len(per_rank["1"]) == 8  # 4 + 4 per process
+    tags = per_rank["0"] + per_rank["1"]
+    assert sorted(tags) == sorted([f"(q{i})" for i in range(8)] * 2)  # each question once
+    for name in ("video_oe_inference.json", "image_mc_inference.json"):
+        records = json.loads((tmp_path / "out" / name).read_text())
+        assert len(records) == 8 == len({r["question_id"] for r in records})
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "image_mc_inference.json",
+        "video_oe_inference.json",
+    ]
