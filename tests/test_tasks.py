@@ -522,3 +522,106 @@ def test_frame_description_dict_keeps_checks() -> None:
     data = frame.to_dict()
     assert data["seconds"] == 0.5 and data["missing_ids"] == [2]
     assert frame.to_dataset_record()["instance_level"] == {"1": "a"}
+
+
+# -- real marks, videos and the bundled example ---------------------------------------------------
+
+
+def test_ask_draws_the_marks_the_model_sees() -> None:
+    from instit.marks import draw_marks
+
+    image, instances = _image(), _boxes([1, 2])
+    before = np.asarray(image).copy()
+    model = ScriptedModel(lambda m, p: "[2]")
+    answer = ask(model, image, "Which?", instances=instances)
+    sent = model.calls[0][0][0]
+    assert np.array_equal(np.asarray(sent), np.asarray(draw_marks(image, instances)))
+    assert not np.array_equal(np.asarray(sent), before)  # marks were drawn
+    assert np.array_equal(np.asarray(image), before)  # on a copy
+    assert answer.media is sent and answer.unknown_ids == []
+
+
+def _write_video(path, count: int = 12, fps: int = 6) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for n in range(count):
+            array = np.full((48, 64, 3), 10 * n, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_ask_video_file_maps_frames_to_seconds(tmp_path) -> None:
+    path = tmp_path / "clip.mp4"
+    _write_video(path)
+    model = ScriptedModel(lambda m, p: f"{len(m)} frames; see <2> and <8>-<9>")
+    answer = ask(model, path, "When?")
+    assert answer.text.startswith("8 frames")  # load_video's default sampling
+    from instit.video import load_video
+
+    video = load_video(path)
+    assert answer.frames == [2, 8, 9] and answer.unknown_frames == [9]
+    assert answer.seconds is None  # <9> has no time
+    timed = ask(ScriptedModel(lambda m, p: "at <2>-<3>"), video, "When?")
+    assert timed.seconds == [video.time_of(2), video.time_of(3)]
+    assert timed.references[0].seconds == (video.time_of(2), video.time_of(3))
+    assert timed.media is video
+
+
+def test_ask_video_tracks_keyed_by_source_frame(tmp_path) -> None:
+    from instit.instances import Tracks
+    from instit.video import load_video
+
+    path = tmp_path / "clip.mp4"
+    _write_video(path)
+    video = load_video(path, num_frames=3)  # source frames 0, 5, 11
+    assert video.indices == [0, 5, 11]
+    tracks = Tracks({5: _boxes([4]), 11: _boxes([4, 6]), 7: _boxes([9])})
+    model = ScriptedModel(lambda m, p: "[4] [6] [9]")
+    answer = ask(model, video, "Who?", instances=tracks)
+    assert answer.unknown_ids == [9]  # [9] is only in source frame 7, not sampled
+    marked = answer.media
+    assert marked is not video and marked.indices == video.indices
+    assert np.array_equal(np.asarray(marked.frames[0]), np.asarray(video.frames[0]))
+    assert not np.array_equal(np.asarray(marked.frames[1]), np.asarray(video.frames[1]))
+    by_position = Tracks({1: _boxes([4]), 2: _boxes([6])})
+    answer = ask(model, video, "Who?", instances=by_position, indexed_by="sample", marks="as_is")
+    assert answer.unknown_ids == [9]
+    from instit.errors import InstancesError
+
+    for marks in ("draw", "as_is"):
+        with pytest.raises(InstancesError, match="indexed_by='source'"):
+            ask(model, video, "Who?", instances=tracks, indexed_by="sample", marks=marks)
+    with pytest.raises(InstancesError, match="frame position 3"):
+        ask(model, video.frames, "Who?", instances=Tracks({3: _boxes([1])}))
+    with pytest.raises(InstitValueError, match="indexed_by"):
+        ask(model, video, "Who?", instances=tracks, indexed_by="frames")  # type: ignore[arg-type]
+
+
+def test_describe_video_from_a_frame_folder(tmp_path) -> None:
+    for n in range(3):
+        _image(value=30 * n).save(tmp_path / f"frame_{n}.png")
+    model = ScriptedModel(lambda m, p: "[1]: a block." if p.startswith("Describe each") else "x")
+    result = describe_instances(model, tmp_path, marks="as_is", progress=False)
+    assert [f.timestamp for f in result.frames] == [1, 2, 3]
+    assert [f.instance_captions for f in result.frames] == [{1: "a block."}] * 3
+    assert all(f.seconds is not None for f in result.frames)
+
+
+def test_example_image_is_bundled_with_disjoint_masks() -> None:
+    from instit.examples_data import example_image, example_labels
+
+    image, instances = example_image()
+    assert image.mode == "RGB" and image.size == (512, 512)
+    assert instances.ids == (1, 2, 3, 4)
+    assert example_labels() == {1: "astronaut", 2: "flag", 3: "helmet", 4: "space shuttle model"}
+    masks = instances.masks()
+    assert masks.shape == (4, 512, 512)
+    assert (masks.sum(axis=(1, 2)) > 5000).all()
+    assert masks.sum(axis=0).max() == 1  # no pixel belongs to two instances
+    second, _ = example_image()
+    assert second is not image and np.array_equal(np.asarray(second), np.asarray(image))

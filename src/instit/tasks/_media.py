@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from instit.errors import InstitTypeError, InstitValueError, MediaError
+from instit.errors import InstancesError, InstitTypeError, InstitValueError, MediaError
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterator
@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 MarksMode = Literal["draw", "as_is"]
+IndexedBy = Literal["source", "sample"]
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
 )
@@ -125,16 +126,27 @@ def prepare(
     *,
     marks: MarksMode = "draw",
     style: Any = None,
+    indexed_by: IndexedBy = "source",
 ) -> Prepared:
-    """Load ``media``, draw the marks of ``instances`` on it (``marks="draw"``), collect IDs."""
+    """Load ``media``, draw the marks of ``instances`` on it (``marks="draw"``), collect IDs.
+
+    ``indexed_by`` says how the tracks of a ``Video`` are keyed (as in ``Video.with_marks``):
+    by source frame number (``"source"``) or by position in the video (``"sample"``).  Tracks
+    of a list of frames are always keyed by position.
+    """
     check_marks(marks)
+    if indexed_by not in ("source", "sample"):
+        raise InstitValueError(
+            f"indexed_by={indexed_by!r} is not a mode; pass 'source' (tracks keyed by frame "
+            "number in the original video) or 'sample' (keyed by position in the Video)"
+        )
     if media is None:
         raise InstitTypeError(
             "media is None; pass an image (PIL image, array, file path) or a video (Video, "
             "list of frames, video file, frame folder)"
         )
     if is_video_like(media):
-        return _prepare_video(media, instances, marks=marks, style=style)
+        return _prepare_video(media, instances, marks=marks, style=style, indexed_by=indexed_by)
     return _prepare_image(media, instances, marks=marks, style=style)
 
 
@@ -155,7 +167,9 @@ def _prepare_image(media: Any, instances: Any, *, marks: MarksMode, style: Any) 
     return Prepared(image, image, "image", 1, None, known)
 
 
-def _prepare_video(media: Any, instances: Any, *, marks: MarksMode, style: Any) -> Prepared:
+def _prepare_video(
+    media: Any, instances: Any, *, marks: MarksMode, style: Any, indexed_by: IndexedBy
+) -> Prepared:
     video = _as_video(media)
     frames: list[Image.Image] = list(video.frames) if video is not None else _frames(media)
     if not frames:
@@ -166,17 +180,32 @@ def _prepare_video(media: Any, instances: Any, *, marks: MarksMode, style: Any) 
     frame_ids: list[list[int]] | None = None
     shown: Any = video if video is not None else frames
     if instances is not None:
-        tracks = _as_tracks(instances)
+        from instit.instances import Tracks
+
+        tracks = Tracks.coerce(instances)
+        if video is not None and indexed_by == "source":
+            tracks = tracks.select_frames(video.indices)  # now keyed by position
+        beyond = [i for i in tracks.frame_indices if i >= len(frames)]
+        if beyond:
+            hint = (
+                "use indexed_by='source' if they are keyed by frame number in the original video"
+                if video is not None
+                else "pass the frames the tracks belong to"
+            )
+            raise InstancesError(
+                f"the tracks have instances for frame position {beyond[0]} but the video has "
+                f"{len(frames)} frames (positions 0 to {len(frames) - 1}); {hint}"
+            )
         known = [int(i) for i in tracks.ids]
         frame_ids = [[int(i) for i in tracks.at(t).ids] for t in range(len(frames))]
         if marks == "draw":
             if video is not None:
-                shown = video.with_marks(tracks, style=style)
+                shown = video.with_marks(tracks, style=style, indexed_by="sample")
                 frames = list(shown.frames)
             else:
                 from instit.marks import draw_marks_frames
 
-                frames = draw_marks_frames(frames, tracks, style=style)
+                frames = draw_marks_frames(frames, tracks, style=style, progress=False)
                 shown = frames
     return Prepared(frames, shown, "video", len(frames), timestamps, known, frame_ids, frame_names)
 
@@ -218,9 +247,3 @@ def _frame_names(media: Any, video: Any, count: int) -> list[str] | None:
     if paths is None or len(paths) != count:
         return None
     return [Path(os.fspath(p)).name for p in paths]
-
-
-def _as_tracks(instances: Any) -> Any:
-    from instit.instances import Tracks
-
-    return Tracks.coerce(instances)

@@ -8,7 +8,7 @@ from typing import Any, overload
 
 from instit.errors import InstitError, InstitTypeError, InstitValueError
 from instit.results import Answer, AnswerStream
-from instit.tasks._media import MarksMode, Prepared, check_model, prepare
+from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
 
 __all__ = ["ask", "ask_many"]
 
@@ -25,6 +25,7 @@ def ask(
     temperature: float = ...,
     stream: bool = ...,
     style: Any = ...,
+    indexed_by: IndexedBy = ...,
     progress: bool = ...,
 ) -> Answer | AnswerStream: ...
 @overload
@@ -39,6 +40,7 @@ def ask(
     temperature: float = ...,
     stream: bool = ...,
     style: Any = ...,
+    indexed_by: IndexedBy = ...,
     progress: bool = ...,
 ) -> list[Answer]: ...
 
@@ -54,6 +56,7 @@ def ask(
     temperature: float = 0.0,
     stream: bool = False,
     style: Any = None,
+    indexed_by: IndexedBy = "source",
     progress: bool = False,
 ) -> Answer | AnswerStream | list[Answer]:
     """Ask ``model`` about one image or video; parse the ``[ID]`` / ``<t>`` references it uses.
@@ -77,6 +80,8 @@ def ask(
         stream: Return an :class:`~instit.results.AnswerStream` that yields text chunks as
             they are generated, then gives the parsed answer (single question only).
         style: A mark style for ``draw_marks`` (``None``: the Inst-It look).
+        indexed_by: For a ``Video``: its tracks are keyed by source frame number
+            (``"source"``, default, as ``Video.with_marks``) or by position (``"sample"``).
         progress: Show a progress bar while a batch generates.
 
     Returns:
@@ -90,7 +95,7 @@ def ask(
     check_model(model)
     questions = _questions(question)
     _check_generation(max_new_tokens, temperature)
-    prepared = prepare(media, instances, marks=marks, style=style)
+    prepared = prepare(media, instances, marks=marks, style=style, indexed_by=indexed_by)
     if stream:
         if not isinstance(question, str):
             raise InstitValueError(
@@ -127,6 +132,7 @@ def ask_many(
     max_new_tokens: int = 256,
     temperature: float = 0.0,
     style: Any = None,
+    indexed_by: IndexedBy = "source",
     progress: bool = True,
 ) -> list[Answer]:
     """Ask about several media in one batched generation.
@@ -138,7 +144,7 @@ def ask_many(
         questions: One question for every item, or one question per item.
         instances: ``None``, or one entry per media item (each ``None`` or that item's
             instances / tracks).
-        marks, max_new_tokens, temperature, style, progress: As for :func:`ask`.
+        marks, max_new_tokens, temperature, style, indexed_by, progress: As for :func:`ask`.
 
     Returns:
         One :class:`~instit.results.Answer` per media item, in order.  A media object that
@@ -173,7 +179,9 @@ def ask_many(
     for item, item_instances in zip(media, instance_list, strict=True):
         key = (id(item), id(item_instances))
         if key not in cache:
-            cache[key] = prepare(item, item_instances, marks=marks, style=style)
+            cache[key] = prepare(
+                item, item_instances, marks=marks, style=style, indexed_by=indexed_by
+            )
         prepared.append(cache[key])
     texts = generate_for(
         model,

@@ -9,7 +9,7 @@ from typing import Any
 from instit.errors import InstitTypeError, InstitValueError
 from instit.prompting.describe import DescribePrompts, parse_instance_captions
 from instit.results import FrameDescription, ImageDescription, VideoDescription
-from instit.tasks._media import MarksMode, Prepared, check_model, prepare
+from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
 from instit.tasks.ask import _check_generation, generate_for
 
 __all__ = ["describe_instances"]
@@ -27,6 +27,7 @@ def describe_instances(
     retries: int = 1,
     questions: Sequence[str] | None = None,
     style: Any = None,
+    indexed_by: IndexedBy = "source",
     progress: bool = True,
 ) -> ImageDescription | VideoDescription:
     """Caption each instance and the whole image (or each frame and the whole video).
@@ -57,6 +58,8 @@ def describe_instances(
         questions: Video only: questions to answer about the whole video; they become the
             record's ``question_answer_pairs``.
         style: A mark style for ``draw_marks``.
+        indexed_by: For a ``Video``: its tracks are keyed by source frame number
+            (``"source"``, default) or by position (``"sample"``).
         progress: Show progress bars while generating.
 
     Returns:
@@ -75,7 +78,7 @@ def describe_instances(
         raise InstitValueError(f"retries must be an int >= 0, got {retries!r}")
     _check_generation(max_new_tokens, temperature)
     question_list = _question_list(questions)
-    prepared = prepare(media, instances, marks=marks, style=style)
+    prepared = prepare(media, instances, marks=marks, style=style, indexed_by=indexed_by)
     options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "progress": progress}
     if prepared.kind == "image":
         if question_list:
