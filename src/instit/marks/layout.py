@@ -1,0 +1,255 @@
+"""Label placement: where each ID label goes, in which colours.
+
+The algorithm (see ``docs/marks.md``):
+
+1. Every instance gets an anchor (its most interior point, see :mod:`.geometry`) and a label
+   box sized from the text and the resolved style.
+2. Instances are placed in order of difficulty: the least interior room first (points, tiny and
+   thin instances), then larger ones, ties by ID, so the instances with no alternatives get the
+   spots they need.
+3. For each label the candidate positions are a grid of offsets around the anchor (a third of
+   a label height apart, up to ``search_radius`` label heights), sorted by distance; each
+   candidate box is shifted into the image.  The candidates are tested in chunks against all
+   labels placed so far with one vectorised box-intersection test; in the first chunk with a
+   free candidate, the cheapest free one wins, where the cost is its distance to the anchor
+   plus a label height when its centre is outside the instance.  When nothing is free within
+   the search radius, the whole image is scanned the same way, nearest spot first.
+4. A label that does not cover its anchor is ``moved``; one farther than ``leader_distance``
+   label heights gets a leader line from the anchor to the nearest point of its box.
+5. Colours: the instance colour comes from its ID; text (and ``box_color="auto"``) colours are
+   chosen from the mean colour of the actual pixels under the label box.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from instit.marks.geometry import Shape
+from instit.marks.style import RGB, ResolvedStyle, instance_color, label_text
+from instit.marks.text import text_size
+
+_CHUNK = 96
+_BLACK: RGB = (0, 0, 0)
+_WHITE: RGB = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how the label of one instance is drawn.
+
+    Attributes:
+        id: the instance ID.
+        text: the label text (``"3"`` or ``"C"``).
+        anchor: ``(x, y)`` the point the label belongs to (the instance's most interior point,
+            box centre or point), in image pixels.
+        box: ``(x0, y0, x1, y1)`` the label box in whole image pixels, ``x1`` / ``y1`` exclusive.
+        color: the instance colour (contours, fills, leader lines), RGB.
+        box_color: the label box colour, RGB.
+        text_color: the label text colour, RGB.
+        moved: the label box does not cover the anchor (it was pushed away by other labels).
+        leader: ``((x, y), (x, y))`` the leader line from the anchor to the label box, or None.
+    """
+
+    id: int
+    text: str
+    anchor: tuple[float, float]
+    box: tuple[int, int, int, int]
+    color: RGB
+    box_color: RGB
+    text_color: RGB
+    moved: bool
+    leader: tuple[tuple[float, float], tuple[float, float]] | None
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """Centre of the label box."""
+        x0, y0, x1, y1 = self.box
+        return ((x0 + x1) / 2, (y0 + y1) / 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples become lists)."""
+        return json.loads(self.to_json())
+
+    def to_json(self) -> str:
+        """The placement as a JSON string."""
+        return json.dumps(asdict(self))
+
+
+def label_size(text: str, style: ResolvedStyle) -> tuple[int, int]:
+    """``(width, height)`` of the label box of ``text`` in pixels."""
+    width, height = text_size(style.font, style.font_size, text)
+    return width + 2 * style.pad_x, height + style.pad_top + style.pad_bottom
+
+
+def layout(pixels: np.ndarray, shapes: list[Shape], style: ResolvedStyle) -> dict[int, Placement]:
+    """Place the labels of ``shapes`` on the RGB array ``pixels``; returns ``{id: Placement}``."""
+    height, width = pixels.shape[:2]
+    placed = np.empty((len(shapes), 4), dtype=np.int64)
+    result: dict[int, Placement] = {}
+    for count, shape in enumerate(sorted(shapes, key=lambda s: (s.radius, s.id))):
+        text = label_text(shape.id, style.labels)
+        size = label_size(text, style)
+        box = _place(shape, size, (width, height), placed[:count], style.search_radius)
+        placed[count] = box
+        result[shape.id] = _placement(shape, text, box, pixels, style)
+    return {shape.id: result[shape.id] for shape in shapes}
+
+
+def _place(
+    shape: Shape,
+    size: tuple[int, int],
+    image_size: tuple[int, int],
+    placed: np.ndarray,
+    search_radius: float,
+) -> tuple[int, int, int, int]:
+    label_w, label_h = size
+    ax, ay = shape.anchor
+    # fast path: the label centred on its anchor is free (the usual case)
+    width, height = image_size
+    x0 = min(max(round(ax - label_w / 2), 0), max(0, width - label_w))
+    y0 = min(max(round(ay - label_h / 2), 0), max(0, height - label_h))
+    x1, y1 = x0 + label_w, y0 + label_h
+    if (
+        not (
+            (x0 < placed[:, 2]) & (placed[:, 0] < x1) & (y0 < placed[:, 3]) & (placed[:, 1] < y1)
+        ).any()
+        and shape.contains(np.array([(x0 + x1) / 2]), np.array([(y0 + y1) / 2]))[0]
+    ):
+        return (x0, y0, x1, y1)
+    offsets = _offsets(label_w, label_h, search_radius)
+    boxes = _boxes(ax + offsets[:, 0], ay + offsets[:, 1], size, image_size)
+    chosen = _first_free(shape, boxes, offsets[:, 2], placed, label_h)
+    if chosen is None:  # crowded around the anchor: nearest free spot anywhere in the image
+        step = max(1, label_h // 3)
+        grid_x, grid_y = np.meshgrid(
+            np.arange(label_w / 2, width - label_w / 2 + 1, step),
+            np.arange(label_h / 2, height - label_h / 2 + 1, step),
+        )
+        cx, cy = grid_x.ravel(), grid_y.ravel()
+        distance = np.hypot(cx - ax, cy - ay)
+        order = np.argsort(distance, kind="stable")
+        boxes = _boxes(cx[order], cy[order], size, image_size)
+        chosen = _first_free(shape, boxes, distance[order], placed, label_h)
+    if chosen is None:
+        warnings.warn(
+            f"no free spot for the label of instance {shape.id}: the image is too small for "
+            "this many labels, so it overlaps another one; draw fewer instances or use a "
+            "smaller font_size",
+            stacklevel=4,
+        )
+        chosen = boxes[0]
+    x0, y0, x1, y1 = (int(v) for v in chosen)
+    return (x0, y0, x1, y1)
+
+
+@lru_cache(maxsize=256)
+def _offsets(label_w: int, label_h: int, search_radius: float) -> np.ndarray:
+    """Candidate ``(dx, dy, distance)`` rows around an anchor, nearest first."""
+    step = max(1.0, label_h / 3)
+    reach = search_radius * label_h
+    steps = np.arange(-math.floor(reach / step), math.floor(reach / step) + 1) * step
+    dx, dy = np.meshgrid(steps, steps)
+    dx, dy = dx.ravel(), dy.ravel()
+    distance = np.hypot(dx, dy)
+    keep = distance <= reach
+    # ties (same distance) in a fixed order: above before below, left before right
+    order = np.lexsort((dx[keep], dy[keep], distance[keep]))
+    table = np.stack([dx[keep][order], dy[keep][order], distance[keep][order]], axis=1)
+    table.flags.writeable = False
+    return table
+
+
+def _boxes(
+    cx: np.ndarray, cy: np.ndarray, size: tuple[int, int], image_size: tuple[int, int]
+) -> np.ndarray:
+    """Label boxes centred on ``(cx, cy)``, shifted to lie inside the image."""
+    label_w, label_h = size
+    width, height = image_size
+    x0 = np.clip(np.round(cx - label_w / 2), 0, max(0, width - label_w)).astype(np.int64)
+    y0 = np.clip(np.round(cy - label_h / 2), 0, max(0, height - label_h)).astype(np.int64)
+    return np.stack([x0, y0, x0 + label_w, y0 + label_h], axis=1)
+
+
+def _first_free(
+    shape: Shape, boxes: np.ndarray, distance: np.ndarray, placed: np.ndarray, label_h: int
+) -> np.ndarray | None:
+    for start in range(0, len(boxes), _CHUNK):
+        chunk = boxes[start : start + _CHUNK]
+        if len(placed):
+            overlap = (
+                (chunk[:, None, 0] < placed[None, :, 2])
+                & (placed[None, :, 0] < chunk[:, None, 2])
+                & (chunk[:, None, 1] < placed[None, :, 3])
+                & (placed[None, :, 1] < chunk[:, None, 3])
+            ).any(axis=1)
+            free = np.flatnonzero(~overlap)
+        else:
+            free = np.arange(len(chunk))
+        if len(free) == 0:
+            continue
+        candidates = chunk[free]
+        centre_x = (candidates[:, 0] + candidates[:, 2]) / 2
+        centre_y = (candidates[:, 1] + candidates[:, 3]) / 2
+        outside = ~shape.contains(centre_x, centre_y)
+        cost = distance[start + free] + outside * label_h
+        return candidates[int(np.argmin(cost))]
+    return None
+
+
+def _placement(
+    shape: Shape,
+    text: str,
+    box: tuple[int, int, int, int],
+    pixels: np.ndarray,
+    style: ResolvedStyle,
+) -> Placement:
+    x0, y0, x1, y1 = box
+    ax, ay = shape.anchor
+    region = pixels[max(0, y0) : y1, max(0, x0) : x1]
+    background = region.reshape(-1, 3).mean(axis=0) if region.size else np.zeros(3)
+    box_color = style.box_color
+    if box_color == "auto":
+        box_color = _contrasting(background)
+    text_color = style.text_color
+    if text_color == "auto":
+        seen = style.box_alpha * np.asarray(box_color) + (1 - style.box_alpha) * background
+        text_color = _contrasting(seen)
+    moved = not (x0 <= ax <= x1 and y0 <= ay <= y1)
+    leader = None
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    label_h = y1 - y0
+    if moved and math.hypot(cx - ax, cy - ay) > style.leader_distance * label_h:
+        end = (float(min(max(ax, x0), x1)), float(min(max(ay, y0), y1)))
+        leader = ((float(ax), float(ay)), end)
+    return Placement(
+        id=shape.id,
+        text=text,
+        anchor=(float(ax), float(ay)),
+        box=(int(x0), int(y0), int(x1), int(y1)),
+        color=instance_color(shape.id),
+        box_color=tuple(int(c) for c in box_color),
+        text_color=tuple(int(c) for c in text_color),
+        moved=moved,
+        leader=leader,
+    )
+
+
+def _relative_luminance(rgb: np.ndarray) -> float:
+    channel = np.asarray(rgb, dtype=np.float64) / 255
+    linear = np.where(channel <= 0.04045, channel / 12.92, ((channel + 0.055) / 1.055) ** 2.4)
+    return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def _contrasting(rgb: np.ndarray) -> RGB:
+    """Black or white, whichever has the higher WCAG contrast ratio with ``rgb``."""
+    luminance = _relative_luminance(rgb)
+    with_black = (luminance + 0.05) / 0.05
+    with_white = 1.05 / (luminance + 0.05)
+    return _BLACK if with_black > with_white else _WHITE
