@@ -1,0 +1,114 @@
+"""Run every script in ``examples/`` as a user would (a subprocess), on tiny random checkpoints.
+
+A script added to ``examples/`` without an entry in ``RUNS`` fails ``test_every_example_is_run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+ASSETS = REPO / "src" / "instit" / "assets"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from instit.testing import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2", "qwen2-siglip")
+
+
+def _run(script: str, *args: str, cwd: Path) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _check_mark_image(tmp_path: Path, model: Path | None) -> None:
+    out = json.loads(_run("mark_image.py", "--out", "m.png", cwd=tmp_path))
+    assert out == {"ids": [1, 2, 3, 4], "size": [512, 512], "out": "m.png"}
+    marked = np.asarray(Image.open(tmp_path / "m.png"))
+    original = np.asarray(Image.open(ASSETS / "astronaut.jpg").convert("RGB"))
+    assert marked.shape == original.shape and (marked != original).any(axis=2).mean() > 0.005
+
+
+def _check_make_example_assets(tmp_path: Path, model: Path | None) -> None:
+    _run(
+        "make_example_assets.py",
+        "--source",
+        str(ASSETS / "astronaut.jpg"),
+        "--out",
+        ".",
+        cwd=tmp_path,
+    )
+    rebuilt = json.loads((tmp_path / "astronaut_instances.json").read_text())
+    assert rebuilt == json.loads((ASSETS / "astronaut_instances.json").read_text())
+
+
+def _check_describe_image(tmp_path: Path, model: Path | None) -> None:
+    assert model is not None
+    args = ["--model", str(model), "--device", "cpu", "--max-new-tokens", "6", "--out", "d.png"]
+    record = json.loads(_run("describe_image.py", *args, cwd=tmp_path))
+    assert list(record)[:4] == [
+        "image_id",
+        "instance_level_caption",
+        "image_level_caption",
+        "image_path",
+    ]
+    assert isinstance(record["image_level_caption"], str)
+    captions = record["instance_level_caption"]
+    assert set(captions) | {str(i) for i in record["missing_ids"]} == {"1", "2", "3", "4"}
+    assert all(isinstance(c, str) and c for c in captions.values())
+    assert Image.open(tmp_path / "d.png").size == (512, 512)
+
+
+def _check_ask_video(tmp_path: Path, model: Path | None) -> None:
+    assert model is not None
+    args = ["--model", str(model), "--device", "cpu", "--max-new-tokens", "6", "--out", "f"]
+    answer = json.loads(_run("ask_video.py", *args, cwd=tmp_path))
+    assert answer["question"].startswith("Which instances")
+    assert isinstance(answer["text"], str)
+    assert answer["frame_seconds"] == [t / 4 for t in range(8)]
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
+        f"frame_{t}.png" for t in range(1, 9)
+    ]
+
+
+RUNS: dict[str, tuple[Callable[[Path, Any], None], bool]] = {
+    # script: (check, needs the tiny model)
+    "mark_image.py": (_check_mark_image, False),
+    "make_example_assets.py": (_check_make_example_assets, False),
+    "describe_image.py": (_check_describe_image, True),
+    "ask_video.py": (_check_ask_video, True),
+}
+
+
+def test_every_example_is_run() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(RUNS)
+
+
+@pytest.mark.parametrize("script", sorted(RUNS))
+def test_example_runs(script: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    check, needs_model = RUNS[script]
+    model = request.getfixturevalue("tiny_model") if needs_model else None
+    check(tmp_path, model)
