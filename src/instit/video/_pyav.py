@@ -80,6 +80,11 @@ def open_container(path: str) -> av.container.InputContainer:
 
     try:
         return av.open(path, mode="r")
+    except EOFError as exc:
+        raise VideoError(
+            f"{path!r} ends before any video data: the file is empty or truncated; "
+            "re-encode or re-download it"
+        ) from exc
     except av.FFmpegError as exc:
         raise VideoError(
             f"{path!r} is not a video FFmpeg can read ({exc.strerror or exc}); it may be "

@@ -120,26 +120,31 @@ class Video:
         tracks: Any,
         style: Any = None,
         indexed_by: Literal["source", "sample"] = "source",
+        *,
+        progress: bool = False,
     ) -> Video:
         """A copy whose frames carry the Set-of-Marks of ``tracks`` (same ID, same colour).
 
         Args:
-            tracks: an :class:`instit.Tracks` (frame index -> instances).
+            tracks: an :class:`instit.Tracks` or anything ``Tracks.coerce`` accepts.
             style: a mark style for :func:`instit.marks.draw_marks_frames` (``None``: default).
-            indexed_by: ``"source"`` when ``tracks`` is keyed by source frame number (the marks
-                of sampled frame ``i`` are ``tracks.at(video.indices[i])``), ``"sample"`` when it
-                is keyed by position in this video (0-based).
+            indexed_by: ``"source"`` (default) when ``tracks`` is keyed by source frame number:
+                sampled frame ``i`` shows ``tracks.at(video.indices[i])``; ``"sample"`` when it is
+                keyed by position in this video (0-based).
+            progress: show a tqdm progress bar while drawing.
         """
+        from instit.instances import Tracks
         from instit.marks import draw_marks_frames
 
+        coerced = Tracks.coerce(tracks)
         if indexed_by == "source":
-            tracks = _TracksAt(tracks, self.indices)
+            coerced = coerced.select_frames(self.indices)
         elif indexed_by != "sample":
             raise InstitValueError(
                 f"indexed_by must be 'source' or 'sample', got {indexed_by!r}; use 'source' when "
                 "the tracks are keyed by frame number in the original video"
             )
-        marked = draw_marks_frames(self.frames, tracks, style=style)
+        marked = draw_marks_frames(self.frames, coerced, style=style, progress=progress)
         return replace(self, frames=list(marked))
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,24 +182,6 @@ class Video:
             f"Video({len(self.frames)} frames {width}x{height}, indices={self.indices}, "
             f"fps={self.fps}, source={self.source!r})"
         )
-
-
-class _TracksAt:
-    """``tracks`` seen through sampled positions: ``at(i)`` is ``tracks.at(indices[i])``."""
-
-    def __init__(self, tracks: Any, indices: Sequence[int]) -> None:
-        self._tracks = tracks
-        self._indices = list(indices)
-
-    @property
-    def ids(self) -> Any:
-        return self._tracks.ids
-
-    def at(self, i: int) -> Any:
-        return self._tracks.at(self._indices[i])
-
-    def __len__(self) -> int:
-        return len(self._indices)
 
 
 # -- load_video ----------------------------------------------------------------------------------

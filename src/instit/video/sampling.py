@@ -8,9 +8,11 @@ folder of images, list of frames) is sampled by the same rules:
   zero), so the first and the last frame of the window are always included.  When the window has
   fewer than ``k`` frames the repeated positions are dropped (every frame once) unless
   ``duplicates=True``, which keeps LLaVA-NeXT's repeats.
-* **fps** (``fps=r``): sample times ``t0, t0 + 1/r, t0 + 2/r, ...`` up to the last frame of the
-  window, where ``t0`` is the window start (or the first frame); each sample time takes the frame
-  on screen at that moment (the last frame whose timestamp is ``<=`` it).  Samples that land on
+* **fps** (``fps=r``): sample times ``t0, t0 + 1/r, t0 + 2/r, ...`` while the window's frames
+  are on screen (up to the end of its last frame, taken to last as long as the interval before
+  it, and before ``end``), where ``t0`` is the window start (or its first frame); each sample time
+  takes the frame on screen at that moment (the last frame whose timestamp is ``<=`` it; never
+  one before the window).  Samples that land on
   the same frame (``r`` above the video's rate) are dropped unless ``duplicates=True``.
   ``max_frames`` then thins the samples uniformly with the same linspace rule.
 """
@@ -122,8 +124,14 @@ def select_frames(
 
     if fps is not None:
         origin = times[first] if start_s is None else start_s
-        count = int(np.floor((times[stop - 1] - origin) * float(fps) + _EPS)) + 1
-        sample_times = origin + np.arange(max(count, 1)) / float(fps)
+        # The last frame stays on screen for about one frame interval; samples stop there (or at
+        # the window end, whichever comes first).
+        last_gap = times[stop - 1] - times[stop - 2] if stop >= 2 else 0.0
+        limit = times[stop - 1] + last_gap
+        if end_s is not None:
+            limit = min(limit, end_s)
+        count = max(int(np.ceil((limit - origin) * float(fps) - _EPS)), 1)
+        sample_times = origin + np.arange(count) / float(fps)
         on_screen = np.searchsorted(times, sample_times + _EPS, side="right") - 1
         chosen = np.clip(on_screen, first, stop - 1).tolist()
         if not duplicates:
