@@ -292,6 +292,11 @@ def _parse_polygon(data: object, instance_id: int) -> list[np.ndarray]:
         array = None  # ragged: a list of rings of different lengths
     if array is not None and (array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 2)):
         return [_parse_ring(array, instance_id)]
+    if array is not None and array.ndim == 2 and array.shape[1] % 2:
+        raise InstancesError(
+            f"instance {instance_id}: polygon has shape {array.shape}; pass (K, 2) points, a "
+            "flat [x0, y0, x1, y1, ...] list or a list of such rings"
+        )
     if isinstance(data, np.ndarray) and data.ndim == 3:
         return [_parse_ring(ring, instance_id) for ring in data]
     if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
