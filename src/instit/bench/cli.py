@@ -149,6 +149,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             api_key_env=args.api_key_env,
             timeout=args.timeout,
             max_retries=args.retries,
+            backoff=args.backoff,
             concurrency=args.concurrency,
         )
     score = score_file(
@@ -224,7 +225,10 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     score.add_argument("--api-key-env", default="OPENAI_API_KEY", help="variable with the key")
     score.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     score.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
-    score.add_argument("--retries", type=int, default=4, help="retries per item (backoff)")
+    score.add_argument("--retries", type=int, default=4, help="retries per failed item")
+    score.add_argument(
+        "--backoff", type=float, default=1.0, help="first retry delay in s (doubles, + jitter)"
+    )
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
     score.add_argument("--json", action="store_true", help="print the scores as JSON")
     score.set_defaults(handler=_cmd_score)

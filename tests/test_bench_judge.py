@@ -1,0 +1,335 @@
+"""The open-ended judge against a real HTTP server on 127.0.0.1, failures included."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from instit.bench import Judge, score_oe
+from instit.bench.cli import main as bench_main
+from instit.bench.judge import JudgeConfigError, parse_score
+from instit.bench.protocol import DEFAULT_JUDGE_MODEL, JUDGE_PROMPTS
+from instit.errors import DatasetError, JudgeError
+
+SENTINEL = "sk-SENTINEL-7f3a9c-never-log-me"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeJudgeServer
+
+    def log_message(self, format, *args):  # keep test output quiet
+        pass
+
+    def _send(self, status: int, body: bytes) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client timed out and left
+
+    def _reply(self, content: str, refusal: str | None = None) -> None:
+        message = {"role": "assistant", "content": content, "refusal": refusal}
+        body = {
+            "id": "x",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message}],
+        }
+        self._send(200, json.dumps(body).encode())
+
+    def do_POST(self):
+        srv = self.server
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        auth = self.headers.get("Authorization")
+        item = json.loads(body["messages"][0]["content"][1]["text"])
+        response = item["tester_response"]
+        with srv.lock:
+            srv.requests.append({"path": self.path, "auth": auth, "body": body, "item": item})
+            srv.counts[response] = srv.counts.get(response, 0) + 1
+            count = srv.counts[response]
+            srv.inflight += 1
+            srv.max_inflight = max(srv.max_inflight, srv.inflight)
+        try:
+            if srv.required_key is not None and auth != f"Bearer {srv.required_key}":
+                self._send(401, b'{"error": {"message": "invalid api key"}}')
+                return
+            kind, _, arg = response.partition(":")
+            if srv.delay:
+                time.sleep(srv.delay)
+            if kind == "score":
+                self._reply(json.dumps({"sample_score": float(arg)}))
+            elif kind == "flaky":
+                fails, _, score = arg.partition(":")
+                if count <= int(fails):
+                    self._send(500, b'{"error": "overloaded"}')
+                else:
+                    self._reply(json.dumps({"sample_score": float(score)}))
+            elif kind == "always500":
+                self._send(503, b"upstream down")
+            elif kind == "slow":
+                time.sleep(0.6)
+                self._reply('{"sample_score": 0.5}')
+            elif kind == "slowonce":
+                if count == 1:
+                    time.sleep(0.6)
+                self._reply('{"sample_score": 0.3}')
+            elif kind == "malformed":
+                self._send(200, b"<html>this is not json")
+            elif kind == "nonnumeric":
+                self._reply('{"sample_score": "quite good"}')
+            elif kind == "outofrange":
+                self._reply('{"sample_score": 1.5}')
+            elif kind == "refuse":
+                self._reply("", refusal="I cannot help with that")
+            elif kind == "echo500":
+                self._send(500, f"bad gateway for {auth}".encode())
+            elif kind == "badrequest":
+                self._send(400, b'{"error": "content filter"}')
+            else:
+                self._reply('{"sample_score": 0.0}')
+        finally:
+            with srv.lock:
+                srv.inflight -= 1
+
+
+class FakeJudgeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []
+        self.counts: dict[str, int] = {}
+        self.inflight = 0
+        self.max_inflight = 0
+        self.delay = 0.0
+        self.required_key: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+@pytest.fixture
+def server():
+    srv = FakeJudgeServer()
+    thread = threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def _judge(server, monkeypatch, **kwargs) -> Judge:
+    monkeypatch.setenv("INSTIT_TEST_JUDGE_KEY", SENTINEL)
+    settings = {"timeout": 0.3, "max_retries": 2, "backoff": 0.001, "concurrency": 4}
+    settings.update(kwargs)
+    return Judge(server.base_url, api_key_env="INSTIT_TEST_JUDGE_KEY", **settings)
+
+
+def _pred(qid, response, split="video"):
+    return {
+        "question_id": qid,
+        "question": f"What does [{qid}] do at <2>?",
+        "model_prediction": response,
+        "ground_truth": "[1] waves at <2>.",
+        "split": split,
+    }
+
+
+def test_request_mirrors_the_reference(server, monkeypatch):
+    judge = _judge(server, monkeypatch)
+    result = judge.judge("image", "Q [1]?", "GT “[1]”", "score:0.8")
+    assert (result.score, result.valid, result.error, result.attempts) == (0.8, True, None, 1)
+    request = server.requests[0]
+    assert request["path"] == "/v1/chat/completions"
+    assert request["auth"] == f"Bearer {SENTINEL}"
+    body = request["body"]
+    assert body["model"] == DEFAULT_JUDGE_MODEL == "gpt-4o-2024-08-06"
+    content = body["messages"][0]["content"]
+    assert body["messages"][0]["role"] == "user" and len(body["messages"]) == 1
+    assert content[0] == {"type": "text", "text": JUDGE_PROMPTS["image"]}
+    assert json.loads(content[1]["text"]) == {
+        "question": "Q [1]?",
+        "ground_truth_answer": "GT “[1]”",
+        "tester_response": "score:0.8",
+    }
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["sample_score"]["type"] == "number"
+    assert schema["required"] == ["sample_score"]
+
+
+def test_500s_are_retried_with_exponential_backoff_and_jitter(server, monkeypatch):
+    delays: list[float] = []
+    judge = _judge(server, monkeypatch, max_retries=3, backoff=0.01, sleep=delays.append)
+    result = judge.judge("video", "q", "gt", "flaky:3:0.6")
+    assert (result.score, result.valid, result.attempts) == (0.6, True, 4)
+    assert len(delays) == 3
+    for attempt, delay in enumerate(delays):
+        assert 0.01 * 2**attempt <= delay <= 0.02 * 2**attempt  # base * 2^n * (1 + jitter)
+
+
+def test_failures_become_invalid_items_with_reasons(server, monkeypatch):
+    judge = _judge(server, monkeypatch, max_retries=1)
+    cases = {
+        "always500": "HTTP 503",
+        "slow": "timed out",
+        "malformed": "malformed chat-completions response",
+        "nonnumeric": "non-numeric sample_score",
+        "outofrange": "outside [0, 1]",
+        "refuse": "refused",
+        "badrequest": "HTTP 400",
+    }
+    for response, reason in cases.items():
+        result = judge.judge("video", "q", "gt", response)
+        assert not result.valid and result.score is None, response
+        assert reason in result.error, (response, result.error)
+    assert server.counts["always500"] == 2  # retried
+    assert server.counts["badrequest"] == 1  # a 400 is not retried
+    assert server.counts["slow"] == 2
+
+
+def test_a_timeout_then_success_is_valid(server, monkeypatch):
+    result = _judge(server, monkeypatch).judge("video", "q", "gt", "slowonce")
+    assert (result.score, result.valid, result.attempts) == (0.3, True, 2)
+
+
+def test_bad_key_stops_scoring(server, monkeypatch):
+    server.required_key = "the-right-key"
+    judge = _judge(server, monkeypatch)
+    with pytest.raises(JudgeConfigError, match="401") as info:
+        judge.judge("image", "q", "gt", "score:1")
+    assert SENTINEL not in str(info.value)
+    preds = [_pred(str(i), "score:1") for i in range(6)]
+    with pytest.raises(JudgeConfigError):
+        score_oe(preds, judge, progress=False)
+
+
+def test_concurrent_requests(server, monkeypatch):
+    server.delay = 0.1
+    judge = _judge(server, monkeypatch, concurrency=4, timeout=2.0)
+    preds = [_pred(f"{i:02d}", f"score:0.{i % 10}") for i in range(12)]
+    _, items = score_oe(preds, judge, progress=False)
+    assert server.max_inflight > 1  # requests overlapped
+    assert len(server.requests) == 12
+    assert [i["score"] for i in items] == [i % 10 / 10 for i in range(12)]  # input order kept
+
+
+def test_scores_invalid_counting_log_fields_and_resume(server, monkeypatch, tmp_path):
+    judge = _judge(server, monkeypatch, max_retries=0)
+    preds = [
+        _pred("1", "score:1.0"),
+        _pred("2", "score:0.5", split="image"),
+        _pred("3", "always500"),
+        _pred("4", "score:0.0"),
+    ]
+    cache = tmp_path / "log.json.judge.jsonl"
+    score, items = score_oe(preds, judge, cache=cache, progress=False)
+    assert (score.total_num, score.valid_num, score.invalid_num) == (4, 3, 1)
+    assert score.accuracy == pytest.approx(50.0)  # (1.0 + 0.5 + 0.0) / 3, the failure left out
+    assert items[2]["valid"] is False and items[2]["score"] is None
+    assert "HTTP 503" in items[2]["error_in_gpt_eval"]
+    assert items[0]["error_in_gpt_eval"] == "No Error." and items[3]["score"] == 0.0
+    assert score.per_split["image"].accuracy == pytest.approx(50.0)
+    assert score.per_split["video"].invalid_num == 1
+    assert "invalid" in score.table()
+    assert len(server.requests) == 4
+
+    # resume: valid verdicts are reused, the failed item is judged again; a cut last line too
+    with open(cache, "a", encoding="utf-8") as f:
+        f.write('{"key": "abc", "sco')
+    server.counts.clear()
+    score2, _ = score_oe(preds, judge, cache=cache, progress=False)
+    assert len(server.requests) == 5 and server.counts == {"always500": 1}
+    assert score2.invalid_num == 1
+
+
+def test_open_ended_needs_a_split(server, monkeypatch):
+    judge = _judge(server, monkeypatch)
+    pred = _pred("1", "score:1")
+    del pred["split"]
+    with pytest.raises(DatasetError, match="needs 'image' or 'video'"):
+        score_oe([pred], judge, progress=False)
+
+
+def test_parse_score():
+    assert parse_score('{"sample_score": 0.7}') == 0.7
+    assert parse_score('```json\n{"sample_score": 1}\n```') == 1.0
+    assert parse_score('{"sample_score": "0.4"}') == 0.4
+    for bad in ["0.7", '{"score": 1}', '{"sample_score": true}', '{"sample_score": NaN}', "[]"]:
+        with pytest.raises(JudgeError):
+            parse_score(bad)
+
+
+def test_missing_key_for_openai_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("INSTIT_NO_SUCH_KEY", raising=False)
+    with pytest.raises(JudgeError, match="INSTIT_NO_SUCH_KEY"):
+        Judge("https://api.openai.com/v1", api_key_env="INSTIT_NO_SUCH_KEY")
+
+
+def test_cli_scores_and_never_writes_or_prints_the_key(
+    server, monkeypatch, tmp_path, capsys, caplog
+):
+    monkeypatch.setenv("INSTIT_TEST_JUDGE_KEY", SENTINEL)
+    preds = [
+        _pred("1", "score:0.9", split="image"),
+        _pred("2", "echo500"),  # the server echoes the Authorization header in its error
+        _pred("3", "flaky:1:0.1"),
+    ]
+    predictions = tmp_path / "preds.json"
+    predictions.write_text(json.dumps(preds))
+    log = tmp_path / "log.json"
+    args = [
+        "score", "--format", "oe", str(predictions), "--log", str(log),
+        "--base-url", server.base_url, "--api-key-env", "INSTIT_TEST_JUDGE_KEY",
+        "--timeout", "2", "--retries", "1", "--backoff", "0.01", "--concurrency", "2",
+        "--json",
+    ]  # fmt: skip
+    assert bench_main(args) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert (summary["valid_num"], summary["invalid_num"]) == (2, 1)
+    assert summary["accuracy"] == pytest.approx(50.0)
+    data = json.loads(log.read_text())
+    for name in ("accuracy", "total_num", "valid_num", "timestamp", "gpt_prompt"):
+        assert name in data
+    assert data["model_predictons"][1]["valid"] is False
+    assert "***" in data["model_predictons"][1]["error_in_gpt_eval"]
+    assert all(r["auth"] == f"Bearer {SENTINEL}" for r in server.requests)  # it was used
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in written} >= {"log.json", "log.json.judge.jsonl"}
+    for path in written:
+        assert SENTINEL not in path.read_text(encoding="utf-8"), path
+    assert SENTINEL not in captured.out + captured.err + caplog.text
+
+    # a rejected key: exit code 1, and the message does not contain it either
+    server.required_key = "another-key"
+    log.unlink()
+    Path(str(log) + ".judge.jsonl").unlink()
+    assert bench_main(args) == 1
+    captured = capsys.readouterr()
+    assert "401" in captured.err and SENTINEL not in captured.out + captured.err
+    assert not log.exists()
+
+
+def test_reference_predictions_round_trip(server, monkeypatch, reference_dir):
+    """The authors' 1001 predictions are read and judged item by item, order kept."""
+    preds = json.loads((reference_dir / "video_oe_predictions_example.json").read_text())
+    assert len(preds) == 1001
+    judge = _judge(server, monkeypatch, concurrency=8)
+    score, items = score_oe(preds[:40], judge, progress=False)
+    assert score.total_num == score.valid_num == 40
+    assert [i["question_id"] for i in items] == [p["question_id"] for p in preds[:40]]
+    sent = {
+        json.loads(r["body"]["messages"][0]["content"][1]["text"])["question"]
+        for r in server.requests
+    }
+    assert sent == {p["question"] for p in preds[:40]}

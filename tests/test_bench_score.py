@@ -1,0 +1,121 @@
+"""Multiple-choice scoring identical to the reference evaluate.py, and the log format."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from instit.bench import extract_mc_answer, score_file, score_mc
+from instit.bench.score import MC_ANSWER_PREFIXES, mc_log
+from instit.errors import DatasetError, InstitValueError
+
+
+@pytest.mark.parametrize(
+    ("response", "letter"),
+    [
+        ("B", "B"),
+        ("  C.  ", "C"),
+        ("The best answer is: D", "D"),
+        ("The correct answer is (A) [1] holds the cup", "A"),
+        ("Answer: C", "C"),
+        ("answer: b", ""),  # lower-case letters are not options
+        ("The answer is B because [2] moves", "B"),
+        # prefixes are removed anywhere, not only at the start
+        ("I pick D. The answer is", "D"),
+        # the reference fused two pairs of prefixes (missing commas): "Best option:" is not
+        # stripped, so the B of "Best" is taken, exactly as on the leaderboard
+        ("Best option: A", "B"),
+        ("Best answer: A", "B"),  # only "answer:" is stripped, "Best" keeps its B
+        ("The best option isThe correct option is C", "C"),
+        # more than 10 words and no A-D at all: no answer
+        ("the person on the left is holding something near the table in the room", ""),
+        # more than 10 words but with a letter: the first letter counts
+        ("the person on the left is holding something near the table, so C", "C"),
+        ("", ""),
+    ],
+)
+def test_extraction_matches_the_reference(response, letter):
+    assert extract_mc_answer(response) == letter
+
+
+def test_prefix_list_is_the_references_in_order():
+    assert MC_ANSWER_PREFIXES[:6] == (
+        "The best answer is",
+        "The correct answer is",
+        "The answer is",
+        "The answer",
+        "The best option isThe correct option is",
+        "Best answer:Best option:",
+    )
+    assert len(MC_ANSWER_PREFIXES) == 13
+
+
+def _pred(qid, prediction, truth, split="image"):
+    return {
+        "question_id": qid,
+        "question": f"q{qid}",
+        "model_prediction": prediction,
+        "ground_truth": truth,
+        "split": split,
+    }
+
+
+def test_accuracy_over_answered_and_strict_over_all():
+    preds = [
+        _pred("1", "A", "A"),
+        _pred("2", "The best answer is: B", "B"),
+        _pred("3", "C", "D"),
+        _pred("4", "no idea at all, sorry, the picture is really too dark to tell", "A"),
+        _pred("5", "D", "D", split="video"),
+    ]
+    original = copy.deepcopy(preds)
+    score, items = score_mc(preds)
+    assert preds == original  # the caller's records are not modified
+    assert (score.total_num, score.valid_num, score.correct_num) == (5, 4, 3)
+    assert score.accuracy == pytest.approx(75.0)
+    assert score.strict_accuracy == pytest.approx(60.0)
+    assert [i["extracted_model_prediction"] for i in items] == ["A", "B", "C", "", "D"]
+    image = score.per_split["image"]
+    assert (image.total_num, image.valid_num, image.correct_num) == (4, 3, 2)
+    assert score.per_split["video"].accuracy == pytest.approx(100.0)
+    assert "75.0" in score.table() and "60.0" in score.table()
+    assert score._repr_html_().startswith("<pre>")
+    assert json.loads(score.to_json())["per_split"]["video"]["correct_num"] == 1
+
+
+def test_log_has_the_reference_field_names(tmp_path):
+    preds = [_pred("1", "A", "A"), _pred("2", "B", "C")]
+    path = tmp_path / "preds.json"
+    path.write_text(json.dumps(preds))
+    score = score_file(path, "mc", tmp_path / "log.json")
+    log = json.loads((tmp_path / "log.json").read_text())
+    for name in ("accuracy", "total_num", "valid_num", "correct_num", "timestamp"):
+        assert name in log
+    assert log["accuracy"] == 50.0 == score.accuracy
+    assert log["model_predictons"][1]["extracted_model_prediction"] == "B"
+    assert list(log["model_predictons"][0])[:5] == list(preds[0])
+
+
+def test_no_valid_prediction_is_reported_like_the_reference():
+    score, items = score_mc([_pred("1", "", "A")])
+    assert score.accuracy is None and score.strict_accuracy == 0.0
+    assert mc_log(score, items)["accuracy"] == "No valid predictions."
+
+
+def test_bad_prediction_files(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([_pred("1", "A", "A"), {"question_id": "2", "question": "q"}]))
+    with pytest.raises(DatasetError, match=r"record 1 \(question_id '2'\).*'model_prediction'"):
+        score_file(bad, "mc")
+    bad.write_text("{not json")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        score_file(bad, "mc")
+    with pytest.raises(DatasetError, match="does not exist"):
+        score_file(tmp_path / "missing.json", "mc")
+    bad.write_text("[]")
+    with pytest.raises(InstitValueError, match="'mc' or 'oe'"):
+        score_file(bad, "xx")
+    with pytest.raises(InstitValueError, match="needs a judge"):
+        score_file(bad, "oe")
