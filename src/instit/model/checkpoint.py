@@ -99,7 +99,11 @@ class TowerGeometry:
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    """Everything instit needs to know about a checkpoint before building the model."""
+    """Everything instit needs to know about a checkpoint before building the model.
+
+    ``grid_pinpoints`` are ``(width, height)`` pairs, LLaVA-NeXT's convention, whatever the
+    layout (transformers' configs store them as ``(height, width)``).
+    """
 
     path: Path
     layout: Literal["original", "transformers"]
@@ -418,7 +422,9 @@ def read_checkpoint(
         )
     text = {k: v for k, v in config.items() if not k.startswith("mm_") and k not in _LLAVA_KEYS}
     text["vocab_size"] = _shape(folder, weight_map, "model.embed_tokens.weight")[0]
-    pinpoints = tuple((int(h), int(w)) for h, w in config.get("image_grid_pinpoints", []))
+    from instit.model.processing import parse_grid_pinpoints
+
+    pinpoints = parse_grid_pinpoints(config.get("image_grid_pinpoints"), int(vision["image_size"]))
     return CheckpointSpec(
         path=folder,
         layout="original",
@@ -480,7 +486,7 @@ def _read_transformers(
         tower=geometry.kind,
         tower_source="config.json vision_config",
         image_aspect_ratio=aspect,
-        grid_pinpoints=tuple((int(h), int(w)) for h, w in pinpoints),
+        grid_pinpoints=tuple((int(w), int(h)) for h, w in pinpoints),  # stored as (h, w)
         vision_feature_layer=layer,
         vision_feature_select_strategy=config.get("vision_feature_select_strategy", "default"),
         embedding_rows=_shape(folder, weight_map, embed)[0],

@@ -3,9 +3,11 @@
 :class:`InstItLlavaForConditionalGeneration` is ``LlavaOnevisionForConditionalGeneration`` with
 three targeted changes, each one measured against the reference's golden outputs:
 
-* **Feature packing** follows LLaVA-NeXT's ``spatial_unpad``: the unpadded grid size is
-  truncated (``int(orig * scale)``) where transformers rounds to 7 decimals, and plain
-  ``"anyres"`` (no ``_max_N`` downscale, the Vicuna checkpoint) is supported.
+* **Feature packing** follows LLaVA-NeXT's ``spatial_unpad`` with the arithmetic of
+  :mod:`instit.model.processing` (the same functions count the visual tokens, so counts and
+  features cannot disagree): the unpadded grid size is truncated (``int(orig * scale)``) where
+  transformers rounds to 7 decimals, and plain ``"anyres"`` (no ``_max_N`` downscale, the
+  Vicuna checkpoint) is supported.
 * **Video** features are pooled exactly as transformers does (projector, then bilinear
   ``ceil(h/2) x ceil(w/2)``) but *without* the one newline token per video that transformers
   appends: the reference's ``mm_newline_position="no_token"``.
@@ -19,7 +21,6 @@ Everything else (towers, projector, language model, generation, quantization) is
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -29,8 +30,9 @@ from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGener
 from transformers.models.llava_onevision.modeling_llava_onevision import (
     LlavaOnevisionModel,
     LlavaOnevisionPreTrainedModel,
-    get_anyres_image_grid_shape,
 )
+
+from instit.model.processing import anyres_max_size, select_best_resolution, unpadded_grid
 
 __all__ = ["InstItLlavaForConditionalGeneration", "InstItLlavaModel", "anyres_max_patches"]
 
@@ -39,17 +41,6 @@ def anyres_max_patches(image_aspect_ratio: str) -> int | None:
     """``9`` for ``"anyres_max_9"``, ``None`` for plain ``"anyres"`` (no downscale)."""
     match = re.fullmatch(r"anyres_max_(\d+)", image_aspect_ratio)
     return int(match.group(1)) if match else None
-
-
-def _unpad(feature: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
-    """Crop the padding from a ``[C, H, W]`` grid exactly as LLaVA-NeXT's ``unpad_image``."""
-    grid_h, grid_w = feature.shape[1:]
-    height, width = image_hw
-    if width / height > grid_w / grid_h:
-        pad = (grid_h - int(height * (grid_w / width))) // 2
-        return feature[:, pad : grid_h - pad, :]
-    pad = (grid_w - int(width * (grid_h / height))) // 2
-    return feature[:, :, pad : grid_w - pad]
 
 
 def _placeholder_safe_ids(module: nn.Embedding, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -78,7 +69,10 @@ class InstItLlavaModel(LlavaOnevisionModel):
         """
         aspect = vision_aspect_ratio or self.config.vision_aspect_ratio
         max_patches = anyres_max_patches(aspect)
-        side = self.config.vision_config.image_size // self.config.vision_config.patch_size
+        tile = self.config.vision_config.image_size
+        side = tile // self.config.vision_config.patch_size
+        # transformers stores pinpoints as (height, width); LLaVA-NeXT's arithmetic uses (w, h)
+        pinpoints = [(int(w), int(h)) for h, w in self.config.image_grid_pinpoints]
         packed: list[torch.Tensor] = []
         for feature, size in zip(image_features, image_sizes, strict=True):
             height, width = (int(v) for v in size)
@@ -89,20 +83,16 @@ class InstItLlavaModel(LlavaOnevisionModel):
                 packed.append(merged)
                 continue
             base, tiles = feature[0], feature[1:]
-            rows, cols = get_anyres_image_grid_shape(
-                (height, width),
-                self.config.image_grid_pinpoints,
-                self.config.vision_config.image_size,
-            )
+            best_w, best_h = select_best_resolution((width, height), pinpoints)
+            rows, cols = best_h // tile, best_w // tile
             grid = tiles.view(rows, cols, side, side, -1).permute(4, 0, 2, 1, 3).contiguous()
-            grid = _unpad(grid.flatten(1, 2).flatten(2, 3), (height, width))
+            grid = grid.flatten(1, 2).flatten(2, 3)
+            keep_rows, keep_cols = unpadded_grid((width, height), (grid.shape[1], grid.shape[2]))
+            grid = grid[:, keep_rows, keep_cols]
             if max_patches is not None:
-                _, grid_h, grid_w = grid.shape
-                times = math.sqrt(grid_h * grid_w / (max_patches * side**2))
-                if times > 1.1:
-                    grid = nn.functional.interpolate(
-                        grid[None], [int(grid_h // times), int(grid_w // times)], mode="bilinear"
-                    )[0]
+                resized = anyres_max_size((grid.shape[1], grid.shape[2]), side, max_patches)
+                if resized is not None:
+                    grid = nn.functional.interpolate(grid[None], list(resized), mode="bilinear")[0]
             if image_newline is not None:
                 newline = image_newline[:, None, None].expand(*grid.shape[:-1], 1).to(grid)
                 grid = torch.cat((grid, newline), dim=-1)

@@ -69,7 +69,7 @@ def build_config(spec: CheckpointSpec, vocab_size: int) -> Any:
         vision_feature_select_strategy=spec.vision_feature_select_strategy,
         vision_feature_layer=spec.vision_feature_layer,
         vision_aspect_ratio=spec.image_aspect_ratio,
-        image_grid_pinpoints=[list(p) for p in spec.grid_pinpoints],
+        image_grid_pinpoints=[[h, w] for w, h in spec.grid_pinpoints],  # transformers: (h, w)
         tie_word_embeddings=bool(spec.text_config.get("tie_word_embeddings", False)),
     )
 
@@ -173,3 +173,153 @@ def _shrink_vocabulary(module: Any, vocab_size: int) -> None:
     head.out_features = vocab_size
     module.config.text_config.vocab_size = vocab_size
     module.model.vocab_size = vocab_size
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+_CHAT_TEMPLATES = {
+    "qwen_1_5": (
+        "{% for message in messages %}"
+        "{% if loop.first and message['role'] != 'system' %}"
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+        "<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+        "{% for part in message['content'] %}"
+        "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'video' %}<video>\n"
+        "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+        "<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    ),
+    "vicuna_v1": (
+        "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }} {% else %}"
+        "A chat between a curious user and an artificial intelligence assistant. The assistant "
+        "gives helpful, detailed, and polite answers to the user's questions. {% endif %}"
+        "{% for message in messages if message['role'] != 'system' %}"
+        "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+        "{% for part in message['content'] %}"
+        "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'video' %}<video>\n"
+        "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+        "{% if message['role'] == 'user' %} {% else %}</s>{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    ),
+}
+
+
+def _write_shards(state: dict[str, Any], folder: Any, shard_bytes: int) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    shards: list[dict[str, Any]] = [{}]
+    size = 0
+    for name, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensor
+        size += nbytes
+    weight_map: dict[str, str] = {}
+    for number, part in enumerate(shards, start=1):
+        file = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        save_file(
+            {n: t.detach().contiguous() for n, t in part.items()},
+            str(folder / file),
+            metadata={"format": "pt"},
+        )
+        weight_map.update(dict.fromkeys(part, file))
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+
+
+def export_transformers(model: Any, folder: Any, shard_bytes: int = 4 * 1024**3) -> Any:
+    """Write ``model`` (an :class:`~instit.InstIt`) as a plain LLaVA-OneVision checkpoint.
+
+    Placeholder ids outside the vocabulary (the original layout keeps the reference's
+    ``len(tokenizer)`` rows) become real tokens ``<image>``/``<video>``: the tokenizer gains them,
+    the embedding and ``lm_head`` gain two zero rows and ``generation_config.json`` suppresses
+    them, so the first ``len(tokenizer)`` logits are unchanged. ``"anyres"`` (no downscale) is
+    written as ``anyres_max_<tiles of the largest pinpoint>``, which never downscales.
+    """
+    import copy
+    import json
+
+    import torch
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from instit.errors import InstitValueError
+    from instit.model.modeling import anyres_max_patches
+
+    if model.quantization is not None:
+        raise InstitValueError(
+            "a quantized model cannot be saved as a full-precision checkpoint; load it with "
+            "quantization=None (for example on the CPU) and save that"
+        )
+    module = model.module
+    config = copy.deepcopy(module.config)
+    tokenizer = AutoTokenizer.from_pretrained(str(model.spec.path))  # a fresh copy to extend
+    rows = module.get_input_embeddings().weight.shape[0]
+    state = dict(module.state_dict())
+    needed = max(config.image_token_id, config.video_token_id) + 1
+    if needed > rows:
+        if (config.image_token_id, config.video_token_id) != (rows, rows + 1):
+            raise InstitValueError(
+                f"placeholder ids {config.image_token_id}/{config.video_token_id} do not follow "
+                f"the {rows}-token vocabulary; this model cannot be exported"
+            )
+        tokenizer.add_tokens(
+            [AddedToken("<image>", special=True), AddedToken("<video>", special=True)],
+            special_tokens=True,
+        )
+        for name in ("model.language_model.embed_tokens.weight", "lm_head.weight"):
+            weight = state[name]
+            state[name] = torch.cat((weight, weight.new_zeros(2, weight.shape[1])))
+        config.text_config.vocab_size = rows + 2
+    if anyres_max_patches(config.vision_aspect_ratio) is None:
+        tile = config.vision_config.image_size
+        largest = max(h * w for h, w in config.image_grid_pinpoints) // (tile * tile)
+        config.vision_aspect_ratio = f"anyres_max_{largest}"
+    config.architectures = ["LlavaOnevisionForConditionalGeneration"]
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_shards(state, folder, shard_bytes)
+    config.save_pretrained(str(folder))
+    generation = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=model.tokenizer.eos_token_id,
+        pad_token_id=model._pad_id(),
+        suppress_tokens=[config.image_token_id, config.video_token_id],
+    )
+    generation.save_pretrained(str(folder))
+    tokenizer.chat_template = _CHAT_TEMPLATES[model.template]
+    tokenizer.save_pretrained(str(folder))
+    vision = model.vision
+    processor = {
+        "image_processor_type": "LlavaOnevisionImageProcessor",
+        "processor_class": "LlavaOnevisionProcessor",
+        "do_resize": True,
+        "size": {"height": vision.image_size, "width": vision.image_size},
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(vision.mean),
+        "image_std": list(vision.std),
+        "do_pad": True,
+        "do_convert_rgb": True,
+        "image_grid_pinpoints": [list(p) for p in config.image_grid_pinpoints],
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=1))
+    side = vision.patches_per_side
+    extras = {
+        "processor_class": "LlavaOnevisionProcessor",
+        "num_image_tokens": side * side,
+        "vision_feature_select_strategy": config.vision_feature_select_strategy,
+        "vision_aspect_ratio": config.vision_aspect_ratio,
+        "image_token": "<image>",
+        "video_token": "<video>",
+    }
+    (folder / "processor_config.json").write_text(json.dumps(extras, indent=1))
+    return folder

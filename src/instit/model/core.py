@@ -1,0 +1,605 @@
+"""The :class:`InstIt` model: load a checkpoint, build prompts, encode media, generate.
+
+::
+
+    from instit import InstIt
+
+    model = InstIt.from_pretrained("Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B")  # 4-bit on CUDA
+    [answer] = model.generate([image], ["What is [1] holding?"])
+    for chunk in model.stream(image, "Describe [2]."):
+        print(chunk, end="")
+
+    encoded = model.encode_media(image)         # visual features computed once ...
+    answers = model.generate([encoded] * 3, ["What is [1]?", "And [2]?", "Where is [3]?"])
+
+Everything runs on transformers: :attr:`InstIt.module` is a
+``LlavaOnevisionForConditionalGeneration`` (subclass, see :mod:`instit.model.modeling`) and
+:attr:`InstIt.tokenizer` the checkpoint's tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from instit.errors import CheckpointError, InstitTypeError, InstitValueError, ModelInputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from instit.model.checkpoint import CheckpointSpec
+    from instit.model.processing import VisionSpec
+
+__all__ = ["EncodedMedia", "InstIt", "convert"]
+
+MediaLike = (
+    Any  # PIL image | path | numpy array | instit.video.Video | list of frames | EncodedMedia
+)
+
+_VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".gif"}
+_REQUIRED_TOKENS = {"qwen_1_5": ("<|im_start|>", "<|im_end|>"), "vicuna_v1": ("</s>",)}
+_SHARD_BYTES = 4 * 1024**3
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedMedia:
+    """Visual features of one image or video, ready to be spliced into any number of prompts.
+
+    Attributes:
+        modality: ``"image"`` or ``"video"``.
+        features: ``[num_tokens, hidden]`` on the model's device, in the model's dtype.
+        image_size: the image's ``(width, height)``; ``None`` for a video.
+        num_frames: frames of a video (1 for an image).
+    """
+
+    modality: Literal["image", "video"]
+    features: torch.Tensor = field(repr=False)
+    image_size: tuple[int, int] | None
+    num_frames: int
+
+    @property
+    def num_tokens(self) -> int:
+        """Visual tokens this media occupies in the sequence."""
+        return int(self.features.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the feature tensor)."""
+        return {
+            "modality": self.modality,
+            "num_tokens": self.num_tokens,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "num_frames": self.num_frames,
+            "hidden_size": int(self.features.shape[1]),
+        }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON."""
+        return json.dumps(self.to_dict())
+
+
+def _vision_spec(spec: CheckpointSpec) -> VisionSpec:
+    from instit.model import processing as proc
+
+    vision = spec.vision_config
+    if spec.tower == "siglip":  # LLaVA-NeXT's SigLIP processor, whatever the tower folder says
+        mean, std = proc.SIGLIP_MEAN, proc.SIGLIP_STD
+    else:
+        mean, std = proc.OPENAI_CLIP_MEAN, proc.OPENAI_CLIP_STD
+    if spec.layout == "transformers" and spec.preprocessor:
+        mean = tuple(spec.preprocessor.get("image_mean", mean))
+        std = tuple(spec.preprocessor.get("image_std", std))
+    return proc.VisionSpec(
+        tower=spec.tower,
+        image_size=int(vision["image_size"]),
+        patch_size=int(vision["patch_size"]),
+        mean=mean,
+        std=std,
+        image_aspect_ratio=spec.image_aspect_ratio,
+        grid_pinpoints=spec.grid_pinpoints,
+        patch_merge_type="spatial_unpad",
+    )
+
+
+def _check_tokenizer(tokenizer: Any, template: str, folder: Path) -> None:
+    missing = []
+    for token in _REQUIRED_TOKENS[template]:
+        ids = tokenizer(token, add_special_tokens=False).input_ids
+        if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+            missing.append(token)
+    if missing:
+        raise CheckpointError(
+            f"the tokenizer in {folder} lacks the special token(s) {missing} that the "
+            f"{template!r} conversation template needs; use the tokenizer files of the checkpoint"
+        )
+
+
+class InstIt:
+    """An Inst-It model (a LLaVA-NeXT checkpoint) running on transformers.
+
+    Build it with :meth:`from_pretrained`. ``module`` is the transformers model, ``tokenizer``
+    its tokenizer, ``spec`` what was read from the checkpoint, ``vision`` the preprocessing
+    settings.
+    """
+
+    def __init__(
+        self,
+        module: Any,
+        tokenizer: Any,
+        spec: CheckpointSpec,
+        *,
+        template: str,
+        quantization: str | None = None,
+    ) -> None:
+        self.module = module
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.template = template
+        self.quantization = quantization
+        self.vision = _vision_spec(spec)
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        *,
+        quantization: Any = "auto",
+        device: str = "auto",
+        dtype: Any = "auto",
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool | None = None,
+        attn_implementation: str = "sdpa",
+        progress: bool = True,
+    ) -> InstIt:
+        """Load a checkpoint folder or hub id (LLaVA-NeXT's layout or transformers').
+
+        Args:
+            name_or_path: a local folder or a hub id such as
+                ``"Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B"`` (only configs, safetensors and
+                tokenizer files are downloaded).
+            quantization: ``"auto"`` (4-bit NF4 on CUDA, none elsewhere), ``"4bit"``,
+                ``"8bit"``, ``None`` or a ``transformers.BitsAndBytesConfig``.
+            device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+            dtype: ``"auto"`` (bfloat16 on recent GPUs, float16 on older ones, float32 on CPU)
+                or a dtype / its name.
+            revision, cache_dir, local_files_only: passed to the hub download.
+            attn_implementation: transformers' attention backend (``"sdpa"``, ``"eager"`` ...).
+            progress: show the weight-loading progress bar.
+
+        Raises:
+            CheckpointError: missing files, shards or weights, unknown architecture, a
+                tokenizer without the template's special tokens.
+            DependencyError: 4/8-bit quantization without CUDA or bitsandbytes.
+        """
+        import torch
+        from transformers import AutoTokenizer
+
+        from instit.model import quantization as q
+        from instit.model.checkpoint import read_checkpoint, snapshot
+        from instit.model.weights import load_module
+        from instit.prompting.templates import template_for
+
+        folder = snapshot(
+            name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+        )
+        spec = read_checkpoint(folder, cache_dir=cache_dir, local_files_only=local_files_only)
+        resolved_device = q.resolve_device(device)
+        dtype_name = q.resolve_dtype(dtype, resolved_device)
+        mode = q.resolve_quantization(quantization, resolved_device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"could not load the tokenizer of {folder} ({exc}); the checkpoint needs its "
+                "tokenizer files (tokenizer.json or tokenizer.model + tokenizer_config.json)"
+            ) from exc
+        template = template_for(spec.text_config)
+        _check_tokenizer(tokenizer, template, folder)
+        module = load_module(
+            spec,
+            len(tokenizer),
+            dtype=getattr(torch, dtype_name),
+            device=resolved_device,
+            quantization_config=q.bitsandbytes_config(mode, dtype_name),
+            attn_implementation=attn_implementation,
+            progress=progress,
+        )
+        label = mode if isinstance(mode, str) or mode is None else "custom"
+        return cls(module, tokenizer, spec, template=template, quantization=label)
+
+    # -- information -------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Any:
+        """The transformers model config (``LlavaOnevisionConfig``)."""
+        return self.module.config
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's inputs go."""
+        return self.module.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the (unquantized) embeddings and visual features."""
+        return self.module.get_input_embeddings().weight.dtype
+
+    @property
+    def context_length(self) -> int:
+        """Longest sequence (prompt + visual tokens) the checkpoint accepts."""
+        return self.spec.context_length
+
+    def __repr__(self) -> str:
+        return (
+            f"InstIt({self.spec.path.name!r}, layout={self.spec.layout!r}, "
+            f"template={self.template!r}, tower={self.spec.tower!r}, device={self.device}, "
+            f"dtype={self.dtype}, quantization={self.quantization!r})"
+        )
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready description of the loaded model."""
+        return {
+            "checkpoint": self.spec.to_dict(),
+            "template": self.template,
+            "vision": self.vision.to_dict(),
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "quantization": self.quantization,
+            "vocab_size": len(self.tokenizer),
+        }
+
+    # -- prompts and inputs ------------------------------------------------------------------------
+
+    def prompt(self, question: str, media: bool = True) -> str:
+        """The full templated prompt for a user ``question`` (with the media placeholder)."""
+        from instit.prompting.templates import build_prompt
+
+        return build_prompt(question, self.template, media=bool(media))
+
+    def _token_ids(self, question: str, media: bool) -> list[int]:
+        from instit.prompting.templates import tokenize_prompt
+
+        return tokenize_prompt(self.prompt(question, media), self.tokenizer)
+
+    def _load_media(self, media: MediaLike) -> tuple[str, Any]:
+        """``("image", PIL image)`` or ``("video", [PIL frames])``; the input is not modified."""
+        import numpy as np
+
+        from instit.media import load_image
+
+        if hasattr(media, "frames") and hasattr(media, "timestamps"):
+            return "video", [load_image(frame) for frame in media.frames]
+        if isinstance(media, (list, tuple)):
+            if not media:
+                raise ModelInputError("the video has no frames; pass at least one frame")
+            return "video", [load_image(frame) for frame in media]
+        if isinstance(media, np.ndarray) and media.ndim == 4:
+            return "video", [load_image(frame) for frame in media]
+        if isinstance(media, (str, os.PathLike)):
+            path = Path(media)
+            if path.is_dir() or path.suffix.lower() in _VIDEO_SUFFIXES:
+                from instit.video import load_video
+
+                return "video", list(load_video(path).frames)
+        return "image", load_image(media)
+
+    def _visual_tokens(self, modality: str, content: Any) -> int:
+        from instit.model.processing import image_token_count, video_token_count
+
+        if modality == "image":
+            return image_token_count(content.size, self.vision)
+        return video_token_count(len(content), self.vision)
+
+    def _check_length(self, total: int, what: str) -> None:
+        if total > self.context_length:
+            raise ModelInputError(
+                f"{what} needs {total} tokens but the checkpoint's context is "
+                f"{self.context_length}; use fewer video frames, a smaller image or a shorter "
+                "prompt (the reference would silently cut the sequence)"
+            )
+
+    def prepare(self, media: MediaLike, question: str) -> dict[str, torch.Tensor]:
+        """Inputs for ``module(**inputs)``: the reference's ids with the visual placeholders
+        expanded, attention mask and pixel values (``image_sizes`` as (height, width)).
+        """
+        import torch
+
+        from instit.model.processing import process_frames, process_image
+        from instit.prompting.templates import IMAGE_TOKEN_INDEX
+
+        modality, content = self._load_media(media)
+        count = self._visual_tokens(modality, content)
+        ids = self._token_ids(question, True)
+        self._check_length(len(ids) - 1 + count, "the prompt with its media")
+        placeholder = (
+            self.config.image_token_id if modality == "image" else self.config.video_token_id
+        )
+        at = ids.index(IMAGE_TOKEN_INDEX)
+        expanded = ids[:at] + [placeholder] * count + ids[at + 1 :]
+        inputs: dict[str, torch.Tensor] = {
+            "input_ids": torch.tensor([expanded], device=self.device),
+            "attention_mask": torch.ones(1, len(expanded), dtype=torch.long, device=self.device),
+        }
+        if modality == "image":
+            pixels, (width, height) = process_image(content, self.vision)
+            inputs["pixel_values"] = pixels[None].to(self.device, self.dtype)
+            inputs["image_sizes"] = torch.tensor([[height, width]], device=self.device)
+        else:
+            pixels = process_frames(content, self.vision)
+            inputs["pixel_values_videos"] = pixels[None].to(self.device, self.dtype)
+        return inputs
+
+    def encode_media(self, media: MediaLike) -> EncodedMedia:
+        """Run the vision tower and projector once; reuse the result in :meth:`generate`."""
+        import torch
+
+        from instit.model.processing import process_frames, process_image
+
+        if isinstance(media, EncodedMedia):
+            return media
+        modality, content = self._load_media(media)
+        self._check_length(self._visual_tokens(modality, content), "the media alone")
+        inner = self.module.model
+        with torch.inference_mode():
+            if modality == "image":
+                pixels, (width, height) = process_image(content, self.vision)
+                sizes = torch.tensor([[height, width]], device=self.device)
+                out = inner.get_image_features(pixels.to(self.device, self.dtype), sizes)
+                features = out.pooler_output[0]
+                return EncodedMedia("image", features, (width, height), 1)
+            pixels = process_frames(content, self.vision)
+            out = inner.get_video_features(pixels[None].to(self.device, self.dtype))
+            return EncodedMedia("video", out.pooler_output[0], None, len(content))
+
+    def _embeddings(self, ids: list[int], encoded: EncodedMedia | None) -> torch.Tensor:
+        """``[L, hidden]`` input embeddings with the visual features spliced in."""
+        import torch
+
+        from instit.prompting.templates import IMAGE_TOKEN_INDEX
+
+        embed = self.module.get_input_embeddings()
+        if encoded is None:
+            return embed(torch.tensor(ids, device=self.device))
+        at = ids.index(IMAGE_TOKEN_INDEX)
+        text = embed(torch.tensor(ids[:at] + ids[at + 1 :], device=self.device))
+        visual = encoded.features.to(text.device, text.dtype)
+        return torch.cat((text[:at], visual, text[at:]), dim=0)
+
+    # -- generation --------------------------------------------------------------------------------
+
+    def _generation_kwargs(
+        self, max_new_tokens: int, temperature: float, top_p: float | None
+    ) -> dict[str, Any]:
+        from transformers import GenerationConfig
+
+        if max_new_tokens < 1:
+            raise InstitValueError(f"max_new_tokens={max_new_tokens}; pass a positive number")
+        if temperature < 0:
+            raise InstitValueError(f"temperature={temperature}; pass 0 (greedy) or more")
+        eos = {self.tokenizer.eos_token_id}
+        eos.update(_as_list(getattr(self.module.generation_config, "eos_token_id", None)))
+        vocab = self.module.get_output_embeddings().weight.shape[0]
+        placeholders = [self.config.image_token_id, self.config.video_token_id]
+        settings: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "eos_token_id": sorted(t for t in eos if t is not None),
+            "pad_token_id": self._pad_id(),
+            "do_sample": temperature > 0,
+        }
+        suppressed = [t for t in placeholders if t < vocab]
+        if suppressed:
+            settings["suppress_tokens"] = suppressed
+        if temperature > 0:
+            settings["temperature"] = temperature
+            settings["top_p"] = 1.0 if top_p is None else top_p
+        return {"generation_config": GenerationConfig(**settings)}
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else self.tokenizer.eos_token_id)
+
+    def _batch_inputs(
+        self, media: Sequence[MediaLike | None], prompts: Sequence[str], max_new_tokens: int
+    ) -> dict[str, torch.Tensor]:
+        """Left-padded ``inputs_embeds`` and attention mask for one batch."""
+        import torch
+
+        encoded_by_id: dict[int, EncodedMedia | None] = {}
+        rows = []
+        for item, question in zip(media, prompts, strict=True):
+            if not isinstance(question, str):
+                raise InstitTypeError(f"prompts must be strings, got {type(question).__name__}")
+            if id(item) not in encoded_by_id:
+                encoded_by_id[id(item)] = None if item is None else self.encode_media(item)
+            encoded = encoded_by_id[id(item)]
+            ids = self._token_ids(question, encoded is not None)
+            length = len(ids) + (encoded.num_tokens - 1 if encoded is not None else 0)
+            self._check_length(length + max_new_tokens, "the prompt, its media and max_new_tokens")
+            rows.append(self._embeddings(ids, encoded))
+        longest = max(r.shape[0] for r in rows)
+        embed = self.module.get_input_embeddings()
+        pad = embed(torch.tensor([self._pad_id()], device=self.device))[0]
+        batch = torch.stack(
+            [torch.cat((pad.expand(longest - r.shape[0], -1), r)) for r in rows], dim=0
+        )
+        mask = torch.zeros(len(rows), longest, dtype=torch.long, device=self.device)
+        for i, r in enumerate(rows):
+            mask[i, longest - r.shape[0] :] = 1
+        return {"inputs_embeds": batch, "attention_mask": mask}
+
+    def generate(
+        self,
+        media: Sequence[MediaLike | None],
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> list[str]:
+        """Answer ``prompts[i]`` about ``media[i]``, in batches (left padding).
+
+        ``prompts`` are user questions; the conversation template is applied here. A media item
+        is an image, a video (``Video``, list of frames, ``TxHxWxC`` array, video file), an
+        :class:`EncodedMedia` or ``None`` (text only). The same object given several times is
+        encoded once. ``temperature=0`` is greedy decoding (the reference's setting).
+        """
+        import torch
+
+        if isinstance(prompts, str) or len(media) != len(prompts):
+            raise InstitValueError(
+                "generate needs one media item per prompt (two lists of equal length); for one "
+                "question use generate([media], [question])"
+            )
+        if batch_size < 1:
+            raise InstitValueError(f"batch_size={batch_size}; pass a positive number")
+        kwargs = self._generation_kwargs(max_new_tokens, temperature, top_p)
+        starts = range(0, len(prompts), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="generating", unit="batch")
+        answers: list[str] = []
+        for start in starts:
+            stop = start + batch_size
+            inputs = self._batch_inputs(media[start:stop], prompts[start:stop], max_new_tokens)
+            with torch.inference_mode():
+                out = self.module.generate(**inputs, **kwargs)
+            answers.extend(
+                text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)
+            )
+        return answers
+
+    def stream(
+        self,
+        media: MediaLike | None,
+        prompt: str,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer to one question as text chunks while it is generated.
+
+        The chunks join to exactly what :meth:`generate` returns (leading and trailing
+        whitespace dropped).
+        """
+        import torch
+        from transformers import TextIteratorStreamer
+
+        kwargs = self._generation_kwargs(max_new_tokens, temperature, top_p)
+        inputs = self._batch_inputs([media], [prompt], max_new_tokens)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=False, skip_special_tokens=True)
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.module.generate(**inputs, **kwargs, streamer=streamer)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        started, held = False, ""
+        for chunk in streamer:
+            if not started:
+                chunk = chunk.lstrip()
+                started = bool(chunk)
+            text = held + chunk
+            body = text.rstrip()
+            held = text[len(body) :]
+            if body:
+                yield body
+        worker.join()
+        if failure:
+            raise failure[0]
+
+    # -- tasks -------------------------------------------------------------------------------------
+
+    def ask(self, media: MediaLike, question: str | Sequence[str], **kwargs: Any) -> Any:
+        """:func:`instit.tasks.ask` with this model (same keyword arguments)."""
+        from instit.tasks import ask
+
+        return ask(self, media, question, **kwargs)
+
+    def describe_instances(self, media: MediaLike, instances: Any = None, **kwargs: Any) -> Any:
+        """:func:`instit.tasks.describe_instances` with this model (same keyword arguments)."""
+        from instit.tasks import describe_instances
+
+        return describe_instances(self, media, instances, **kwargs)
+
+    # -- saving ------------------------------------------------------------------------------------
+
+    def save_pretrained(
+        self, directory: str | os.PathLike[str], *, overwrite: bool = False
+    ) -> Path:
+        """Write a plain-transformers LLaVA-OneVision checkpoint (see :func:`convert`)."""
+        from instit.model.weights import export_transformers
+
+        directory = Path(directory)
+        _check_destination(directory, overwrite=overwrite)
+        return export_transformers(self, directory)
+
+
+def _as_list(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else [int(value)]
+
+
+def convert(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    local_files_only: bool | None = None,
+) -> Path:
+    """Convert a LLaVA-NeXT checkpoint into transformers' LLaVA-OneVision layout.
+
+    The result loads with plain ``transformers`` (``AutoModelForImageTextToText`` /
+    ``LlavaOnevisionForConditionalGeneration.from_pretrained(dst)``) and gives the same logits
+    for images. Refuses a non-empty ``dst`` unless ``overwrite=True``. Returns ``dst``.
+    """
+    from instit.model.checkpoint import snapshot
+
+    dst = Path(dst)
+    _check_destination(dst, overwrite=overwrite)
+    folder = snapshot(src, local_files_only=local_files_only)
+    config = (
+        json.loads((folder / "config.json").read_text())
+        if (folder / "config.json").exists()
+        else {}
+    )
+    stored = config.get("torch_dtype") or config.get("dtype") or "float32"
+    model = InstIt.from_pretrained(
+        folder,
+        quantization=None,
+        device="cpu",
+        dtype=stored if stored in ("bfloat16", "float16", "float32") else "float32",
+        local_files_only=local_files_only,
+        progress=progress,
+    )
+    return model.save_pretrained(dst, overwrite=overwrite)
+
+
+def _check_destination(dst: Path, *, overwrite: bool) -> None:
+    if dst.exists() and not dst.is_dir():
+        raise InstitValueError(f"{dst} is a file; pass a folder to write the checkpoint to")
+    if dst.is_dir() and any(dst.iterdir()):
+        if not overwrite:
+            raise InstitValueError(
+                f"{dst} is not empty; pass an empty folder or overwrite=True to replace it"
+            )
+        shutil.rmtree(dst)
