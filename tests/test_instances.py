@@ -946,3 +946,49 @@ def test_import_does_not_load_opencv() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_tracks_with_an_image_size() -> None:
+    boxes = Instances.from_boxes([[0, 0, 2, 2]], [4])
+    tracks = Tracks({3: boxes}, image_size=(W, H))
+    assert tracks.image_size == (W, H) and tracks[3].image_size == (W, H)
+    empty_clip = tracks.select_frames([0, 1])
+    assert len(empty_clip) == 0 and empty_clip.at(0).image_size == (W, H)
+    assert Tracks.from_json(tracks.to_json()) == tracks
+    assert Tracks.from_list([None, boxes], image_size=(W, H))[1].image_size == (W, H)
+    with pytest.raises(InstancesError, match="frame 0: instance 1: instances were made for a 8x6"):
+        Tracks({0: Instances.from_masks(two_masks())}, image_size=(16, 12))
+    with pytest.raises(InstancesError, match=r"frame 2: instance 4: box with box \(0, 0, 2, 2\)"):
+        Tracks({2: boxes}, image_size=(1, 1))
+
+
+# -- pickling and array-likes ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("instances", every_kind(), ids=lambda i: f"{i.kind}-{len(i)}")
+def test_pickle_round_trip_keeps_arrays_read_only(instances: Instances) -> None:
+    import pickle
+
+    back = pickle.loads(pickle.dumps(instances))
+    assert back == instances
+    assert not back.boxes().flags.writeable
+    if back.masks() is not None and len(back):
+        with pytest.raises(ValueError):
+            back.masks()[0, 0, 0] = True
+    if back.kind == "polygon":
+        assert not back.polygons()[0][0].flags.writeable
+    tracks = Tracks({0: instances}) if instances.image_size else Tracks({})
+    assert pickle.loads(pickle.dumps(tracks)) == tracks
+
+
+def test_torch_tensors_are_read_as_arrays() -> None:
+    import torch
+
+    masks = torch.from_numpy(two_masks())
+    instances = Instances.from_masks(masks, torch.tensor([5, 6]))
+    assert instances.ids == (5, 6)
+    np.testing.assert_array_equal(instances.masks(), two_masks())
+    masks[:] = False
+    assert instances.masks().any()
+    boxes = Instances.from_boxes(torch.tensor([[0.0, 0.0, 2.0, 3.0]]))
+    np.testing.assert_array_equal(boxes.boxes(), [[0, 0, 2, 3]])

@@ -14,6 +14,39 @@ __version__ = "0.1.0.dev0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    # instances
+    "Instance": "instit.instances",
+    "Instances": "instit.instances",
+    "Tracks": "instit.instances",
+    "GeometryWarning": "instit.instances",
+    "UnknownIdError": "instit.instances",
+    "encode_rle": "instit.instances",
+    "decode_rle": "instit.instances",
+    # media
+    "load_image": "instit.media",
+    # marks
+    "MarkStyle": "instit.marks",
+    "Placement": "instit.marks",
+    "draw_marks": "instit.marks",
+    "draw_marks_frames": "instit.marks",
+    "layout_marks": "instit.marks",
+    # video
+    "Video": "instit.video",
+    "load_video": "instit.video",
+    # model
+    "InstIt": "instit.model",
+    "EncodedMedia": "instit.model",
+    "convert": "instit.model",
+    # results
+    "Answer": "instit.results",
+    "AnswerStream": "instit.results",
+    "ImageDescription": "instit.results",
+    "FrameDescription": "instit.results",
+    "VideoDescription": "instit.results",
+    # prompting.describe
+    "DescribePrompts": "instit.prompting.describe",
+    # examples_data
+    "example_image": "instit.examples_data",
     # errors
     "InstitError": "instit.errors",
     "InstitValueError": "instit.errors",
@@ -57,4 +90,45 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         MediaError as MediaError,
         ModelInputError as ModelInputError,
         VideoError as VideoError,
+    )
+    from instit.examples_data import (
+        example_image as example_image,
+    )
+    from instit.instances import (
+        GeometryWarning as GeometryWarning,
+        Instance as Instance,
+        Instances as Instances,
+        Tracks as Tracks,
+        UnknownIdError as UnknownIdError,
+        decode_rle as decode_rle,
+        encode_rle as encode_rle,
+    )
+    from instit.marks import (
+        MarkStyle as MarkStyle,
+        Placement as Placement,
+        draw_marks as draw_marks,
+        draw_marks_frames as draw_marks_frames,
+        layout_marks as layout_marks,
+    )
+    from instit.media import (
+        load_image as load_image,
+    )
+    from instit.model import (
+        EncodedMedia as EncodedMedia,
+        InstIt as InstIt,
+        convert as convert,
+    )
+    from instit.prompting.describe import (
+        DescribePrompts as DescribePrompts,
+    )
+    from instit.results import (
+        Answer as Answer,
+        AnswerStream as AnswerStream,
+        FrameDescription as FrameDescription,
+        ImageDescription as ImageDescription,
+        VideoDescription as VideoDescription,
+    )
+    from instit.video import (
+        Video as Video,
+        load_video as load_video,
     )

@@ -70,6 +70,7 @@ def _parse_ids(ids: object, count: int, what: str) -> tuple[int, ...]:
     """Validate ``ids`` for ``count`` geometries (default ``1..count``)."""
     if ids is None:
         return tuple(range(1, count + 1))
+    ids = _as_array_if_array_like(ids)
     if isinstance(ids, np.ndarray):
         if ids.ndim != 1:
             raise InstancesError(f"ids must be one-dimensional, got shape {ids.shape}")
@@ -94,6 +95,21 @@ def _parse_ids(ids: object, count: int, what: str) -> tuple[int, ...]:
         seen.add(number)
         parsed.append(number)
     return tuple(parsed)
+
+
+def _as_array_if_array_like(value: object) -> object:
+    """numpy arrays for array-likes such as torch tensors; anything else unchanged."""
+    if isinstance(value, np.ndarray) or not hasattr(value, "__array__"):
+        return value
+    if isinstance(value, (list, tuple, Mapping)):
+        return value
+    try:
+        return np.asarray(value)
+    except (TypeError, RuntimeError) as exc:  # e.g. a CUDA tensor
+        raise InstitTypeError(
+            f"cannot read a {type(value).__name__} as an array ({exc}); move it to the CPU "
+            "and convert it with .cpu().numpy() first"
+        ) from exc
 
 
 def _parse_image_size(size: object, *, required: bool = False) -> tuple[int, int] | None:
@@ -475,7 +491,9 @@ class Instances:
         self._image_size = image_size
         self._boxes = _readonly(boxes)
         self._masks = None if masks is None else _readonly(masks)
-        self._polygons = polygons
+        self._polygons = (
+            None if polygons is None else [[_readonly(r) for r in rings] for rings in polygons]
+        )
         self._points = None if points is None else _readonly(points)
         return self
 
@@ -528,6 +546,7 @@ class Instances:
             ids = list(masks.keys())
             masks = list(masks.values())
         size = _parse_image_size(image_size)
+        masks = _as_array_if_array_like(masks)
         if isinstance(masks, np.ndarray):
             if masks.ndim != 3:
                 raise InstancesError(
@@ -705,8 +724,7 @@ class Instances:
                 GeometryWarning,
                 stacklevel=2,
             )
-        frozen = [[_readonly(ring) for ring in rings] for rings in parsed]
-        return cls._make("polygon", id_tuple, size, boxes, polygons=frozen)
+        return cls._make("polygon", id_tuple, size, boxes, polygons=parsed)
 
     @classmethod
     def from_points(
@@ -1089,7 +1107,24 @@ class Instances:
             (self._kind, self._ids, self._image_size)
             == (other._kind, other._ids, other._image_size)
             and np.array_equal(self._boxes, other._boxes)
-            and list(self) == list(other)
+            and _same_arrays(self._masks, other._masks)
+            and _same_arrays(self._points, other._points)
+            and _same_polygons(self._polygons, other._polygons)
+        )
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # rebuild through _make so unpickled arrays are read-only again
+        return (
+            _rebuild_instances,
+            (
+                self._kind,
+                self._ids,
+                self._image_size,
+                self._boxes,
+                self._masks,
+                self._polygons,
+                self._points,
+            ),
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -1098,6 +1133,35 @@ class Instances:
         return (
             f"Instances(kind={self._kind!r}, ids={list(self._ids)}, image_size={self._image_size})"
         )
+
+
+def _same_arrays(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return np.array_equal(a, b)
+
+
+def _same_polygons(a: list[list[np.ndarray]] | None, b: list[list[np.ndarray]] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(np.array_equal(p, q) for p, q in zip(x, y, strict=True))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def _rebuild_instances(
+    kind: str,
+    ids: tuple[int, ...],
+    image_size: tuple[int, int] | None,
+    boxes: np.ndarray,
+    masks: np.ndarray | None,
+    polygons: list[list[np.ndarray]] | None,
+    points: np.ndarray | None,
+) -> Instances:
+    return Instances._make(
+        kind, ids, image_size, boxes, masks=masks, polygons=polygons, points=points
+    )
 
 
 # -- video -----------------------------------------------------------------------------------
@@ -1120,21 +1184,25 @@ class Tracks(Mapping[int, Instances]):
     A read-only mapping ``frame_index -> Instances`` (0-based frame numbers of the source, or
     positions in a list of frames).  An ID may be absent in some frames and come back later.
     Frames without an entry have no instances (:meth:`at` returns empty Instances for them).
+    Values may be anything :meth:`Instances.coerce` accepts.  With ``image_size`` every
+    frame is checked against it (and carries it); without, frames that know their size must
+    agree.
     """
 
-    def __init__(self, frames: Mapping[int, object]) -> None:
+    def __init__(
+        self, frames: Mapping[int, object], *, image_size: tuple[int, int] | None = None
+    ) -> None:
         if not isinstance(frames, Mapping):
             raise InstitTypeError(
                 f"Tracks needs a dict {{frame_index: instances}}, got {type(frames).__name__}; "
                 "use Tracks.from_list(...) for one entry per frame"
             )
+        size = _parse_image_size(image_size)
         parsed: dict[int, Instances] = {}
         for key in frames:
             index = _parse_frame_index(key)
-            if index in parsed:
-                raise InstancesError(f"frame index {index} appears twice")
             try:
-                parsed[index] = Instances.coerce(frames[key])
+                parsed[index] = Instances.coerce(frames[key], image_size=size)
             except (InstancesError, InstitTypeError) as exc:
                 raise type(exc)(f"frame {index}: {exc}") from exc
         sizes = {i: f.image_size for i, f in parsed.items() if f.image_size is not None}
@@ -1145,14 +1213,16 @@ class Tracks(Mapping[int, Instances]):
                 "frames of a video have the same size"
             )
         self._frames = dict(sorted(parsed.items()))
-        self._image_size = next(iter(sizes.values()), None)
+        self._image_size = size if size is not None else next(iter(sizes.values()), None)
 
     @classmethod
-    def from_list(cls, frames: Sequence[object]) -> Tracks:
+    def from_list(
+        cls, frames: Sequence[object], *, image_size: tuple[int, int] | None = None
+    ) -> Tracks:
         """Tracks from one entry per frame position (``None`` = no instances in that frame)."""
         if isinstance(frames, (str, bytes, Mapping)) or not isinstance(frames, Sequence):
             raise InstitTypeError(f"from_list needs a list, got {type(frames).__name__}")
-        return cls({i: f for i, f in enumerate(frames) if f is not None})
+        return cls({i: f for i, f in enumerate(frames) if f is not None}, image_size=image_size)
 
     @classmethod
     def coerce(cls, obj: object) -> Tracks:
@@ -1207,7 +1277,10 @@ class Tracks(Mapping[int, Instances]):
         those source frames: position 1 holds source frame 15.  Repeated indices are allowed.
         """
         positions = [_parse_frame_index(i) for i in indices]
-        return Tracks({p: self._frames[i] for p, i in enumerate(positions) if i in self._frames})
+        return Tracks(
+            {p: self._frames[i] for p, i in enumerate(positions) if i in self._frames},
+            image_size=self._image_size,
+        )
 
     def track(self, instance_id: int) -> dict[int, Instance]:
         """``{frame_index: Instance}`` for every frame where ``instance_id`` appears."""
@@ -1224,6 +1297,7 @@ class Tracks(Mapping[int, Instances]):
         return {
             "format": "instit.tracks",
             "version": _FORMAT_VERSION,
+            "image_size": None if self._image_size is None else list(self._image_size),
             "frames": {str(i): f.to_dict() for i, f in self._frames.items()},
         }
 
@@ -1243,7 +1317,7 @@ class Tracks(Mapping[int, Instances]):
             except (TypeError, ValueError):
                 raise InstancesError(f"frame key {key!r} is not an integer") from None
             frames[index] = Instances.from_dict(value)
-        return cls(frames)
+        return cls(frames, image_size=_parse_image_size(data.get("image_size")))
 
     @classmethod
     def from_json(cls, text: str) -> Tracks:
@@ -1253,7 +1327,7 @@ class Tracks(Mapping[int, Instances]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Tracks):
             return NotImplemented
-        return self._frames == other._frames
+        return self._image_size == other._image_size and self._frames == other._frames
 
     __hash__ = None  # type: ignore[assignment]
 

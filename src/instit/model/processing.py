@@ -400,7 +400,7 @@ def _rgb(image: object, what: str) -> Image.Image:
         )
     if image.width <= 0 or image.height <= 0:
         raise MediaError(f"{what} is empty ({image.width}x{image.height}); pass a real image")
-    if image.mode != "RGB":
+    if image.mode != "RGB" or "transparency" in image.info:
         from instit.media import load_image
 
         image = load_image(image)
@@ -472,8 +472,8 @@ def process_image(image: Image.Image, spec: VisionSpec) -> tuple[torch.Tensor, t
     """Pixel values of one image, as LLaVA-NeXT's ``process_images``.
 
     Args:
-        image: a PIL image; other modes than RGB go through ``instit.media.load_image`` first.
-            It is not modified.
+        image: a PIL image; other modes than RGB (and RGB with a transparency key) go through
+            ``instit.media.load_image`` first.  It is not modified.
         spec: the checkpoint's :class:`VisionSpec`.
 
     Returns:

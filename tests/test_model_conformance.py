@@ -1,0 +1,159 @@
+"""The loaded model reproduces the reference implementation's golden outputs (fp32, CPU).
+
+For every conformance case of both tiny checkpoints (original LLaVA-NeXT layout):
+
+* the visual features spliced into the sequence (within 1e-4),
+* logits at the last position, at every text position before and after the media and at the
+  sampled visual positions (within 1e-3),
+* the 8 greedy tokens (exact),
+
+first with the reference's own ``input_ids`` and pixel tensor fed to ``model.module`` (so only
+loading and modelling are under test), then end to end from the case's PNG files through
+``InstIt.generate`` (preprocessing, prompt and tokenisation included).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from instit.model.core import InstIt
+from instit.prompting.templates import IMAGE_TOKEN_INDEX
+
+CHECKPOINTS = ["tiny-qwen2-siglip", "tiny-vicuna-clip"]
+CASES = [
+    "image_640x480",
+    "image_300x900",
+    "image_1280x720",
+    "image_1500x1100",
+    "video_6f_640x360",
+    "video_8f_384x384",
+]
+FEATURE_TOL = 1e-4
+LOGIT_TOL = 1e-3
+
+_MODELS: dict[str, InstIt] = {}
+
+
+def _model(root: Path, checkpoint: str) -> InstIt:
+    """One model per checkpoint for the whole module (loading is the slow part)."""
+    if checkpoint not in _MODELS:
+        _MODELS[checkpoint] = InstIt.from_pretrained(
+            root / "checkpoints" / checkpoint, device="cpu", dtype="float32", progress=False
+        )
+    return _MODELS[checkpoint]
+
+
+def _case(root: Path, checkpoint: str, case: str) -> tuple[Path, dict[str, np.ndarray]]:
+    folder = root / "cases" / checkpoint / case
+    with np.load(folder / "case.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    return folder, arrays
+
+
+def _reference_inputs(model: InstIt, folder: Path, golden: dict[str, np.ndarray]) -> dict:
+    """The reference's ids (placeholder expanded) and exact pixel tensor, for ``model.module``."""
+    with np.load(folder / "pixel_values.npz") as data:
+        pixels = torch.from_numpy(data["pixel_values"])
+    ids = golden["input_ids"].tolist()
+    at = ids.index(IMAGE_TOKEN_INDEX)
+    count = int(golden["num_visual_tokens"])
+    image = str(golden["modality"]) == "image"
+    placeholder = model.config.image_token_id if image else model.config.video_token_id
+    expanded = ids[:at] + [placeholder] * count + ids[at + 1 :]
+    assert len(expanded) == int(golden["expanded_seq_len"])
+    inputs = {"input_ids": torch.tensor([expanded])}
+    if image:
+        width, height = golden["image_sizes"][0].tolist()
+        inputs["pixel_values"] = pixels
+        inputs["image_sizes"] = torch.tensor([[height, width]])
+    else:
+        inputs["pixel_values_videos"] = pixels[None]
+    return inputs
+
+
+def _media(folder: Path) -> Image.Image | list[Image.Image]:
+    frames = sorted(folder.glob("frame_*.png"))
+    if frames:
+        return [Image.open(f).convert("RGB") for f in frames]
+    return Image.open(folder / "image.png").convert("RGB")
+
+
+def _question(prompt: str, template: str) -> str:
+    """The user question inside a reference prompt (``<image>\\n`` + question)."""
+    body = prompt.split("<image>\n", 1)[1]
+    if template == "qwen_1_5":
+        return body.rsplit("<|im_end|>\n<|im_start|>assistant\n", 1)[0]
+    return body.rsplit(" ASSISTANT:", 1)[0]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+def test_features_and_logits_match_reference(
+    conformance_dir: Path, checkpoint: str, case: str
+) -> None:
+    model = _model(conformance_dir, checkpoint)
+    folder, golden = _case(conformance_dir, checkpoint, case)
+    inputs = _reference_inputs(model, folder, golden)
+    inner = model.module.model
+    with torch.inference_mode():
+        if "pixel_values" in inputs:
+            out = inner.get_image_features(inputs["pixel_values"][0], inputs["image_sizes"])
+            features = out.pooler_output[0]
+        else:
+            features = inner.get_video_features(inputs["pixel_values_videos"]).pooler_output[0]
+        logits = model.module(**inputs).logits[0]
+    expected = torch.from_numpy(golden["image_features"])
+    assert features.shape == expected.shape
+    assert (features - expected).abs().max().item() <= FEATURE_TOL
+    assert logits.shape[-1] == golden["logits_last"].shape[-1]  # reference's vocabulary width
+    checks = {
+        "last": (logits[-1], golden["logits_last"]),
+        "text before": (logits[golden["text_before_positions"]], golden["logits_text_before"]),
+        "text after": (logits[golden["text_after_positions"]], golden["logits_text_after"]),
+        "visual": (logits[golden["visual_sample_positions"]], golden["logits_visual_sample"]),
+    }
+    for name, (ours, reference) in checks.items():
+        diff = (ours - torch.from_numpy(reference)).abs().max().item()
+        assert diff <= LOGIT_TOL, f"{name} logits differ by {diff}"
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+def test_greedy_tokens_match_reference(conformance_dir: Path, checkpoint: str, case: str) -> None:
+    model = _model(conformance_dir, checkpoint)
+    folder, golden = _case(conformance_dir, checkpoint, case)
+    inputs = _reference_inputs(model, folder, golden)
+    with torch.inference_mode():
+        out = model.module.generate(
+            **inputs,
+            attention_mask=torch.ones_like(inputs["input_ids"]),
+            max_new_tokens=8,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=model.tokenizer.pad_token_id,
+        )
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
+    assert new == golden["generated_ids"].tolist()
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+def test_end_to_end_from_media_files(conformance_dir: Path, checkpoint: str, case: str) -> None:
+    """PNG files -> prompt -> preprocessing -> features -> greedy text, all through instit."""
+    model = _model(conformance_dir, checkpoint)
+    folder, golden = _case(conformance_dir, checkpoint, case)
+    media = _media(folder)
+    question = _question(str(golden["prompt"]), model.template)
+    assert model.prompt(question) == str(golden["prompt"])
+    encoded = model.encode_media(media)
+    assert encoded.num_tokens == int(golden["num_visual_tokens"])
+    diff = (encoded.features - torch.from_numpy(golden["image_features"])).abs().max().item()
+    assert diff <= FEATURE_TOL
+    [text] = model.generate([encoded], [question], max_new_tokens=8)
+    reference = model.tokenizer.decode(golden["generated_ids"], skip_special_tokens=True)
+    assert text == reference.strip()

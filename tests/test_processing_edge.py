@@ -1,0 +1,244 @@
+"""Preprocessing at the edges: extreme aspect ratios, tiny and huge images, non-RGB inputs, errors.
+
+Shapes and counts are checked against the reference's feature packing (``llava_arch.py``: view,
+permute, unpad slice, ``anyres_max`` bilinear resize, newline column) run on real tensors, so the
+arithmetic in ``image_layout`` must agree with what the tensor operations actually produce, even
+where the kept grid is one feature wide or empty.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from instit.errors import CheckpointError, InstitTypeError, MediaError
+from instit.media import load_image
+from instit.model.processing import (
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    VisionSpec,
+    image_layout,
+    image_token_count,
+    process_frames,
+    process_image,
+    video_token_count,
+)
+
+QWEN = VisionSpec(
+    tower="siglip",
+    image_size=384,
+    patch_size=14,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    image_aspect_ratio="anyres_max_9",
+    grid_pinpoints=tuple((w * 384, h * 384) for w in range(1, 7) for h in range(1, 7)),
+)
+VICUNA = VisionSpec(
+    tower="clip",
+    image_size=336,
+    patch_size=14,
+    mean=OPENAI_CLIP_MEAN,
+    std=OPENAI_CLIP_STD,
+    image_aspect_ratio="anyres",
+    grid_pinpoints=((336, 336), (336, 672), (672, 336), (672, 672)),
+)
+SPECS = pytest.mark.parametrize("spec", [QWEN, VICUNA], ids=["qwen", "vicuna"])
+SIZES = [(1, 4000), (4000, 1), (1, 1), (10, 10), (2, 3), (8000, 6000)]
+
+
+def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def reference_packing(size_wh: tuple[int, int], spec: VisionSpec, tiles_wh: tuple[int, int]):
+    """The reference's spatial_unpad packing run on a tensor of feature ids.
+
+    Returns the padded-canvas grid ``[1, rows, cols]``, the unpadded grid and the token count.
+    """
+    side = spec.patches_per_side
+    width, height = size_wh
+    across, down = tiles_wh
+    ids = torch.arange(across * down * side * side, dtype=torch.float32)
+    full = ids.view(down, across, side, side, 1).permute(4, 0, 2, 1, 3).flatten(1, 2).flatten(2, 3)
+    rows, cols = full.shape[1:]
+    if width / height > cols / rows:
+        new = int(height * (cols / width))
+        pad = (rows - new) // 2
+        grid = full[:, pad : rows - pad, :]
+    else:
+        new = int(width * (rows / height))
+        pad = (cols - new) // 2
+        grid = full[:, :, pad : cols - pad]
+    unpadded = grid
+    if spec.max_tiles is not None:
+        _, h, w = grid.shape
+        times = math.sqrt(h * w / (spec.max_tiles * side**2))
+        if times > 1.1:
+            size = [int(h // times), int(w // times)]
+            grid = torch.nn.functional.interpolate(grid[None], size, mode="bilinear")[0]
+    newline = torch.full((1, grid.shape[1], 1), -1.0)
+    packed = torch.cat((grid, newline), dim=-1).flatten(1, 2).transpose(0, 1)
+    return full, unpadded, side * side + packed.shape[0]
+
+
+@SPECS
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_extreme_sizes_give_reference_shapes_and_counts(spec: VisionSpec, size):
+    image = noise_image(*size)
+    pixels, size_wh = process_image(image, spec)
+    layout = image_layout(size_wh, spec)
+    side = spec.image_size
+    assert size_wh == size
+    across, down = layout.tiles_wh
+    assert (
+        tuple(pixels.shape)
+        == (1 + across * down, 3, side, side)
+        == (layout.num_views, 3, side, side)
+    )
+    assert torch.isfinite(pixels).all()
+    full, unpadded, tokens = reference_packing(size_wh, spec, layout.tiles_wh)
+    assert tuple(full.shape[1:]) == layout.grid_hw
+    assert tuple(unpadded.shape[1:]) == layout.unpadded_hw
+    # the rows/cols slices select exactly the features the reference keeps
+    assert torch.equal(full[:, layout.rows, layout.cols], unpadded)
+    assert tokens == layout.num_tokens == image_token_count(size, spec)
+
+
+def test_extreme_aspect_keeps_a_thin_strip():
+    # Qwen 4000x1: canvas 384x384, int(1 * 27 / 4000) = 0 rows, padding 13 -> row 13 alone
+    assert image_layout((4000, 1), QWEN).unpadded_hw == (1, 27)
+    # Vicuna 4000x1: padding 12 on both sides of 24 rows -> nothing but the base view is left
+    layout = image_layout((4000, 1), VICUNA)
+    assert layout.unpadded_hw == (0, 24)
+    assert layout.num_tokens == 24 * 24
+
+
+def test_huge_image_is_downscaled_by_anyres_max():
+    layout = image_layout((8000, 6000), QWEN)
+    assert layout.best_resolution_wh == (2304, 1920)
+    assert layout.resized_hw is not None
+    rows, cols = layout.final_hw
+    assert rows * cols <= 9 * 27 * 27 * 1.1**2  # within anyres_max_9's budget
+
+
+@SPECS
+def test_tiny_image_fills_the_canvas(spec: VisionSpec):
+    pixels, _ = process_image(Image.new("RGB", (1, 1), (200, 10, 30)), spec)
+    # a 1x1 image is stretched over the whole canvas: no black padding anywhere
+    first = pixels[1, :, 0, 0]
+    assert torch.allclose(pixels[1], first[:, None, None].expand_as(pixels[1]), atol=1e-6)
+    assert torch.allclose(pixels[0], pixels[1])
+
+
+def test_rgba_goes_through_load_image_and_is_not_modified():
+    rgba = np.random.default_rng(1).integers(0, 256, (50, 80, 4), dtype=np.uint8)
+    image = Image.fromarray(rgba, "RGBA")
+    before = image.tobytes()
+    pixels, size = process_image(image, QWEN)
+    expected, _ = process_image(load_image(image), QWEN)
+    assert torch.equal(pixels, expected)
+    assert size == (80, 50)
+    assert image.mode == "RGBA"
+    assert image.tobytes() == before
+
+
+@SPECS
+def test_grayscale_equals_its_rgb_copy(spec: VisionSpec):
+    grey = Image.fromarray(np.random.default_rng(2).integers(0, 256, (60, 90), dtype=np.uint8))
+    pixels, _ = process_image(grey, spec)
+    expected, _ = process_image(grey.convert("RGB"), spec)
+    assert torch.equal(pixels, expected)
+    frames = process_frames([grey, grey.convert("RGB")], spec)
+    assert torch.equal(frames[0], frames[1])
+
+
+@SPECS
+def test_frames_of_any_size(spec: VisionSpec):
+    frames = [noise_image(1, 1), noise_image(10, 300, 1), noise_image(640, 360, 2)]
+    pixels = process_frames(frames, spec)
+    assert tuple(pixels.shape) == (3, 3, spec.image_size, spec.image_size)
+    assert video_token_count(len(frames), spec) == 3 * math.ceil(spec.patches_per_side / 2) ** 2
+
+
+def test_clip_frames_keep_the_centre():
+    # a wide frame with a bright centre column: CLIP resizes the short side and crops the centre
+    array = np.zeros((100, 300, 3), dtype=np.uint8)
+    array[:, 120:180] = 255  # resized to 1008x336 this is columns 403-605, crop 336-672
+    pixels = process_frames([Image.fromarray(array)], VICUNA)[0]
+    white = torch.tensor(
+        [(1 - m) / s for m, s in zip(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, strict=True)]
+    )
+    assert torch.allclose(pixels[:, 168, 168], white, atol=1e-5)
+    assert pixels[0, 168, 40] < 0 and pixels[0, 168, 300] < 0  # dark either side, inside the crop
+
+
+@SPECS
+def test_pad_and_square_modes(spec: VisionSpec):
+    side = spec.image_size
+    wide = noise_image(300, 100)
+    for mode in ("pad", "square"):
+        other = VisionSpec(**{**spec.to_dict(), "image_aspect_ratio": mode, "grid_pinpoints": ()})
+        pixels, size = process_image(wide, other)
+        assert tuple(pixels.shape) == (1, 3, side, side)
+        assert size == (300, 100)
+        assert image_token_count(size, other) == spec.patches_per_side**2
+    padded = VisionSpec(**{**spec.to_dict(), "image_aspect_ratio": "pad", "grid_pinpoints": ()})
+    top_left = process_image(wide, padded)[0][0, :, 0, 0]
+    fill = torch.tensor(
+        [(int(m * 255) / 255 - m) / s for m, s in zip(spec.mean, spec.std, strict=True)],
+        dtype=torch.float32,
+    )
+    assert torch.allclose(top_left, fill, atol=1e-5)  # the mean colour fills the padding
+
+
+def test_bad_inputs_raise_typed_errors():
+    with pytest.raises(InstitTypeError, match="load_image"):
+        process_image(np.zeros((10, 10, 3), dtype=np.uint8), QWEN)  # type: ignore[arg-type]
+    with pytest.raises(MediaError, match="at least one frame"):
+        process_frames([], QWEN)
+    with pytest.raises(InstitTypeError, match="list of PIL images"):
+        process_frames(noise_image(5, 5), QWEN)  # type: ignore[arg-type]
+    with pytest.raises(InstitTypeError, match=r"frames\[1\]"):
+        process_frames([noise_image(5, 5), "frame.png"], QWEN)  # type: ignore[list-item]
+    with pytest.raises(MediaError):
+        video_token_count(0, QWEN)
+    with pytest.raises(InstitTypeError):
+        video_token_count(2.0, QWEN)  # type: ignore[arg-type]
+    with pytest.raises(MediaError, match="empty"):
+        image_token_count((0, 5), QWEN)
+    with pytest.raises(InstitTypeError):
+        image_token_count("640x480", QWEN)  # type: ignore[arg-type]
+
+
+def test_bad_vision_settings_raise_checkpoint_errors():
+    base = QWEN.to_dict()
+    for change in (
+        {"tower": "eva"},
+        {"image_aspect_ratio": "highres"},
+        {"grid_pinpoints": ()},
+        {"grid_pinpoints": ((384, 500),)},
+        {"patch_merge_type": "maxpool2x2"},
+        {"std": (0.5, 0.0, 0.5)},
+        {"patch_size": 0},
+    ):
+        with pytest.raises(CheckpointError, match=r"config\.json"):
+            VisionSpec(**{**base, **change})
+    with pytest.raises(CheckpointError, match="mm_vision_tower"):
+        VisionSpec.from_llava_config({"model_type": "qwen2"})
+    with pytest.raises(CheckpointError, match="neither CLIP nor SigLIP"):
+        VisionSpec.from_llava_config({"mm_vision_tower": "eva02-large"})
+    with pytest.raises(CheckpointError, match="tower_config"):
+        VisionSpec.from_llava_config({"mm_vision_tower": "my-siglip"})
+    with pytest.raises(CheckpointError, match="image_grid_pinpoints"):
+        VisionSpec.from_llava_config(
+            {
+                "mm_vision_tower": "google/siglip-so400m-patch14-384",
+                "image_aspect_ratio": "anyres",
+                "image_grid_pinpoints": "not pinpoints",
+            }
+        )
