@@ -53,9 +53,10 @@ def _load_instances(path: str | None) -> Any:
 
 
 def _is_video_source(path: str) -> bool:
-    from instit.video import is_video_path
+    """A folder of frames or any file that is not a still image counts as a video."""
+    from instit.video.core import IMAGE_SUFFIXES
 
-    return Path(path).is_dir() or is_video_path(path)
+    return Path(path).is_dir() or Path(path).suffix.lower() not in IMAGE_SUFFIXES
 
 
 def _load_media(source: str, args: argparse.Namespace) -> Any:
@@ -63,8 +64,15 @@ def _load_media(source: str, args: argparse.Namespace) -> Any:
     if _is_video_source(source):
         from instit.video import load_video
 
-        return load_video(source, num_frames=args.num_frames, fps=args.fps)
+        return load_video(source, **_sampling(args))
     return source
+
+
+def _sampling(args: argparse.Namespace) -> dict[str, Any]:
+    """``load_video`` keywords: ``--fps`` alone samples by rate, else ``--num-frames`` (8)."""
+    if args.fps is not None and args.num_frames is None:
+        return {"fps": args.fps, "num_frames": None}
+    return {"fps": args.fps, "num_frames": 8 if args.num_frames is None else args.num_frames}
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -89,10 +97,16 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=["draw", "as_is"],
         help="draw the instances' marks first (default) or use the media as already marked",
     )
-    parser.add_argument("--num-frames", type=int, default=8, help="frames sampled from a video")
+    parser.add_argument(
+        "--num-frames", type=int, default=None, help="frames sampled from a video (8)"
+    )
     parser.add_argument("--fps", type=float, default=None, help="sample by rate instead")
     parser.add_argument("--max-new-tokens", type=int, default=512)
-    parser.add_argument("--save-marked", help="write the marked media the model saw to this path")
+    parser.add_argument(
+        "--save-marked",
+        help="write the marked media the model saw: an image file, or a folder for a video",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace --save-marked output")
 
 
 def _load_model(args: argparse.Namespace) -> Any:
@@ -102,15 +116,26 @@ def _load_model(args: argparse.Namespace) -> Any:
     return InstIt.from_pretrained(args.model, quantization=quantization, device=args.device)
 
 
+def _check_output(target: str | None, overwrite: bool, *, folder: bool) -> None:
+    """Refuse to replace a user's file (or write into a non-empty folder) without --overwrite."""
+    if target is None or overwrite:
+        return
+    path = Path(target)
+    if path.is_file() or (path.is_dir() and folder and any(path.iterdir())):
+        raise InstitValueError(
+            f"{path} exists and is not empty: choose another output path or pass --overwrite"
+        )
+
+
 def _save_marked(result: Any, target: str | None) -> None:
+    """The marked media the model saw: one image file, or frame_<t>.png files in a folder."""
     if target is None:
         return
-    media = result.media
-    frames = getattr(media, "frames", None)
-    if frames is None and isinstance(media, list):
-        frames = media
-    if frames is None:
-        media.save(target)
+    from instit.results import media_frames
+
+    frames = media_frames(result.media)
+    if len(frames) == 1 and Path(target).suffix:
+        frames[0].save(target)
         return
     folder = Path(target)
     folder.mkdir(parents=True, exist_ok=True)
@@ -122,37 +147,66 @@ def _save_marked(result: Any, target: str | None) -> None:
 
 
 def _cmd_mark(args: argparse.Namespace) -> int:
-    from instit.marks import MarkStyle, draw_marks, layout_marks
+    from instit.marks import MarkStyle
+
+    instances = _load_instances(args.instances)
+    video = _is_video_source(args.source)
+    name = args.style or ("video" if video else "image")
+    style = MarkStyle.video() if name == "video" else MarkStyle.image()
+    style = style.with_options(mask=args.mask, labels=args.labels)
+    _check_output(args.output, args.overwrite, folder=video)
+    if video:
+        return _mark_video(args, instances, style)
+    from instit.marks import draw_marks, layout_marks
     from instit.media import load_image
 
-    image = load_image(args.image)
-    instances = _load_instances(args.instances)
-    style = MarkStyle.video() if args.style == "video" else MarkStyle.image()
-    style = style.replace(mask=args.mask, labels=args.labels)
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise InstitValueError(f"{out} exists: choose another --output or pass --overwrite")
-    draw_marks(image, instances, style=style).save(out)
+    image = load_image(args.source)
     placements = layout_marks(image, instances, style=style)
+    draw_marks(image, instances, style=style).save(args.output)
     if args.json:
         _print_json(
             {
-                "output": str(out),
+                "output": args.output,
                 "placements": {str(k): p.to_dict() for k, p in placements.items()},
             }
         )
     else:
-        print(f"wrote {out} with {len(placements)} marks")
+        print(f"wrote {args.output} with {len(placements)} marks")
+    return EXIT_OK
+
+
+def _mark_video(args: argparse.Namespace, tracks: Any, style: Any) -> int:
+    """Sample the video, draw the tracks (keyed by source frame) and write frame_<t>.png."""
+    from instit.instances import Tracks
+    from instit.video import load_video
+
+    if not isinstance(tracks, Tracks):
+        raise InstitValueError(
+            f"{args.instances} holds image instances; a video needs tracks "
+            "(Tracks.to_json: one entry per source frame)"
+        )
+    video = load_video(args.source, **_sampling(args))
+    marked = video.with_marks(tracks, style=style, indexed_by=args.indexed_by)
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for t, frame in enumerate(marked.frames, start=1):
+        files.append(str(folder / f"frame_{t}.png"))
+        frame.save(files[-1])
+    if args.json:
+        _print_json({**marked.to_dict(), "files": files})
+    else:
+        print(f"wrote {len(files)} marked frames to {folder}")
     return EXIT_OK
 
 
 def _cmd_frames(args: argparse.Namespace) -> int:
     from instit.video import load_video
 
+    _check_output(args.output, args.overwrite, folder=True)
     video = load_video(
         args.source,
-        num_frames=args.num_frames,
-        fps=args.fps,
+        **_sampling(args),
         start=args.start,
         end=args.end,
         max_frames=args.max_frames,
@@ -179,6 +233,7 @@ def _cmd_frames(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
+    _check_output(args.save_marked, args.overwrite, folder=True)
     media = _load_media(args.media, args)
     instances = _load_instances(args.instances)
     model = _load_model(args)
@@ -212,6 +267,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
+    _check_output(args.save_marked, args.overwrite, folder=True)
     media = _load_media(args.media, args)
     instances = _load_instances(args.instances)
     model = _load_model(args)
@@ -278,19 +334,38 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "mark",
         _cmd_mark,
-        "draw numbered Set-of-Marks prompts on an image",
+        "draw numbered Set-of-Marks prompts on an image or on sampled video frames",
         "  instit mark photo.jpg --instances instances.json -o marked.png\n"
-        "  instit mark photo.jpg --instances instances.json -o marked.png --mask fill --json",
+        "  instit mark photo.jpg --instances instances.json -o marked.png --mask fill --json\n"
+        "  instit mark clip.mp4 --instances tracks.json --num-frames 8 -o marked_frames/",
     )
-    mark.add_argument("image", help="image file")
-    mark.add_argument("--instances", required=True, help="instances JSON (Instances.to_json)")
-    mark.add_argument("-o", "--output", required=True, help="output image file")
-    mark.add_argument("--style", choices=["image", "video"], default="image")
+    mark.add_argument("source", help="image file, video file or frame folder")
+    mark.add_argument(
+        "--instances",
+        required=True,
+        help="instances JSON (Instances.to_json; Tracks.to_json for a video)",
+    )
+    mark.add_argument(
+        "-o", "--output", required=True, help="output image file, or folder for a video"
+    )
+    mark.add_argument(
+        "--style", choices=["image", "video"], default=None, help="default: by the media"
+    )
     mark.add_argument(
         "--mask", choices=["contour", "fill", "box", "point", "none"], default="contour"
     )
     mark.add_argument("--labels", choices=["numeric", "alpha"], default="numeric")
-    mark.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    mark.add_argument(
+        "--num-frames", type=int, default=None, help="frames sampled from a video (8)"
+    )
+    mark.add_argument("--fps", type=float, default=None, help="sample a video by rate instead")
+    mark.add_argument(
+        "--indexed-by",
+        choices=["source", "sample"],
+        default="source",
+        help="tracks keyed by source frame number (default) or by sampled position",
+    )
+    mark.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     frames = _verb(
         sub,
@@ -301,12 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
         "  instit frames clip.mp4 --fps 1 --start 10 --end 20 -o frames/ --json",
     )
     frames.add_argument("source", help="video file or folder of frames")
-    frames.add_argument("--num-frames", type=int, default=8)
-    frames.add_argument("--fps", type=float, default=None)
+    frames.add_argument("--num-frames", type=int, default=None, help="uniform frame count (8)")
+    frames.add_argument("--fps", type=float, default=None, help="sample by rate instead")
     frames.add_argument("--start", type=float, default=None, help="window start (seconds)")
     frames.add_argument("--end", type=float, default=None, help="window end (seconds)")
     frames.add_argument("--max-frames", type=int, default=None)
     frames.add_argument("-o", "--output", help="folder to write frame_<t>.jpg files into")
+    frames.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
 
     ask = _verb(
         sub,

@@ -1,0 +1,311 @@
+"""The ``instit`` command: every verb run for real (tiny checkpoints, encoded clips, real files).
+
+Verbs run in-process through :func:`instit.cli.main` (exit code, stdout JSON, files written);
+the installed console script is run once as a subprocess.  ``bench`` and ``dataset`` verbs have
+their own tests (``test_bench_*.py``, ``test_dataset.py``); here they only have to be wired in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from instit.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
+from instit.examples_data import example_image
+from instit.instances import Instances, Tracks
+from instit.video import load_video, uniform_positions
+from video_clips import frame_code, write_clip
+
+VERBS = ["mark", "frames", "ask", "describe", "convert", "bench run", "bench score"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from instit.testing import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", "qwen2-siglip")
+
+
+@pytest.fixture
+def example_files(tmp_path: Path) -> tuple[Path, Path, Instances]:
+    image, instances = example_image()
+    image_path = tmp_path / "photo.png"
+    image.save(image_path)
+    instances_path = tmp_path / "instances.json"
+    instances_path.write_text(instances.to_json())
+    return image_path, instances_path, instances
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "clip.mp4", 30, rate=10)
+
+
+def _json_out(capsys: pytest.CaptureFixture[str]) -> dict:
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("verb", [*VERBS, "dataset to-llava"])
+def test_every_verb_has_help_with_examples(verb: str, capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as stop:
+        main([*verb.split(), "--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text
+    assert f"instit {verb.split()[0]}" in text
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_offers_json_output(verb: str):
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[verb.split()[0]]  # type: ignore[union-attr]
+    if " " in verb:
+        sub = sub._subparsers._group_actions[0].choices[verb.split()[1]]  # type: ignore[union-attr]
+    assert "--json" in sub._option_string_actions
+
+
+def test_console_script_is_installed(clip: Path):
+    script = Path(sys.executable).with_name("instit")
+    done = subprocess.run(
+        [str(script), "frames", str(clip), "--num-frames", "4", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["indices"] == list(uniform_positions(30, 4))
+
+
+def test_mark_image_writes_the_marks_and_their_placements(
+    example_files: tuple[Path, Path, Instances], tmp_path: Path, capsys
+):
+    image_path, instances_path, instances = example_files
+    out = tmp_path / "marked.png"
+    code = main(["mark", str(image_path), "--instances", str(instances_path), "-o", str(out)])
+    assert code == EXIT_OK
+    assert "4 marks" in capsys.readouterr().out
+    marked = np.asarray(Image.open(out).convert("RGB"))
+    original = np.asarray(Image.open(image_path).convert("RGB"))
+    assert marked.shape == original.shape and (marked != original).any()
+
+    again = tmp_path / "filled.png"
+    code = main(
+        [
+            "mark",
+            str(image_path),
+            "--instances",
+            str(instances_path),
+            "-o",
+            str(again),
+            "--mask",
+            "fill",
+            "--labels",
+            "alpha",
+            "--json",
+        ]
+    )
+    payload = _json_out(capsys)
+    assert code == EXIT_OK and payload["output"] == str(again)
+    assert sorted(payload["placements"]) == [str(i) for i in instances.ids]
+    for placement in payload["placements"].values():
+        x0, y0, x1, y1 = placement["box"]
+        assert 0 <= x0 < x1 <= marked.shape[1] and 0 <= y0 < y1 <= marked.shape[0]
+    filled = np.asarray(Image.open(again).convert("RGB"))
+    assert (filled != marked).any()  # the fill option took effect
+
+
+def test_mark_refuses_to_overwrite_without_the_flag(
+    example_files: tuple[Path, Path, Instances], tmp_path: Path, capsys
+):
+    image_path, instances_path, _ = example_files
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"the user's own file")
+    args = ["mark", str(image_path), "--instances", str(instances_path), "-o", str(out)]
+    assert main(args) == EXIT_USAGE
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"the user's own file"
+    assert main([*args, "--overwrite"]) == EXIT_OK
+    assert Image.open(out).size == Image.open(image_path).size
+
+
+def test_mark_video_draws_tracks_of_the_sampled_source_frames(clip: Path, tmp_path: Path, capsys):
+    size = (160, 120)
+    box = Instances.from_boxes([[10, 10, 60, 60]], ids=[7], image_size=size)
+    tracks = Tracks({k: box for k in range(0, 30, 2)}, image_size=size)  # even frames only
+    tracks_path = tmp_path / "tracks.json"
+    tracks_path.write_text(tracks.to_json())
+    out = tmp_path / "marked"
+    code = main(
+        [
+            "mark",
+            str(clip),
+            "--instances",
+            str(tracks_path),
+            "--num-frames",
+            "4",
+            "-o",
+            str(out),
+            "--mask",
+            "box",
+            "--json",
+        ]
+    )
+    payload = _json_out(capsys)
+    assert code == EXIT_OK and payload["indices"] == list(uniform_positions(30, 4))
+    files = [Path(f) for f in payload["files"]]
+    assert [f.name for f in files] == [f"frame_{t}.png" for t in range(1, 5)]
+    plain = load_video(clip, num_frames=4)
+    for index, file, raw in zip(payload["indices"], files, plain.frames, strict=True):
+        changed = np.asarray(Image.open(file).convert("RGB")) != np.asarray(raw)
+        assert changed.any() == (index % 2 == 0), f"source frame {index}"
+
+
+def test_mark_video_needs_tracks(clip: Path, example_files, tmp_path: Path, capsys):
+    _, instances_path, _ = example_files
+    code = main(["mark", str(clip), "--instances", str(instances_path), "-o", str(tmp_path / "o")])
+    assert code == EXIT_USAGE
+    assert "needs tracks" in capsys.readouterr().err
+
+
+def test_frames_lists_timestamps_and_writes_files(clip: Path, tmp_path: Path, capsys):
+    out = tmp_path / "frames"
+    code = main(["frames", str(clip), "--num-frames", "5", "-o", str(out), "--json"])
+    payload = _json_out(capsys)
+    expected = list(uniform_positions(30, 5))
+    assert code == EXIT_OK and payload["indices"] == expected
+    assert payload["timestamps"] == pytest.approx([i / 10 for i in expected])
+    codes = [frame_code(Image.open(f)) for f in payload["files"]]
+    assert codes == expected
+
+    code = main(["frames", str(clip), "--fps", "2", "--start", "1", "--end", "2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == EXIT_OK and [line.split()[0] for line in lines] == ["<1>", "<2>"]
+    assert [int(line.split()[2]) for line in lines] == [10, 15]  # the window end is exclusive
+
+
+def test_frames_refuses_a_non_empty_output_folder(clip: Path, tmp_path: Path, capsys):
+    out = tmp_path / "frames"
+    out.mkdir()
+    (out / "frame_1.jpg").write_bytes(b"keep me")
+    assert main(["frames", str(clip), "-o", str(out)]) == EXIT_USAGE
+    assert (out / "frame_1.jpg").read_bytes() == b"keep me"
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_bad_media_is_a_usage_error(tmp_path: Path, capsys):
+    assert main(["frames", str(tmp_path / "missing.mp4")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("instit frames: error:") and "missing.mp4" in err
+    assert "Traceback" not in err
+
+
+def test_bad_instances_file_is_a_usage_error(example_files, tmp_path: Path, capsys):
+    image_path, _, _ = example_files
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    out = str(tmp_path / "o.png")
+    for instances, message in [(tmp_path / "nope.json", "does not exist"), (broken, "not valid")]:
+        assert main(["mark", str(image_path), "--instances", str(instances), "-o", out]) == 2
+        assert message in capsys.readouterr().err
+    assert not Path(out).exists()
+
+
+def test_ask_with_a_local_checkpoint(tiny_model: Path, example_files, tmp_path: Path, capsys):
+    image_path, instances_path, _ = example_files
+    marked = tmp_path / "seen.png"
+    common = ["--model", str(tiny_model), "--device", "cpu", "--max-new-tokens", "4"]
+    code = main(
+        [
+            "ask",
+            str(image_path),
+            "What is [1] doing?",
+            "--instances",
+            str(instances_path),
+            "--save-marked",
+            str(marked),
+            "--json",
+            *common,
+        ]
+    )
+    payload = _json_out(capsys)
+    assert code == EXIT_OK
+    assert payload["question"] == "What is [1] doing?" and isinstance(payload["text"], str)
+    seen = np.asarray(Image.open(marked).convert("RGB"))
+    assert (seen != np.asarray(Image.open(image_path).convert("RGB"))).any()
+
+    code = main(["ask", str(image_path), "Describe it.", "--stream", *common])
+    assert code == EXIT_OK and capsys.readouterr().out.endswith("\n")
+
+
+def test_ask_a_video_maps_frames(tiny_model: Path, clip: Path, capsys):
+    code = main(
+        [
+            "ask",
+            str(clip),
+            "What happens?",
+            "--num-frames",
+            "3",
+            "--model",
+            str(tiny_model),
+            "--device",
+            "cpu",
+            "--max-new-tokens",
+            "3",
+            "--json",
+        ]
+    )
+    payload = _json_out(capsys)
+    assert code == EXIT_OK and isinstance(payload["text"], str)
+
+
+def test_describe_with_a_local_checkpoint(tiny_model: Path, example_files, capsys):
+    image_path, instances_path, instances = example_files
+    ids = [str(i) for i in instances.ids]
+    code = main(
+        [
+            "describe",
+            str(image_path),
+            "--instances",
+            str(instances_path),
+            "--model",
+            str(tiny_model),
+            "--device",
+            "cpu",
+            "--max-new-tokens",
+            "4",
+            "--quiet",
+            "--json",
+        ]
+    )
+    payload = _json_out(capsys)
+    assert code == EXIT_OK
+    assert sorted(payload["instance_captions"]) == ids
+    assert isinstance(payload["image_caption"], str)
+
+
+def test_ask_with_a_missing_checkpoint_fails_cleanly(example_files, tmp_path: Path, capsys):
+    image_path, _, _ = example_files
+    code = main(["ask", str(image_path), "Hi?", "--model", str(tmp_path / "no-such-model")])
+    err = capsys.readouterr().err
+    assert code in (EXIT_USAGE, EXIT_FAILURE)
+    assert "no-such-model" in err and "Traceback" not in err
+
+
+def test_convert_then_refuse_to_overwrite(tiny_model: Path, tmp_path: Path, capsys):
+    out = tmp_path / "hf"
+    assert main(["convert", str(tiny_model), str(out), "--json"]) == EXIT_OK
+    assert _json_out(capsys)["destination"] == str(out)
+    assert (out / "config.json").is_file()
+    assert json.loads((out / "config.json").read_text())["model_type"] == "llava_onevision"
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["convert", str(tiny_model), str(out)]) == EXIT_USAGE
+    assert "overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
