@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import zipfile
 from pathlib import Path
@@ -16,15 +15,6 @@ from instit.bench.data import video_frame_files
 from instit.bench.protocol import compose_prompt
 from instit.bench.synthetic import frame_colour, image_colour
 from instit.errors import DatasetError, MediaError
-
-
-def _pyarrow():
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("pyarrow must be installed in CI (instit[bench] / dev extra)")
-        pytest.skip("pyarrow not installed")
 
 
 @pytest.fixture
@@ -70,7 +60,6 @@ def test_frame_order_is_the_references_plain_string_sort(tmp_path):
 
 
 def test_parquet_layout_as_on_the_hub(tmp_path):
-    _pyarrow()
     root = make_tiny_bench(tmp_path / "hub", file_format="parquet", num_questions=4)
     assert (root / "image_multi_choice" / "test-00000-of-00001.parquet").is_file()
     image_bench = load_bench("image_multi_choice", root)
