@@ -64,19 +64,23 @@ def make_image(seed: int = 0) -> np.ndarray:
     return cv2.resize(small, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
 
 
-def median_ms(function, repeats: int) -> float:
-    function()  # warm-up: font loading, glyph caches, imports
-    times = []
+def median_ms(functions: list, repeats: int) -> list[float]:
+    """Median wall time (ms) of each function; the runs alternate so that load on the machine
+    slows every contender alike."""
+    for function in functions:
+        function()  # warm-up: font loading, glyph caches, imports
+    times: list[list[float]] = [[] for _ in functions]
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for function, record in zip(functions, times, strict=True):
+            start = time.perf_counter()
+            function()
+            record.append((time.perf_counter() - start) * 1000)
+    return [statistics.median(record) for record in times]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     image = make_image()
     polygon = sv.PolygonAnnotator(thickness=1)
@@ -102,8 +106,7 @@ def main() -> None:
             scene = polygon.annotate(scene, detections)
             label.annotate(scene, detections, labels=labels)
 
-        ours = median_ms(run_instit, args.repeats)
-        theirs = median_ms(run_supervision, args.repeats)
+        ours, theirs = median_ms([run_instit, run_supervision], args.repeats)
         rows.append((count, ours, theirs))
     print(f"supervision {sv.__version__}, {WIDTH}x{HEIGHT}, median of {args.repeats} runs")
     print(f"{'instances':>9} | {'instit ms':>9} | {'supervision ms':>14} | {'speed-up':>8}")

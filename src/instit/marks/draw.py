@@ -9,6 +9,7 @@ short pipeline of annotators, one small class per drawing job, each with one ver
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -119,7 +120,12 @@ class LeaderAnnotator:
 
 
 class LabelAnnotator:
-    """Draws each label: a translucent box and the ID text, with cached glyph masks."""
+    """Draws each label: a translucent box and the ID text.
+
+    A label is one fixed-point blend ``out = (under * scale + offset) >> 16`` per pixel, with
+    ``scale`` and ``offset`` precomputed (and cached) from the glyph coverage, the box and text
+    colours and the box opacity.
+    """
 
     def __init__(self, style: ResolvedStyle) -> None:
         self.style = style
@@ -129,15 +135,47 @@ class LabelAnnotator:
     ) -> None:
         del shapes
         style = self.style
-        box_weight = np.uint32(round(style.box_alpha * 256))
         for placement in placements.values():
             x0, y0, x1, y1 = placement.box
-            region = canvas[max(0, y0) : y1, max(0, x0) : x1]
-            box = np.asarray(placement.box_color, dtype=np.uint32) * box_weight
-            region[...] = (region * (np.uint32(256) - box_weight) + box) >> 8
-            glyphs = text_mask(style.font, style.font_size, style.antialias, placement.text)
-            gx, gy = x0 + style.pad_x, y0 + style.pad_top
-            _blend_mask(canvas, glyphs, gx, gy, placement.text_color)
+            region = canvas[y0:y1, x0:x1]
+            scale, offset = _label_tile(
+                style, placement.text, placement.box_color, placement.text_color
+            )
+            height, width = region.shape[:2]  # smaller than the tile only on tiny images
+            blended = region * scale[:height, :width] + offset[:height, :width]
+            region[...] = blended >> 16
+
+
+@lru_cache(maxsize=1024)
+def _label_tile(
+    style: ResolvedStyle,
+    text: str,
+    box_color: tuple[int, int, int],
+    text_color: tuple[int, int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, offset)`` uint32 arrays of a label box, in 1/65536 units.
+
+    With glyph coverage ``g`` and box opacity ``a``, a pixel ``v`` under the label becomes
+    ``v * (1 - a) * (1 - g) + box * a * (1 - g) + text * g``.
+    """
+    glyphs = text_mask(style.font, style.font_size, style.antialias, text)
+    glyph_h, glyph_w = glyphs.shape
+    coverage = np.zeros(
+        (glyph_h + style.pad_top + style.pad_bottom, glyph_w + 2 * style.pad_x), dtype=np.float64
+    )
+    coverage[style.pad_top : style.pad_top + glyph_h, style.pad_x : style.pad_x + glyph_w] = (
+        glyphs / 255
+    )
+    coverage = coverage[:, :, None]
+    alpha = style.box_alpha
+    scale = (1 - alpha) * (1 - coverage) * 65536
+    offset = (
+        np.asarray(box_color) * alpha * (1 - coverage) + np.asarray(text_color) * coverage
+    ) * 65536 + 32768
+    scale = np.broadcast_to(np.rint(scale).astype(np.uint32), offset.shape).copy()
+    offset = np.rint(offset).astype(np.uint32)
+    scale.flags.writeable = offset.flags.writeable = False
+    return scale, offset
 
 
 def annotators(style: ResolvedStyle) -> list[Any]:
@@ -267,22 +305,6 @@ def _render(pixels: np.ndarray, shapes: list[Shape], style: ResolvedStyle) -> Im
     for annotator in annotators(style):
         annotator.annotate(pixels, shapes, placements)
     return Image.fromarray(pixels)
-
-
-def _blend_mask(
-    canvas: np.ndarray, mask: np.ndarray, x: int, y: int, color: tuple[int, int, int]
-) -> None:
-    """Blend ``color`` into ``canvas`` with coverage ``mask`` placed at ``(x, y)``, clipped."""
-    height, width = canvas.shape[:2]
-    mask_h, mask_w = mask.shape
-    cx0, cy0 = max(0, x), max(0, y)
-    cx1, cy1 = min(width, x + mask_w), min(height, y + mask_h)
-    if cx0 >= cx1 or cy0 >= cy1:
-        return
-    weight = mask[cy0 - y : cy1 - y, cx0 - x : cx1 - x, None].astype(np.uint32)
-    region = canvas[cy0:cy1, cx0:cx1]
-    color_term = np.asarray(color, dtype=np.uint32) * weight
-    region[...] = (region * (np.uint32(255) - weight) + color_term + 127) // 255
 
 
 def _pixel_box(

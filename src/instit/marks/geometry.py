@@ -40,6 +40,16 @@ class Shape:
     # distance from the anchor to the instance border (pixels): how much room a label has
     radius: float
 
+    def contains_point(self, x: float, y: float) -> bool:
+        """Whether the image pixel that holds ``(x, y)`` belongs to the instance."""
+        if self.roi is None:
+            x0, y0, x1, y1 = self.box
+            return x0 <= x < x1 and y0 <= y < y1
+        col = math.floor(x) - self.origin[0]
+        row = math.floor(y) - self.origin[1]
+        height, width = self.roi.shape
+        return 0 <= col < width and 0 <= row < height and bool(self.roi[row, col])
+
     def contains(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Whether each image pixel ``(xs[i], ys[i])`` belongs to the instance."""
         if self.roi is None:
@@ -139,11 +149,23 @@ def interior_point(mask: np.ndarray) -> tuple[tuple[float, float], float]:
     factor = max(1, math.ceil(max(height, width) / DT_MAX_SIDE))
     small = mask.view(np.uint8)
     if factor > 1:
-        size = (math.ceil(width / factor), math.ceil(height / factor))
+        # pad to whole cells: OpenCV's area averaging is much faster for integer factors
+        cells_y, cells_x = math.ceil(height / factor), math.ceil(width / factor)
+        whole = cv2.copyMakeBorder(
+            small,
+            0,
+            cells_y * factor - height,
+            0,
+            cells_x * factor - width,
+            cv2.BORDER_CONSTANT,
+            value=0,
+        )
         # area averaging of 0/1 rounds to 1 where at least half of a cell is inside
-        majority = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
+        majority = cv2.resize(whole, (cells_x, cells_y), interpolation=cv2.INTER_AREA)
         if not majority.any():  # only thin parts: keep every cell the mask touches
-            majority = cv2.resize(small * np.uint8(255), size, interpolation=cv2.INTER_AREA)
+            majority = cv2.resize(
+                whole * np.uint8(255), (cells_x, cells_y), interpolation=cv2.INTER_AREA
+            )
             majority = (majority > 0).view(np.uint8)
         small = majority
     padded = cv2.copyMakeBorder(small, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)

@@ -18,6 +18,8 @@ The algorithm (see ``docs/marks.md``):
    label heights gets a leader line from the anchor to the nearest point of its box.
 5. Colours: the instance colour comes from its ID; text (and ``box_color="auto"``) colours are
    chosen from the mean colour of the actual pixels under the label box.
+
+Layout only reads ``pixels``; it runs before anything is drawn.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
+import cv2
 import numpy as np
 
 from instit.marks.geometry import Shape
@@ -116,12 +119,9 @@ def _place(
     x0 = min(max(round(ax - label_w / 2), 0), max(0, width - label_w))
     y0 = min(max(round(ay - label_h / 2), 0), max(0, height - label_h))
     x1, y1 = x0 + label_w, y0 + label_h
-    if (
-        not (
-            (x0 < placed[:, 2]) & (placed[:, 0] < x1) & (y0 < placed[:, 3]) & (placed[:, 1] < y1)
-        ).any()
-        and shape.contains(np.array([(x0 + x1) / 2]), np.array([(y0 + y1) / 2]))[0]
-    ):
+    if not (
+        (x0 < placed[:, 2]) & (placed[:, 0] < x1) & (y0 < placed[:, 3]) & (placed[:, 1] < y1)
+    ).any() and shape.contains_point((x0 + x1) / 2, (y0 + y1) / 2):
         return (x0, y0, x1, y1)
     offsets = _offsets(label_w, label_h, search_radius)
     boxes = _boxes(ax + offsets[:, 0], ay + offsets[:, 1], size, image_size)
@@ -213,13 +213,17 @@ def _placement(
     x0, y0, x1, y1 = box
     ax, ay = shape.anchor
     region = pixels[max(0, y0) : y1, max(0, x0) : x1]
-    background = region.reshape(-1, 3).mean(axis=0) if region.size else np.zeros(3)
+    background = cv2.mean(region)[:3] if region.size else (0.0, 0.0, 0.0)
     box_color = style.box_color
     if box_color == "auto":
         box_color = _contrasting(background)
     text_color = style.text_color
     if text_color == "auto":
-        seen = style.box_alpha * np.asarray(box_color) + (1 - style.box_alpha) * background
+        alpha = style.box_alpha
+        seen = tuple(
+            alpha * box + (1 - alpha) * under
+            for box, under in zip(box_color, background, strict=True)
+        )
         text_color = _contrasting(seen)
     moved = not (x0 <= ax <= x1 and y0 <= ay <= y1)
     leader = None
@@ -241,13 +245,17 @@ def _placement(
     )
 
 
-def _relative_luminance(rgb: np.ndarray) -> float:
-    channel = np.asarray(rgb, dtype=np.float64) / 255
-    linear = np.where(channel <= 0.04045, channel / 12.92, ((channel + 0.055) / 1.055) ** 2.4)
-    return float(linear @ np.array([0.2126, 0.7152, 0.0722]))
+def _relative_luminance(rgb: tuple[float, ...]) -> float:
+    """WCAG relative luminance of an sRGB colour with channels in 0..255."""
+    total = 0.0
+    for channel, weight in zip(rgb, (0.2126, 0.7152, 0.0722), strict=True):
+        value = channel / 255
+        linear = value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+        total += weight * linear
+    return total
 
 
-def _contrasting(rgb: np.ndarray) -> RGB:
+def _contrasting(rgb: tuple[float, ...]) -> RGB:
     """Black or white, whichever has the higher WCAG contrast ratio with ``rgb``."""
     luminance = _relative_luminance(rgb)
     with_black = (luminance + 0.05) / 0.05
