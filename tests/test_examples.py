@@ -94,12 +94,34 @@ def _check_ask_video(tmp_path: Path, model: Path | None) -> None:
     ]
 
 
+def _check_bench_your_model(tmp_path: Path, model: Path | None) -> None:
+    assert model is not None
+    printed = _run("bench_your_model.py", "--demo", "--quiet", cwd=tmp_path)
+    assert "acc %" in printed
+    scores = json.loads((tmp_path / "bench_out" / "scores.json").read_text())
+    for config, split in [("image_multi_choice", "image"), ("video_multi_choice", "video")]:
+        assert scores[config]["total_num"] == 6
+        predictions = json.loads(
+            (tmp_path / "bench_out" / f"{split}_mc_inference.json").read_text()
+        )
+        assert sorted(p["question_id"] for p in predictions) == sorted(
+            {p["question_id"] for p in predictions}
+        )
+        assert len(predictions) == 6
+    # an Inst-It checkpoint through the same script, into another folder
+    args = ["--demo", "--quiet", "--checkpoint", str(model), "--device", "cpu", "--out", "ck"]
+    args += ["--max-new-tokens", "4"]
+    _run("bench_your_model.py", *args, cwd=tmp_path)
+    assert len(json.loads((tmp_path / "ck" / "video_mc_inference.json").read_text())) == 6
+
+
 RUNS: dict[str, tuple[Callable[[Path, Any], None], bool]] = {
     # script: (check, needs the tiny model)
     "mark_image.py": (_check_mark_image, False),
     "make_example_assets.py": (_check_make_example_assets, False),
     "describe_image.py": (_check_describe_image, True),
     "ask_video.py": (_check_ask_video, True),
+    "bench_your_model.py": (_check_bench_your_model, True),
 }
 
 
