@@ -37,12 +37,9 @@ __all__ = [
 ]
 
 ORIGINAL_PREFIX = "model.vision_tower.vision_tower.vision_model."
-# transformers >= 5 saves the first form, llava-hf's hub checkpoints use the others
-HF_PREFIXES = (
-    "model.vision_tower.",
-    "model.vision_tower.vision_model.",
-    "vision_tower.vision_model.",
-)
+# transformers' layouts name the tower ``model.vision_tower.`` (instit's export),
+# ``vision_tower.`` (transformers 5 save_pretrained) or ``vision_tower.vision_model.`` (llava-hf)
+_PATCH_EMBEDDING = "embeddings.patch_embedding.weight"
 LLAVA_TYPES = ("llava_onevision", "llava_next")
 
 # Architectures of the towers the Inst-It checkpoints were trained from, so a stale or unreachable
@@ -456,8 +453,8 @@ def _read_transformers(
             f"{text.get('model_type')!r}; instit supports qwen2 and llama language models"
         )
     prefix = next(
-        (p for p in reversed(HF_PREFIXES) if f"{p}embeddings.patch_embedding.weight" in weight_map),
-        HF_PREFIXES[0],
+        (n.removesuffix(_PATCH_EMBEDDING) for n in weight_map if n.endswith(_PATCH_EMBEDDING)),
+        "vision_tower.",
     )
     geometry = _tower_geometry(folder, weight_map, prefix)
     preprocessor_file = folder / "preprocessor_config.json"
@@ -472,7 +469,7 @@ def _read_transformers(
         raise CheckpointError(
             f"vision_feature_layer {layer!r} (several layers) is not supported; use one layer"
         )
-    embed = next((n for n in weight_map if n.endswith("language_model.embed_tokens.weight")), None)
+    embed = next((n for n in weight_map if n.endswith("embed_tokens.weight")), None)
     if embed is None or not any(n.endswith("lm_head.weight") for n in weight_map):
         raise CheckpointError(
             f"{folder} lacks the language model's embed_tokens or lm_head weights; re-download it"

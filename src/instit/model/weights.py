@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from instit.model.checkpoint import CheckpointSpec
     from instit.model.modeling import InstItLlavaForConditionalGeneration
 
-__all__ = ["ORIGINAL_KEY_MAPPING", "build_config", "load_module"]
+__all__ = ["ORIGINAL_KEY_MAPPING", "TRANSFORMERS_KEY_MAPPING", "build_config", "load_module"]
 
 #: regex -> replacement from LLaVA-NeXT's weight names to transformers' LLaVA-OneVision names.
 ORIGINAL_KEY_MAPPING: dict[str, str] = {
@@ -31,6 +31,16 @@ ORIGINAL_KEY_MAPPING: dict[str, str] = {
     r"^model\.mm_projector\.0\.": "model.multi_modal_projector.linear_1.",
     r"^model\.mm_projector\.2\.": "model.multi_modal_projector.linear_2.",
     r"^model\.(embed_tokens|layers|norm)\.": r"model.language_model.\1.",
+}
+
+#: regex -> replacement from the older transformers names (llava-hf's hub checkpoints,
+#: transformers 5's ``save_pretrained``) to the current ones; current names pass unchanged.
+TRANSFORMERS_KEY_MAPPING: dict[str, str] = {
+    r"^language_model\.model\.": "model.language_model.",
+    r"^language_model\.lm_head\.": "lm_head.",
+    r"^(model\.)?vision_tower\.(vision_model\.)?": "model.vision_tower.",
+    r"^multi_modal_projector\.": "model.multi_modal_projector.",
+    r"^image_newline$": "model.image_newline",
 }
 
 
@@ -118,8 +128,9 @@ def load_module(
         "output_loading_info": True,
         "use_safetensors": True,
     }
-    if spec.layout == "original":
-        kwargs["key_mapping"] = ORIGINAL_KEY_MAPPING
+    kwargs["key_mapping"] = (
+        ORIGINAL_KEY_MAPPING if spec.layout == "original" else TRANSFORMERS_KEY_MAPPING
+    )
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
     if device != "cpu":
