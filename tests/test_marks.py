@@ -5,15 +5,18 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import supervision as sv
 from PIL import Image
 
 import instit
 from instit.errors import InstancesError, InstitTypeError, InstitValueError
-from instit.instances import Instances, Tracks
+from instit.instances import GeometryWarning, Instances, Tracks, encode_rle
 from instit.marks import (
     MarkStyle,
     Placement,
@@ -90,7 +93,9 @@ def assert_no_overlap_and_inside(layout: dict[int, Placement], width: int, heigh
 
 
 @pytest.mark.parametrize("make", [u_shape, ring])
-def test_anchor_inside_concave_and_ring_masks_where_centroid_is_outside(make):
+def test_anchor_inside_concave_and_ring_masks_where_centroid_is_outside(
+    make: Callable[[], np.ndarray],
+) -> None:
     mask = make()
     ys, xs = np.nonzero(mask)
     centroid = (int(xs.mean()), int(ys.mean()))
@@ -107,7 +112,7 @@ def test_anchor_inside_concave_and_ring_masks_where_centroid_is_outside(make):
     assert distance[int(ay), int(ax)] >= 0.7 * distance.max()
 
 
-def test_anchor_of_polygon_matches_mask_and_box_and_point_anchors():
+def test_anchor_of_polygon_matches_mask_and_box_and_point_anchors() -> None:
     # a U as a polygon: same anchor region as the rasterised mask
     u = [(30, 20), (60, 20), (60, 110), (140, 110), (140, 20), (170, 20), (170, 140), (30, 140)]
     image = np.zeros((160, 200, 3), dtype=np.uint8)
@@ -120,7 +125,7 @@ def test_anchor_of_polygon_matches_mask_and_box_and_point_anchors():
     assert layout_marks(image, points)[9].anchor == (12.5, 140.0)
 
 
-def test_polygon_crop_rasterisation_is_pixel_identical_to_instance_mask():
+def test_polygon_crop_rasterisation_is_pixel_identical_to_instance_mask() -> None:
     rng = np.random.default_rng(3)
     rings = [rng.uniform(5, 75, (7, 2)) for _ in range(5)]
     instances = Instances.from_polygons(rings, image_size=(100, 80))
@@ -134,7 +139,7 @@ def test_polygon_crop_rasterisation_is_pixel_identical_to_instance_mask():
         assert not outside.any()
 
 
-def test_interior_point_of_thin_and_large_masks_is_on_the_mask():
+def test_interior_point_of_thin_and_large_masks_is_on_the_mask() -> None:
     bar = np.zeros((400, 900), dtype=bool)
     bar[200:202, 50:850] = True  # 2 px thick, vanishes when downscaled by area
     (x, y), radius = interior_point(bar)
@@ -149,7 +154,9 @@ def test_interior_point_of_thin_and_large_masks_is_on_the_mask():
 
 
 @pytest.mark.parametrize(("width", "height", "count"), [(320, 240, 50), (640, 360, 60)])
-def test_crowded_scene_labels_never_overlap_and_stay_inside(width, height, count):
+def test_crowded_scene_labels_never_overlap_and_stay_inside(
+    width: int, height: int, count: int
+) -> None:
     masks = crowded_masks(width, height, count, seed=count)
     image = background(width, height)
     layout = layout_marks(image, masks)
@@ -164,7 +171,7 @@ def test_crowded_scene_labels_never_overlap_and_stay_inside(width, height, count
             assert placement.leader is not None
 
 
-def test_4k_crowded_polygons_and_tiny_points():
+def test_4k_crowded_polygons_and_tiny_points() -> None:
     width, height = 3840, 2160
     rng = np.random.default_rng(7)
     polygons = []
@@ -188,7 +195,7 @@ def test_4k_crowded_polygons_and_tiny_points():
     assert_no_overlap_and_inside(layout, width, height)
 
 
-def test_tiny_image_labels_are_readable_and_fit():
+def test_tiny_image_labels_are_readable_and_fit() -> None:
     image = background(320, 213)
     masks = crowded_masks(320, 213, 12, seed=1)
     layout = layout_marks(image, masks)
@@ -197,7 +204,7 @@ def test_tiny_image_labels_are_readable_and_fit():
     assert all(p.box[3] - p.box[1] >= 10 for p in layout.values())
 
 
-def test_labels_pushed_away_get_a_leader_line_drawn_in_the_instance_colour():
+def test_labels_pushed_away_get_a_leader_line_drawn_in_the_instance_colour() -> None:
     # 30 tiny specks on one spot: most labels must move, the far ones get leaders
     image = np.full((300, 400, 3), 255, dtype=np.uint8)
     points = np.array([[200.0 + (i % 3), 150.0 + (i // 3) % 3] for i in range(30)])
@@ -219,7 +226,7 @@ def test_labels_pushed_away_get_a_leader_line_drawn_in_the_instance_colour():
     assert drawn[my - 1 : my + 2, mx - 1 : mx + 2].min() < 200
 
 
-def test_draw_marks_draws_exactly_the_layout():
+def test_draw_marks_draws_exactly_the_layout() -> None:
     image = background(480, 320, seed=5)
     masks = crowded_masks(480, 320, 20, seed=2)
     layout = layout_marks(image, masks, mask="none")
@@ -240,7 +247,7 @@ def test_draw_marks_draws_exactly_the_layout():
 # -- styles and options ----------------------------------------------------------------------
 
 
-def test_mask_modes_draw_what_they_say():
+def test_mask_modes_draw_what_they_say() -> None:
     mask = np.zeros((120, 160), dtype=bool)
     mask[30:90, 40:120] = True
     image = np.full((120, 160, 3), 200, dtype=np.uint8)
@@ -264,7 +271,7 @@ def test_mask_modes_draw_what_they_say():
     assert placement.anchor == layout_marks(image, {1: mask})[1].anchor
 
 
-def test_alpha_labels():
+def test_alpha_labels() -> None:
     assert [label_text(i, "alpha") for i in (1, 2, 26, 27, 28, 52, 53, 702, 703)] == [
         "A", "B", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA",
     ]  # fmt: skip
@@ -278,7 +285,7 @@ def test_alpha_labels():
     assert layout[27].box[2] - layout[27].box[0] > layout[1].box[2] - layout[1].box[0]
 
 
-def test_text_and_box_colours_follow_the_pixels_under_the_label():
+def test_text_and_box_colours_follow_the_pixels_under_the_label() -> None:
     white = np.full((100, 100, 3), 255, dtype=np.uint8)
     black = np.zeros((100, 100, 3), dtype=np.uint8)
     mask = np.zeros((100, 100), dtype=bool)
@@ -297,7 +304,7 @@ def test_text_and_box_colours_follow_the_pixels_under_the_label():
     assert layout_marks(white, {1: mask}, **faint)[1].text_color == (0, 0, 0)
 
 
-def test_label_size_scales_with_resolution():
+def test_label_size_scales_with_resolution() -> None:
     heights = {}
     for width, height in [(320, 213), (960, 640), (1920, 1280), (3840, 2560)]:
         image = np.zeros((height, width, 3), dtype=np.uint8)
@@ -311,7 +318,7 @@ def test_label_size_scales_with_resolution():
     assert 10 <= heights[320] < 26
 
 
-def test_style_validation_and_serialisation():
+def test_style_validation_and_serialisation() -> None:
     with pytest.raises(InstitValueError, match=r"unknown MarkStyle option.*colour"):
         MarkStyle.image().with_options(colour=(1, 2, 3))
     image = np.zeros((50, 50, 3), dtype=np.uint8)
@@ -340,7 +347,7 @@ def test_style_validation_and_serialisation():
     )
 
 
-def test_placement_serialises_to_json():
+def test_placement_serialises_to_json() -> None:
     mask = np.zeros((60, 80), dtype=bool)
     mask[10:50, 10:70] = True
     placement = layout_marks(np.zeros((60, 80, 3), np.uint8), {3: mask})[3]
@@ -353,7 +360,7 @@ def test_placement_serialises_to_json():
 # -- colours and determinism -----------------------------------------------------------------
 
 
-def test_same_id_same_colour_across_frames_and_images():
+def test_same_id_same_colour_across_frames_and_images() -> None:
     width, height = 160, 120
     frames = [background(width, height, seed=s) for s in range(3)]
     m1 = np.zeros((height, width), dtype=bool)
@@ -380,7 +387,7 @@ def test_same_id_same_colour_across_frames_and_images():
     assert len({instance_color(i) for i in range(1, 200)}) == 199
 
 
-def test_output_is_deterministic():
+def test_output_is_deterministic() -> None:
     image = background(400, 300, seed=9)
     masks = crowded_masks(400, 300, 30, seed=4)
     first = draw_marks(image, masks).tobytes()
@@ -394,7 +401,7 @@ def test_output_is_deterministic():
 # -- inputs ----------------------------------------------------------------------------------
 
 
-def test_caller_image_and_masks_are_not_modified():
+def test_caller_image_and_masks_are_not_modified() -> None:
     image = background(200, 150, seed=2)
     masks = crowded_masks(200, 150, 8, seed=5)
     before, masks_before = image.copy(), masks.copy()
@@ -422,7 +429,7 @@ def test_caller_image_and_masks_are_not_modified():
     ],
     ids=["RGB", "RGBA", "L", "P", "CMYK", "I;16", "HxW", "HxWx3", "HxWx4", "float"],
 )
-def test_every_accepted_image_input(make):
+def test_every_accepted_image_input(make: Callable[[np.ndarray], object]) -> None:
     array = background(120, 90, seed=3)
     mask = np.zeros((90, 120), dtype=bool)
     mask[20:70, 30:100] = True
@@ -432,7 +439,7 @@ def test_every_accepted_image_input(make):
     assert np.median(np.asarray(out)[y0:y1, x0:x1]) < 60  # the dark label box is there
 
 
-def test_image_file_path(tmp_path):
+def test_image_file_path(tmp_path: Path) -> None:
     path = tmp_path / "frame.png"
     Image.fromarray(background(100, 80)).save(path)
     mask = np.zeros((80, 100), dtype=bool)
@@ -444,7 +451,7 @@ def test_image_file_path(tmp_path):
     )
 
 
-def test_bad_instances_and_frames_raise_documented_errors():
+def test_bad_instances_and_frames_raise_documented_errors() -> None:
     image = np.zeros((100, 120, 3), dtype=np.uint8)
     wrong = np.zeros((90, 120), dtype=bool)
     wrong[10:20, 10:20] = True
@@ -462,7 +469,102 @@ def test_bad_instances_and_frames_raise_documented_errors():
         draw_marks_frames([image], 42, progress=False)
 
 
-def test_exported_from_package():
+def test_supervision_detections_rle_and_json_draw_like_the_masks() -> None:
+    image = background(240, 160, seed=6)
+    masks = crowded_masks(240, 160, 6, seed=8)[:3]  # a blob, a ring, a bar
+    ids = [4, 9, 2]
+    instances = Instances.from_masks(masks, ids)
+    expected = draw_marks(image, instances).tobytes()
+    detections = sv.Detections(
+        xyxy=sv.mask_to_xyxy(masks).astype(float), mask=masks.copy(), tracker_id=np.array(ids)
+    )
+    assert draw_marks(image, detections).tobytes() == expected
+    assert np.array_equal(detections.mask, masks)  # the caller's detections are untouched
+    assert draw_marks(image, instances.to_dict()).tobytes() == expected
+    rles = {i: encode_rle(mask) for i, mask in zip(ids, masks, strict=True)}
+    assert draw_marks(image, rles).tobytes() == expected
+
+
+def test_box_and_point_instances_in_every_mask_mode() -> None:
+    image = np.full((120, 160, 3), 200, dtype=np.uint8)
+    boxes = Instances.from_boxes(np.array([[20.0, 30, 100, 90]]), [3], image_size=(160, 120))
+    color = np.array(instance_color(3))
+    for mode in ("contour", "box"):  # a box instance is outlined by its box
+        out = np.asarray(draw_marks(image, boxes, mask=mode)).astype(int)
+        assert (out[30, 60] == color).all() and (out[60, 20] == color).all()
+        assert (out[40, 40] == 200).all()
+    filled = np.asarray(draw_marks(image, boxes, mask="fill")).astype(int)
+    assert np.abs(filled[40, 40] - (200 * 0.65 + color * 0.35)).max() <= 2
+    points = Instances.from_points(np.array([[60.0, 40.0]]), [3], image_size=(160, 120))
+    for mode in ("contour", "fill", "box", "point"):  # a point is always shown as a dot
+        out = np.asarray(draw_marks(image, points, mask=mode)).astype(int)
+        layout = layout_marks(image, points, mask=mode)[3]
+        x0, y0, x1, y1 = layout.box
+        changed = np.abs(out - 200).max(axis=2) > 0
+        changed[y0:y1, x0:x1] = False
+        assert changed.any(), mode  # the dot shows around the label
+    none = np.asarray(draw_marks(image, points, mask="none")).astype(int)
+    x0, y0, x1, y1 = layout_marks(image, points, mask="none")[3].box
+    outside = np.abs(none - 200).max(axis=2) > 0
+    outside[y0:y1, x0:x1] = False
+    assert not outside.any()  # mask="none": only the label
+
+
+def test_tiny_instance_gets_a_visible_label_next_to_a_big_one() -> None:
+    image = np.full((480, 640, 3), 230, dtype=np.uint8)
+    big = np.zeros((480, 640), dtype=bool)
+    big[100:400, 150:500] = True
+    speck = np.zeros((480, 640), dtype=bool)
+    speck[250, 325] = True  # one pixel, right on the big instance's interior point
+    layout = layout_marks(image, {1: big, 2: speck})
+    assert_no_overlap_and_inside(layout, 640, 480)
+    tiny = layout[2]
+    assert tiny.anchor == (325.5, 250.5) and not tiny.moved  # the speck keeps its spot
+    assert layout[1].moved is False  # the big one moves within itself, not onto the speck
+    drawn = np.asarray(draw_marks(image, {1: big, 2: speck}))
+    x0, y0, x1, y1 = tiny.box
+    label = drawn[y0:y1, x0:x1]
+    assert np.median(label) < 80 and label.min(axis=2).max() > 235  # dark box, white digit
+
+
+def test_label_larger_than_a_tiny_image_is_cut_to_the_image() -> None:
+    image = np.full((6, 8, 3), 100, dtype=np.uint8)
+    mask = np.zeros((6, 8), dtype=bool)
+    mask[1:5, 2:6] = True
+    placement = layout_marks(image, {1: mask})[1]
+    assert placement.box[2] <= 8 and placement.box[3] <= 6
+    drawn = np.asarray(draw_marks(image, {1: mask}))
+    assert drawn.shape == (6, 8, 3) and drawn.min() < 40  # the (cut) dark box is drawn
+
+
+def test_boxes_outside_the_image_are_clipped_with_a_warning_then_drawn() -> None:
+    image = np.zeros((200, 300, 3), dtype=np.uint8)
+    with pytest.warns(GeometryWarning, match="clipped"):
+        boxes = Instances.from_boxes(
+            np.array([[-40.0, 20, 120, 90], [250, 150, 380, 260]]), image_size=(300, 200)
+        )
+    assert boxes.boxes().tolist() == [[0, 20, 120, 90], [250, 150, 300, 200]]
+    layout = layout_marks(image, boxes)
+    assert_no_overlap_and_inside(layout, 300, 200)
+    assert layout[2].anchor == (275.0, 175.0)
+
+
+def test_frames_from_a_video_array_with_an_id_that_vanishes_and_returns() -> None:
+    width, height = 160, 120
+    video = np.stack([background(width, height, seed=s) for s in range(4)])
+    before = video.copy()
+    mask = np.zeros((height, width), dtype=bool)
+    mask[30:90, 40:120] = True
+    tracks = [{3: mask}, None, {3: mask}, {5: mask}]  # 3 vanishes in frame 1 and comes back
+    marked = draw_marks_frames(video, tracks, progress=False)
+    assert np.array_equal(video, before)
+    for frame, instances, out in zip(video, tracks, marked, strict=True):
+        assert out.tobytes() == draw_marks(frame, instances, style="video").tobytes()
+    assert np.array_equal(np.asarray(marked[1]), video[1])
+    assert marked[0].tobytes() != np.ascontiguousarray(video[0]).tobytes()
+
+
+def test_exported_from_package() -> None:
     assert instit.draw_marks is draw_marks
     assert instit.layout_marks is layout_marks
     assert instit.MarkStyle is MarkStyle
@@ -507,7 +609,9 @@ def label_boxes(array: np.ndarray, raw: np.ndarray) -> list[tuple[int, int, int,
     ]
 
 
-def box_alpha(rendered: np.ndarray, raw: np.ndarray, boxes: list) -> float:
+def box_alpha(
+    rendered: np.ndarray, raw: np.ndarray, boxes: list[tuple[int, int, int, int]]
+) -> float:
     """Opacity of a black box fitted from rendered = (1 - alpha) * raw inside the boxes."""
     num = den = 0.0
     for x, y, w, h in boxes:
@@ -519,7 +623,7 @@ def box_alpha(rendered: np.ndarray, raw: np.ndarray, boxes: list) -> float:
     return 1 - num / den
 
 
-def test_default_image_style_matches_the_reference_look(reference_dir):
+def test_default_image_style_matches_the_reference_look(reference_dir: Path) -> None:
     demo = reference_dir / "demo"
     reference = np.asarray(Image.open(demo / "image_som.jpg").convert("RGB"))
     height, width = reference.shape[:2]
@@ -553,7 +657,7 @@ def test_default_image_style_matches_the_reference_look(reference_dir):
             assert image[y : y + h, x : x + w].min(axis=2).max() > 235
 
 
-def test_video_style_matches_the_reference_frames(reference_dir):
+def test_video_style_matches_the_reference_frames(reference_dir: Path) -> None:
     demo = reference_dir / "demo"
     reference = np.asarray(Image.open(demo / "som_frame_1.jpg").convert("RGB")).astype(int)
     raw = np.asarray(Image.open(demo / "frame_1.jpg").convert("RGB")).astype(int)

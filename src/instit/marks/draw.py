@@ -74,7 +74,7 @@ class FillAnnotator:
 
 
 class BoxAnnotator:
-    """Draws the bounding box of every instance."""
+    """Draws the bounding box of every instance (a dot for points, which have no box)."""
 
     def __init__(self, width: int) -> None:
         self.width = width
@@ -83,7 +83,11 @@ class BoxAnnotator:
         self, canvas: np.ndarray, shapes: list[Shape], placements: dict[int, Placement]
     ) -> None:
         for shape in shapes:
-            _draw_box(canvas, shape.box, placements[shape.id].color, self.width)
+            color = placements[shape.id].color
+            if shape.kind == "point":
+                _draw_dot(canvas, shape.anchor, color, self.width + 2)
+            else:
+                _draw_box(canvas, shape.box, color, self.width)
 
 
 class PointAnnotator:

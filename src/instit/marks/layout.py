@@ -52,7 +52,8 @@ class Placement:
         text: the label text (``"3"`` or ``"C"``).
         anchor: ``(x, y)`` the point the label belongs to (the instance's most interior point,
             box centre or point), in image pixels.
-        box: ``(x0, y0, x1, y1)`` the label box in whole image pixels, ``x1`` / ``y1`` exclusive.
+        box: ``(x0, y0, x1, y1)`` the label box in whole image pixels, ``x1`` / ``y1`` exclusive;
+            always inside the image (on an image smaller than one label, the label is cut).
         color: the instance colour (contours, fills, leader lines), RGB.
         box_color: the label box colour, RGB.
         text_color: the label text colour, RGB.
@@ -210,9 +211,11 @@ def _placement(
     pixels: np.ndarray,
     style: ResolvedStyle,
 ) -> Placement:
-    x0, y0, x1, y1 = box
+    height, width = pixels.shape[:2]
+    x0, y0 = box[0], box[1]
+    x1, y1 = min(box[2], width), min(box[3], height)  # a label larger than the image is cut
     ax, ay = shape.anchor
-    region = pixels[max(0, y0) : y1, max(0, x0) : x1]
+    region = pixels[y0:y1, x0:x1]
     background = cv2.mean(region)[:3] if region.size else (0.0, 0.0, 0.0)
     box_color = style.box_color
     if box_color == "auto":
