@@ -171,3 +171,45 @@ def test_extraction_refuses_to_overwrite_and_rejects_non_zip(tmp_path):
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
     with pytest.raises(DatasetError, match="not a readable zip"):
         safe_extract(tmp_path / "junk.zip", tmp_path / "out2")
+
+
+# -- hub / datasets cache ------------------------------------------------------------------------
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _hub_cache(cache: Path, repo_id: str = "Inst-IT/Inst-It-Bench") -> Path:
+    """The bench as ``huggingface_hub`` (and ``datasets``) cache a dataset repository."""
+    storage = cache / ("datasets--" + repo_id.replace("/", "--"))
+    (storage / "refs").mkdir(parents=True)
+    (storage / "refs" / "main").write_text(COMMIT)
+    return make_tiny_bench(storage / "snapshots" / COMMIT, file_format="parquet", num_questions=4)
+
+
+def test_loads_offline_from_the_hub_cache_without_writing_into_it(tmp_path, monkeypatch):
+    snapshot = _hub_cache(tmp_path / "hub")
+    before = sorted(p.relative_to(snapshot) for p in snapshot.rglob("*"))
+    monkeypatch.setenv("INSTIT_CACHE", str(tmp_path / "instit-cache"))
+
+    images = load_bench("image_multi_choice", cache_dir=tmp_path / "hub", offline=True)
+    assert images.root == snapshot and len(images) == 4
+    assert images[1].load_media().getpixel((0, 0)) == image_colour(0)
+
+    videos = load_bench(
+        "video_open_ended", "Inst-IT/Inst-It-Bench", cache_dir=tmp_path / "hub", offline=True
+    )
+    extracted = tmp_path / "instit-cache" / "inst-it-bench" / COMMIT / "videos_vpt"
+    assert videos[3].video_dir == extracted / "video_001"
+    assert [f.getpixel((0, 0)) for f in videos[3].load_media()] == [
+        frame_colour(1, t) for t in (1, 2, 3)
+    ]
+    # the cache snapshot is left as it was: frames go to INSTIT_CACHE
+    assert sorted(p.relative_to(snapshot) for p in snapshot.rglob("*")) == before
+    # a second load reuses the extracted frames (the archive is not read again)
+    (snapshot / "videos_vpt.zip").unlink()
+    assert load_bench("video_open_ended", cache_dir=tmp_path / "hub", offline=True)[0].video_dir
+
+
+def test_offline_without_a_cached_copy_says_what_to_do(tmp_path):
+    with pytest.raises(DatasetError, match=r"could not get the bench.*local copy"):
+        load_bench("image_open_ended", cache_dir=tmp_path / "empty-cache", offline=True)

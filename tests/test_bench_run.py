@@ -172,3 +172,98 @@ def test_two_processes_under_accelerate_launch(bench_root, tmp_path):
         "image_mc_inference.json",
         "video_oe_inference.json",
     ]
+
+
+KILLING_MODEL = '''
+import os
+import signal
+from pathlib import Path
+
+from instit.bench.synthetic import media_model
+
+
+def answer(media, prompt):
+    """Answers like media_model, tagged with the run; SIGKILLs itself before answer KILL_AT."""
+    counter = Path(os.environ["INSTIT_TEST_COUNTER"])
+    done = int(counter.read_text()) if counter.exists() else 0
+    if done == int(os.environ["INSTIT_TEST_KILL_AT"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    counter.write_text(str(done + 1))
+    return os.environ["INSTIT_TEST_RUN"] + ": " + media_model(media, prompt)
+'''
+
+
+def test_a_process_killed_with_sigkill_resumes_without_duplicates_or_losses(bench_root, tmp_path):
+    model_file = tmp_path / "killing_model.py"
+    model_file.write_text(KILLING_MODEL)
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "instit.bench", "run",
+        "--model", f"{model_file}:answer", "--bench", str(bench_root),
+        "--config", "image_open_ended", "--output-dir", str(out),
+        "--batch-size", "2", "--no-progress", "--json",
+    ]  # fmt: skip
+
+    def run(tag: str, kill_at: int) -> subprocess.CompletedProcess:
+        env = {
+            **os.environ,
+            "INSTIT_TEST_COUNTER": str(tmp_path / f"count-{tag}"),
+            "INSTIT_TEST_KILL_AT": str(kill_at),
+            "INSTIT_TEST_RUN": tag,
+        }
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    killed = run("first", kill_at=5)  # killed while answering the third batch
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (out / "image_oe_inference.json").exists()
+    part = out / "image_oe_inference.json.part-0.jsonl"
+    assert len(part.read_text().splitlines()) == 4  # the two finished batches were on disk
+
+    resumed = run("second", kill_at=-1)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads(resumed.stdout)["runs"][0]
+    assert (summary["num_generated"], summary["num_resumed"]) == (4, 4)
+    assert (tmp_path / "count-second").read_text() == "4"  # nothing asked twice
+    records = json.loads((out / "image_oe_inference.json").read_text())
+    ids = [r["question_id"] for r in records]
+    assert ids == sorted(ids) and len(set(ids)) == 8
+    assert [r["model_prediction"].split(":")[0] for r in records] == ["first"] * 4 + ["second"] * 4
+    assert sorted(p.name for p in out.iterdir()) == ["image_oe_inference.json"]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from instit.testing import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", "qwen2-siglip")
+
+
+def test_an_instit_checkpoint_runs_the_bench_batched(tiny_checkpoint, tmp_path, capsys):
+    """``instit bench run --checkpoint``: a real InstIt answers every frame of each video."""
+    from instit.cli import main as cli_main
+    from instit.model import InstIt
+
+    root = make_tiny_bench(
+        tmp_path / "bench", num_questions=4, frames_per_video=2, configs=("video_open_ended",)
+    )
+    args = [
+        "bench", "run", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+        "--bench", str(root), "--config", "video_open_ended", "--output-dir", str(tmp_path / "o"),
+        "--batch-size", "2", "--max-new-tokens", "3", "--no-progress", "--json",
+    ]  # fmt: skip
+    assert cli_main(args) == 0
+    summary = json.loads(capsys.readouterr().out)["runs"][0]
+    assert (summary["num_questions"], summary["num_generated"]) == (4, 4)
+    records = json.loads((tmp_path / "o" / "video_oe_inference.json").read_text())
+
+    # the same model asked directly, in the same batches, answers the same
+    model = InstIt.from_pretrained(tiny_checkpoint, device="cpu", progress=False)
+    questions = sorted(load_bench("video_open_ended", root), key=lambda q: q.question_id)
+    expected = []
+    for batch in (questions[:2], questions[2:]):
+        media = [q.load_media() for q in batch]
+        assert all(len(frames) == 2 for frames in media)
+        expected += model.generate(media, [q.prompt() for q in batch], max_new_tokens=3)
+    assert [r["model_prediction"] for r in records] == [a.strip() for a in expected]
+    assert [r["question_id"] for r in records] == [q.question_id for q in questions]
+    assert all(r["split"] == "video" for r in records)

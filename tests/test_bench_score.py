@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from instit.bench import extract_mc_answer, score_file, score_mc
 from instit.bench.score import MC_ANSWER_PREFIXES, mc_log
+from instit.cli import main as cli_main
 from instit.errors import DatasetError, InstitValueError
 
 
@@ -119,3 +123,56 @@ def test_bad_prediction_files(tmp_path):
         score_file(bad, "xx")
     with pytest.raises(InstitValueError, match="needs a judge"):
         score_file(bad, "oe")
+
+
+def test_summary_table_has_a_row_per_split():
+    score, _ = score_mc([_pred("1", "A", "A"), _pred("2", "B", "A"), _pred("3", "C", "C", "video")])
+    header, *rows = score.table().splitlines()
+    assert header.split() == ["split", "acc", "%", "strict", "%", "correct", "answered", "total"]
+    assert [row.split() for row in rows] == [
+        ["all", "66.7", "66.7", "2", "3", "3"],
+        ["image", "50.0", "50.0", "1", "2", "2"],
+        ["video", "100.0", "100.0", "1", "1", "1"],
+    ]
+
+
+def test_instit_bench_score_mc_command(tmp_path, capsys):
+    """``instit bench score --format mc PREDICTIONS --log LOG``, as the reference's command."""
+    preds = [_pred("1", "The best answer is: A", "A"), _pred("2", "C", "B", "video")]
+    predictions = tmp_path / "video_mc_inference.json"
+    predictions.write_text(json.dumps(preds))
+    log = tmp_path / "logs" / "video_mc_evaluate.json"
+    args = ["bench", "score", "--format", "mc", str(predictions), "--log", str(log)]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split() == ["all", "50.0", "50.0", "1", "2", "2"]
+    assert f"log: {log}" in out
+    written = json.loads(log.read_text())
+    assert list(written)[:6] == [
+        "accuracy", "total_num", "valid_num", "correct_num", "timestamp", "strict_accuracy"
+    ]  # fmt: skip
+    assert written["accuracy"] == 50.0 and written["per_split"]["video"]["correct_num"] == 0
+
+    assert cli_main([*args, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert (payload["format"], payload["accuracy"], payload["valid_num"]) == ("mc", 50.0, 2)
+
+    # a missing predictions file is a usage error that names it
+    assert cli_main(["bench", "score", "--format", "mc", str(tmp_path / "nope.json")]) == 2
+    assert "nope.json does not exist" in capsys.readouterr().err
+
+
+def test_installed_console_script_scores(tmp_path):
+    predictions = tmp_path / "image_mc_inference.json"
+    predictions.write_text(json.dumps([_pred("1", "D", "D"), _pred("2", "", "A")]))
+    log = tmp_path / "image_mc_evaluate.json"
+    script = Path(sys.executable).with_name("instit")
+    done = subprocess.run(
+        [str(script), "bench", "score", "--format", "mc", str(predictions), "--log", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(log.read_text())["accuracy"] == 100.0  # the empty answer is not counted
+    assert done.stdout.splitlines()[1].split() == ["all", "100.0", "50.0", "1", "1", "2"]

@@ -218,11 +218,18 @@ def safe_extract(archive: str | os.PathLike[str], target: str | os.PathLike[str]
     return moved
 
 
+def _is_hub_snapshot(root: Path) -> bool:
+    """``root`` is ``.../datasets--<owner>--<name>/snapshots/<commit>`` of a hub cache."""
+    return root.parent.name == "snapshots" and root.parent.parent.name.startswith("datasets--")
+
+
 def _default_videos_dir(root: Path) -> Path:
-    if os.access(root, os.W_OK) and "huggingface" not in root.parts:
+    """Next to the archive in a writable local copy; never inside a hub cache snapshot."""
+    hub = _is_hub_snapshot(root)
+    if os.access(root, os.W_OK) and not hub:
         return root
     cache = Path(os.environ.get("INSTIT_CACHE", Path.home() / ".cache" / "instit"))
-    return cache / "inst-it-bench"
+    return cache / "inst-it-bench" / root.name if hub else cache / "inst-it-bench"
 
 
 @contextlib.contextmanager
@@ -415,7 +422,9 @@ def load_bench(
         source: a local copy of the dataset repository, a hub dataset id, or ``None`` for
             ``Inst-IT/Inst-It-Bench`` from the hub (cached by ``huggingface_hub``).
         videos_dir: where the video frame folders are (or are extracted to); by default next to
-            the archive when that folder is writable, else ``~/.cache/instit/inst-it-bench``.
+            the archive when that folder is writable and not a hub cache snapshot, else
+            ``$INSTIT_CACHE/inst-it-bench`` (``~/.cache/instit/inst-it-bench``; for a hub
+            snapshot, a sub-folder named by its commit).
         cache_dir: hub cache folder.
         offline: use only the local hub cache.
     """
