@@ -45,6 +45,8 @@ CLIPS = {
     "h264.mkv": dict(n=N, options={"g": "10"}),
     "mjpeg.avi": dict(n=N, codec="mjpeg"),
     "h264.mov": dict(n=N, options={"g": "10"}),
+    # MPEG-TS: no frame count in the header, timestamps start at 1.4 s rather than 0
+    "h264.ts": dict(n=N, options={"g": "10", "bf": "2"}),
     "vfr.mp4": dict(n=60, pts=VFR_PTS, time_base=Fraction(1, 1000), options={"g": "8"}),
     "vfr.mkv": dict(n=60, pts=VFR_PTS, time_base=Fraction(1, 1000), options={"g": "8"}),
     # an elementary H.264 stream: no container timestamps to index
@@ -94,7 +96,9 @@ def test_uniform_sampling_returns_the_right_frames(clips, name, k):
     assert all(frame.mode == "RGB" and frame.size == (WIDTH, HEIGHT) for frame in video)
 
 
-@pytest.mark.parametrize("name", ["h264.mp4", "vp9.webm", "h264.mkv", "mjpeg.avi", "h264.mov"])
+@pytest.mark.parametrize(
+    "name", ["h264.mp4", "vp9.webm", "h264.mkv", "mjpeg.avi", "h264.mov", "h264.ts"]
+)
 def test_timestamps_are_the_presentation_times(clips, name):
     truth = presentation_times(clips[name])
     video = load_video(clips[name], num_frames=None)
@@ -115,10 +119,15 @@ def test_variable_frame_rate_uses_the_real_times(clips, name):
     assert codes(by_time) == expected
 
 
-def test_frame_count_missing_from_header_still_works(clips):
-    with av.open(str(clips["vp9.webm"])) as container:
-        assert container.streams.video[0].frames == 0  # WebM does not store a frame count
-    assert load_video(clips["vp9.webm"], num_frames=3).indices == [0, 35, 71]
+@pytest.mark.parametrize("name", ["vp9.webm", "h264.mkv", "h264.ts", "raw.h264"])
+def test_frame_count_missing_from_header_still_works(clips, name):
+    with av.open(str(clips[name])) as container:
+        assert container.streams.video[0].frames == 0  # these containers store no frame count
+    n = CLIPS[name]["n"]
+    video = load_video(clips[name], num_frames=3)
+    assert video.num_source_frames == n
+    assert video.indices == [0, (n - 1) // 2, n - 1]
+    assert codes(video) == video.indices
 
 
 def test_frames_close_together_and_far_apart_in_one_call(clips):
@@ -131,16 +140,20 @@ def test_frames_close_together_and_far_apart_in_one_call(clips):
 # -- rotation --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_display_rotation_is_applied(tmp_path, suffix):
-    path = write_clip(tmp_path / f"rotated{suffix}", 12, rotation=90)
+@pytest.mark.parametrize(
+    ("suffix", "degrees"), [(".mp4", 90), (".mkv", 90), (".mov", 180), (".mp4", 270)]
+)
+def test_display_rotation_is_applied(tmp_path, suffix, degrees):
+    path = write_clip(tmp_path / f"rotated{suffix}", 12, rotation=degrees)
     with av.open(str(path)) as container:
-        assert next(container.decode(video=0)).rotation == 90
-    video = load_video(path, num_frames=3)
-    assert video.size == (HEIGHT, WIDTH)  # portrait after turning
+        assert next(container.decode(video=0)).rotation % 360 == degrees
+    video = load_video(path, num_frames=None)
+    # portrait after a quarter turn
+    assert video.size == ((HEIGHT, WIDTH) if degrees % 180 else (WIDTH, HEIGHT))
     for index, frame in zip(video.indices, video.frames, strict=True):
-        upright = np.asarray(frame.rotate(-90, expand=True))  # undo the 90 deg CCW turn
+        upright = np.asarray(frame.rotate(-degrees, expand=True))  # undo the CCW turn
         assert frame_code(upright) == index
+    assert codes(video) != video.indices  # the turn changed the pixels: it was applied
 
 
 # -- sampling rules --------------------------------------------------------------------------
@@ -315,7 +328,8 @@ def test_thwc_array_and_torch_tensor():
     assert codes(video) == linspace_rule(10, 4)
     assert video.timestamps == [i / 5 for i in video.indices]
     assert np.array_equal(stack, before)
-    torch = pytest.importorskip("torch")
+    import torch
+
     tensor = torch.from_numpy(stack)
     assert codes(load_video(tensor, num_frames=3)) == [0, 4, 9]
 
@@ -370,6 +384,35 @@ def test_faststart_mp4_cut_in_half(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(VideoError, match="truncated"):
         load_video(cut)
+
+
+@pytest.mark.parametrize("name", ["vp9.webm", "h264.mkv"])
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+def test_matroska_cut_short_is_truncated(clips, tmp_path, name, fraction):
+    # Matroska has no frame count; its header's duration gives the cut away
+    data = clips[name].read_bytes()
+    cut = tmp_path / f"cut-{name}"
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(VideoError, match=r"truncated or corrupt: its header declares 3.000 s"):
+        load_video(cut)
+
+
+def test_mjpeg_avi_cut_short_is_truncated(clips, tmp_path):
+    data = clips["mjpeg.avi"].read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.9)])
+    with pytest.raises(VideoError, match=rf"header declares {N} frames but only \d+ are"):
+        load_video(cut)
+
+
+def test_transport_stream_with_damaged_packets(clips, tmp_path):
+    data = bytearray(clips["h264.ts"].read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 2000] = bytes(2000)  # ten TS packets lost
+    damaged = tmp_path / "damaged.ts"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(VideoError, match=r"is corrupt: the demuxer flagged \d+ of its"):
+        load_video(damaged)
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])

@@ -34,6 +34,10 @@ _SEEK_RETRIES = 3
 # Decoder threading.  "AUTO" lets FFmpeg use frame threads where the codec supports them; see
 # docs/video.md for the measurements behind this choice.
 _THREAD_TYPE = "AUTO"
+# A file whose frames end more than this many frame intervals (and this many seconds) before the
+# duration its header declares is reported as truncated.
+_TRUNCATION_FRAMES = 2
+_TRUNCATION_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -118,11 +122,13 @@ def scan(
     durations: dict[int, int] = {}
     packets = 0
     untimed = 0
+    corrupt = 0
     try:
         for packet in container.demux(stream):
             if packet.size == 0:  # the empty packet that marks the end of the stream
                 continue
             packets += 1
+            corrupt += packet.is_corrupt
             if packet.is_discard:  # dropped by an edit list: never displayed
                 continue
             ts = packet.pts if packet.pts is not None else packet.dts
@@ -146,6 +152,11 @@ def scan(
         )
     if not pts and not untimed:
         raise VideoError(f"{path!r} has a video stream with no frames; pass a non-empty video")
+    if corrupt:
+        raise VideoError(
+            f"{path!r} is corrupt: the demuxer flagged {corrupt} of its {packets} video packets "
+            "as damaged (lost or broken data); re-download it, or re-encode it with ffmpeg"
+        )
     if untimed:
         # No timestamps to sort by: frames are numbered in decode order and read sequentially.
         count = packets
@@ -161,7 +172,7 @@ def scan(
     last_duration = durations[ordered[-1]]
     if last_duration <= 0 and len(ordered) > 1:
         last_duration = (ordered[-1] - ordered[0]) // (len(ordered) - 1)
-    return StreamIndex(
+    index = StreamIndex(
         pts=ordered,
         keyframes=sorted(set(keyframes)),
         time_base=stream.time_base or Fraction(1),
@@ -169,6 +180,42 @@ def scan(
         average_rate=stream.average_rate,
         exact=True,
     )
+    _check_length(container, stream, index, path)
+    return index
+
+
+def _declared_seconds(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> float | None:
+    """The video's length as the file's header states it, if it states one for this stream.
+
+    MP4/MOV/AVI/TS give the stream's own duration.  Matroska/WebM only give the whole file's,
+    which is the video's only when the file holds nothing else.
+    """
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1_000_000  # AV_TIME_BASE units
+    return None
+
+
+def _check_length(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    index: StreamIndex,
+    path: str,
+) -> None:
+    """Refuse a file whose packets stop well before the length its header declares."""
+    declared = _declared_seconds(container, stream)
+    covered = index.duration
+    if declared is None or covered is None:
+        return
+    tolerance = max(_TRUNCATION_FRAMES * covered / len(index.pts), _TRUNCATION_SECONDS)
+    if declared - covered > tolerance:
+        raise VideoError(
+            f"{path!r} is truncated or corrupt: its header declares {declared:.3f} s of video "
+            f"but its frames end after {covered:.3f} s; re-download or re-encode it"
+        )
 
 
 def _frame_ts(frame: av.video.frame.VideoFrame) -> int | None:
