@@ -231,6 +231,12 @@ def tensor_index(folder: Path) -> dict[str, str]:
             f"{len(absent)} tensor(s) listed in model.safetensors.index.json are not in their "
             f"shard: {absent[:10]}; the download is incomplete or the index is stale"
         )
+    unlisted = sorted(set(located) - set(weight_map))
+    if unlisted:
+        raise CheckpointError(
+            f"{len(unlisted)} tensor(s) in the shards have no entry in "
+            f"model.safetensors.index.json: {unlisted[:10]}; the index is stale, re-download it"
+        )
     return weight_map
 
 

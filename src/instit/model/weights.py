@@ -126,6 +126,7 @@ def load_module(
         "dtype": dtype,
         "attn_implementation": attn_implementation,
         "output_loading_info": True,
+        "ignore_mismatched_sizes": True,  # reported (and refused) by _check_loading_info
         "use_safetensors": True,
     }
     kwargs["key_mapping"] = (

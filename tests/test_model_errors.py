@@ -1,0 +1,208 @@
+"""Broken checkpoints and inputs that do not fit: each a package error naming the problem."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from instit.errors import CheckpointError, InstancesError, InstitError, ModelInputError
+from instit.instances import Instances
+from instit.model import InstIt
+from model_checkpoints import (
+    ARCHS,
+    copy_checkpoint,
+    edit_json,
+    image,
+    read_json,
+    read_tensors,
+    tiny,
+    write_tensors,
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("checkpoints")
+    return {arch: tiny(root / arch, arch) for arch in ARCHS}
+
+
+@pytest.fixture(scope="module")
+def vicuna(checkpoints: dict[str, Path]) -> InstIt:
+    return InstIt.from_pretrained(checkpoints["vicuna-clip"], device="cpu", progress=False)
+
+
+@pytest.fixture
+def qwen_copy(checkpoints: dict[str, Path], tmp_path: Path) -> Path:
+    return copy_checkpoint(checkpoints["qwen2-siglip"], tmp_path / "ckpt")
+
+
+def load(path: Path | str) -> InstIt:
+    return InstIt.from_pretrained(path, device="cpu", progress=False)
+
+
+# -- files and weights --------------------------------------------------------------------------
+
+
+def test_missing_shard(qwen_copy: Path) -> None:
+    (qwen_copy / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"missing shard file\(s\) \['model-00002-of-00002"):
+        load(qwen_copy)
+
+
+def test_index_entry_without_its_tensor(qwen_copy: Path) -> None:
+    index = read_json(qwen_copy / "model.safetensors.index.json")
+    index["weight_map"]["model.layers.0.mlp.extra.weight"] = "model-00001-of-00002.safetensors"
+    (qwen_copy / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match=r"not in their shard: \['model.layers.0.mlp.extra"):
+        load(qwen_copy)
+
+
+def test_tensor_missing_from_the_index(qwen_copy: Path) -> None:
+    index = read_json(qwen_copy / "model.safetensors.index.json")
+    del index["weight_map"]["model.layers.1.mlp.up_proj.weight"]
+    (qwen_copy / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match=r"no entry in .*\['model\.layers\.1\.mlp\.up_proj"):
+        load(qwen_copy)
+
+
+def test_unexpected_and_missing_weights_are_listed(qwen_copy: Path) -> None:
+    tensors = read_tensors(qwen_copy)
+    tensors["model.layers.0.mlp.surprise.weight"] = torch.zeros(2, 2)
+    del tensors["model.layers.1.mlp.down_proj.weight"]
+    del tensors["model.mm_projector.2.bias"]
+    write_tensors(qwen_copy, tensors)
+    with pytest.raises(CheckpointError) as caught:
+        load(qwen_copy)
+    message = str(caught.value)
+    assert "unexpected weights" in message and "mlp.surprise.weight" in message
+    assert "missing weights" in message
+    assert "layers.1.mlp.down_proj.weight" in message
+    assert "multi_modal_projector.linear_2.bias" in message
+
+
+def test_weight_with_the_wrong_shape(qwen_copy: Path) -> None:
+    tensors = read_tensors(qwen_copy)
+    tensors["model.layers.0.mlp.gate_proj.weight"] = torch.zeros(7, 64, dtype=torch.bfloat16)
+    write_tensors(qwen_copy, tensors)
+    with pytest.raises(CheckpointError, match=r"wrong shape.*layers\.0\.mlp\.gate_proj"):
+        load(qwen_copy)
+
+
+def test_pickle_only_checkpoint_is_refused_without_unpickling(
+    qwen_copy: Path, tmp_path: Path
+) -> None:
+    class Exploit:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return os.mkdir, (str(tmp_path / "unpickled"),)
+
+    for shard in qwen_copy.glob("*.safetensors"):
+        shard.unlink()
+    (qwen_copy / "model.safetensors.index.json").unlink()
+    (qwen_copy / "pytorch_model.bin").write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(CheckpointError, match=r"no safetensors weights.*pytorch_model\.bin"):
+        load(qwen_copy)
+    assert not (tmp_path / "unpickled").exists()
+
+
+def test_missing_config_and_bad_paths(qwen_copy: Path, tmp_path: Path) -> None:
+    (qwen_copy / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"config\.json is missing"):
+        load(qwen_copy)
+    with pytest.raises(CheckpointError, match="is a file"):
+        load(qwen_copy / "tokenizer.json")
+    with pytest.raises(CheckpointError, match="neither an existing folder nor a hub id"):
+        load(tmp_path / "no" / "such" / "folder")
+
+
+# -- architecture and tokenizer -----------------------------------------------------------------
+
+
+def test_unknown_architecture(qwen_copy: Path) -> None:
+    edit_json(qwen_copy / "config.json", model_type="mistral")
+    with pytest.raises(CheckpointError, match=r"unknown architecture.*'mistral'"):
+        load(qwen_copy)
+    edit_json(qwen_copy / "config.json", model_type="qwen2", mm_vision_tower=None)
+    with pytest.raises(CheckpointError, match="unknown architecture"):
+        load(qwen_copy)
+
+
+def test_unsupported_llava_settings(qwen_copy: Path) -> None:
+    edit_json(qwen_copy / "config.json", image_aspect_ratio="pad")
+    with pytest.raises(CheckpointError, match="image_aspect_ratio 'pad' is not supported"):
+        load(qwen_copy)
+    edit_json(
+        qwen_copy / "config.json", image_aspect_ratio="anyres_max_9", mm_patch_merge_type="flat"
+    )
+    with pytest.raises(CheckpointError, match="mm_patch_merge_type 'flat'"):
+        load(qwen_copy)
+
+
+def test_tokenizer_without_the_templates_special_tokens(
+    qwen_copy: Path, checkpoints: dict[str, Path]
+) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(checkpoints["vicuna-clip"] / name, qwen_copy / name)
+    with pytest.raises(CheckpointError, match=r"lacks the special token\(s\) \['<\|im_start\|>'"):
+        load(qwen_copy)
+
+
+def test_tokenizer_larger_than_the_embedding(qwen_copy: Path) -> None:
+    tensors = read_tensors(qwen_copy)
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        tensors[name] = tensors[name][:300].clone()
+    write_tensors(qwen_copy, tensors)
+    with pytest.raises(CheckpointError, match="400 tokens but the checkpoint only 300"):
+        load(qwen_copy)
+
+
+def test_missing_tokenizer(qwen_copy: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (qwen_copy / name).unlink()
+    with pytest.raises(CheckpointError, match="tokenizer"):
+        load(qwen_copy)
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+
+def test_too_many_frames_for_the_context(vicuna: InstIt) -> None:
+    frames = [image(64, 48, seed=s) for s in range(29)]  # 29 * 144 = 4176 > 4096
+    with pytest.raises(ModelInputError, match=r"context is 4096.*fewer video frames"):
+        vicuna.encode_media(frames)
+    with pytest.raises(ModelInputError, match="context is 4096"):
+        vicuna.prepare(frames[:28], "Describe the video. " * 20)
+    with pytest.raises(ModelInputError, match="max_new_tokens"):
+        vicuna.generate([frames[:27]], ["What happens?"], max_new_tokens=200)
+
+
+def test_media_and_instances_mismatch(vicuna: InstIt) -> None:
+    masks = np.zeros((1, 40, 50), dtype=bool)
+    masks[0, 5:20, 5:20] = True
+    instances = Instances.from_masks(masks, ids=[1])
+    with pytest.raises(InstancesError, match="50"):
+        vicuna.ask(image(300, 220), "What is [1]?", instances=instances, max_new_tokens=2)
+    frames = [image(50, 40, seed=s) for s in range(2)]
+    with pytest.raises(InstancesError, match="frame position 3"):
+        vicuna.ask(frames, "What is [1]?", instances={3: instances}, max_new_tokens=2)
+
+
+def test_generate_argument_errors(vicuna: InstIt) -> None:
+    picture = image()
+    for kwargs, match in [
+        ({"max_new_tokens": 0}, "max_new_tokens=0"),
+        ({"temperature": -1.0}, "temperature=-1.0"),
+        ({"batch_size": 0}, "batch_size=0"),
+    ]:
+        with pytest.raises(InstitError, match=match):
+            vicuna.generate([picture], ["Hi"], **kwargs)
+    with pytest.raises(InstitError, match="one media item per prompt"):
+        vicuna.generate([picture, picture], ["Hi"])
+    with pytest.raises(InstitError, match="no frames"):
+        vicuna.encode_media([])
