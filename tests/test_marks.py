@@ -271,6 +271,21 @@ def test_mask_modes_draw_what_they_say() -> None:
     assert placement.anchor == layout_marks(image, {1: mask})[1].anchor
 
 
+def test_dots_stay_visible_next_to_their_labels() -> None:
+    image = np.full((640, 960, 3), 200, dtype=np.uint8)
+    mask = np.zeros((640, 960), dtype=bool)
+    mask[200:500, 300:700] = True
+    points = Instances.from_points(np.array([[100.0, 300.0]]), [2], image_size=(960, 640))
+    for instances, mode, instance_id in ((points, "contour", 2), ({1: mask}, "point", 1)):
+        placement = layout_marks(image, instances, mask=mode)[instance_id]
+        x0, _, x1, y1 = placement.box
+        ax, ay = placement.anchor
+        assert y1 <= ay - 3 and x0 <= ax <= x1  # the label sits just above the dot
+        assert not placement.moved and placement.leader is None
+        drawn = np.asarray(draw_marks(image, instances, mask=mode)).astype(int)
+        assert (drawn[int(ay), int(ax)] == instance_color(instance_id)).all()
+
+
 def test_alpha_labels() -> None:
     assert [label_text(i, "alpha") for i in (1, 2, 26, 27, 28, 52, 53, 702, 703)] == [
         "A", "B", "Z", "AA", "AB", "AZ", "BA", "ZZ", "AAA",

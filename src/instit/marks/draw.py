@@ -24,10 +24,12 @@ from instit.marks.text import text_mask
 
 
 class ContourAnnotator:
-    """Outlines every mask / polygon instance (outer borders and holes) in its colour."""
+    """Outlines every mask / polygon instance (outer borders and holes) in its colour; boxes
+    get their box, points a dot."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, radius: int) -> None:
         self.width = width
+        self.radius = radius
 
     def annotate(
         self, canvas: np.ndarray, shapes: list[Shape], placements: dict[int, Placement]
@@ -35,7 +37,7 @@ class ContourAnnotator:
         for shape in shapes:
             color = placements[shape.id].color
             if shape.kind == "point":
-                _draw_dot(canvas, shape.anchor, color, self.width + 2)
+                _draw_dot(canvas, shape.anchor, color, self.radius)
                 continue
             if shape.roi is None:
                 _draw_box(canvas, shape.box, color, self.width)
@@ -76,8 +78,9 @@ class FillAnnotator:
 class BoxAnnotator:
     """Draws the bounding box of every instance (a dot for points, which have no box)."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, radius: int) -> None:
         self.width = width
+        self.radius = radius
 
     def annotate(
         self, canvas: np.ndarray, shapes: list[Shape], placements: dict[int, Placement]
@@ -85,7 +88,7 @@ class BoxAnnotator:
         for shape in shapes:
             color = placements[shape.id].color
             if shape.kind == "point":
-                _draw_dot(canvas, shape.anchor, color, self.width + 2)
+                _draw_dot(canvas, shape.anchor, color, self.radius)
             else:
                 _draw_box(canvas, shape.box, color, self.width)
 
@@ -186,11 +189,14 @@ def annotators(style: ResolvedStyle) -> list[Any]:
     """The annotator pipeline for ``style``, in drawing order."""
     pipeline: list[Any] = []
     if style.mask == "contour":
-        pipeline.append(ContourAnnotator(style.line_width))
+        pipeline.append(ContourAnnotator(style.line_width, style.point_radius))
     elif style.mask == "fill":
-        pipeline += [FillAnnotator(style.fill_alpha), ContourAnnotator(style.line_width)]
+        pipeline += [
+            FillAnnotator(style.fill_alpha),
+            ContourAnnotator(style.line_width, style.point_radius),
+        ]
     elif style.mask == "box":
-        pipeline.append(BoxAnnotator(style.line_width))
+        pipeline.append(BoxAnnotator(style.line_width, style.point_radius))
     elif style.mask == "point":
         pipeline.append(PointAnnotator(style.point_radius))
     pipeline += [LeaderAnnotator(style.leader_width, style.point_radius), LabelAnnotator(style)]

@@ -3,7 +3,9 @@
 The algorithm (see ``docs/marks.md``):
 
 1. Every instance gets an anchor (its most interior point, see :mod:`.geometry`) and a label
-   box sized from the text and the resolved style.
+   box sized from the text and the resolved style.  The label's *home* is centred on the
+   anchor, or just above it when the instance is drawn as a dot (``mask="point"``, point
+   instances), so that the dot stays visible.
 2. Instances are placed in order of difficulty: the least interior room first (points, tiny and
    thin instances), then larger ones, ties by ID, so the instances with no alternatives get the
    spots they need.
@@ -14,8 +16,8 @@ The algorithm (see ``docs/marks.md``):
    free candidate, the cheapest free one wins, where the cost is its distance to the anchor
    plus a label height when its centre is outside the instance.  When nothing is free within
    the search radius, the whole image is scanned the same way, nearest spot first.
-4. A label that does not cover its anchor is ``moved``; one farther than ``leader_distance``
-   label heights gets a leader line from the anchor to the nearest point of its box.
+4. A label that does not cover its home is ``moved``; one farther than ``leader_distance``
+   label heights from it gets a leader line from the anchor to the nearest point of its box.
 5. Colours: the instance colour comes from its ID; text (and ``box_color="auto"``) colours are
    chosen from the mean colour of the actual pixels under the label box.
 
@@ -57,7 +59,8 @@ class Placement:
         color: the instance colour (contours, fills, leader lines), RGB.
         box_color: the label box colour, RGB.
         text_color: the label text colour, RGB.
-        moved: the label box does not cover the anchor (it was pushed away by other labels).
+        moved: the label box does not cover its home (the anchor, or the spot just above the
+            dot of an instance drawn as a dot): other labels pushed it away.
         leader: ``((x, y), (x, y))`` the leader line from the anchor to the label box, or None.
     """
 
@@ -100,22 +103,39 @@ def layout(pixels: np.ndarray, shapes: list[Shape], style: ResolvedStyle) -> dic
     for count, shape in enumerate(sorted(shapes, key=lambda s: (s.radius, s.id))):
         text = label_text(shape.id, style.labels)
         size = label_size(text, style)
-        box = _place(shape, size, (width, height), placed[:count], style.search_radius)
+        home = _home(shape, size[1], style)
+        box = _place(shape, home, size, (width, height), placed[:count], style.search_radius)
         placed[count] = box
-        result[shape.id] = _placement(shape, text, box, pixels, style)
+        result[shape.id] = _placement(shape, home, text, box, pixels, style)
     return {shape.id: result[shape.id] for shape in shapes}
+
+
+def has_dot(shape: Shape, style: ResolvedStyle) -> bool:
+    """Whether the instance is drawn as a dot at its anchor (``mask="point"``, or a point
+    instance in any mode but ``"none"``)."""
+    return style.mask == "point" or (shape.kind == "point" and style.mask != "none")
+
+
+def _home(shape: Shape, label_h: int, style: ResolvedStyle) -> tuple[float, float]:
+    """Where the label centre should go: on the anchor, or just above the dot when the
+    instance is drawn as a dot, so that the dot stays visible."""
+    ax, ay = shape.anchor
+    if has_dot(shape, style):
+        return (ax, ay - (label_h / 2 + style.point_radius + 2))
+    return (ax, ay)
 
 
 def _place(
     shape: Shape,
+    home: tuple[float, float],
     size: tuple[int, int],
     image_size: tuple[int, int],
     placed: np.ndarray,
     search_radius: float,
 ) -> tuple[int, int, int, int]:
     label_w, label_h = size
-    ax, ay = shape.anchor
-    # fast path: the label centred on its anchor is free (the usual case)
+    ax, ay = home
+    # fast path: the label centred on its home is free (the usual case)
     width, height = image_size
     x0 = min(max(round(ax - label_w / 2), 0), max(0, width - label_w))
     y0 = min(max(round(ay - label_h / 2), 0), max(0, height - label_h))
@@ -206,6 +226,7 @@ def _first_free(
 
 def _placement(
     shape: Shape,
+    home: tuple[float, float],
     text: str,
     box: tuple[int, int, int, int],
     pixels: np.ndarray,
@@ -228,11 +249,12 @@ def _placement(
             for box, under in zip(box_color, background, strict=True)
         )
         text_color = _contrasting(seen)
-    moved = not (x0 <= ax <= x1 and y0 <= ay <= y1)
+    hx, hy = home
+    moved = not (x0 <= hx <= x1 and y0 <= hy <= y1)
     leader = None
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     label_h = y1 - y0
-    if moved and math.hypot(cx - ax, cy - ay) > style.leader_distance * label_h:
+    if moved and math.hypot(cx - hx, cy - hy) > style.leader_distance * label_h:
         end = (float(min(max(ax, x0), x1)), float(min(max(ay, y0), y1)))
         leader = ((float(ax), float(ay)), end)
     return Placement(
