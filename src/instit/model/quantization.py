@@ -29,7 +29,8 @@ __all__ = [
     "resolve_quantization",
 ]
 
-SKIP_MODULES = ["vision_tower", "multi_modal_projector", "lm_head"]
+# Module-name prefixes (transformers matches them from the start of the full module name).
+SKIP_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 _MODES = ("auto", "4bit", "8bit", None)
 
 
@@ -99,11 +100,11 @@ def resolve_quantization(
 
     ``"auto"`` means 4-bit on CUDA (when bitsandbytes is installed), none elsewhere. An explicit
     ``"4bit"``/``"8bit"`` without CUDA or bitsandbytes raises :class:`DependencyError`.
-    A ``transformers.BitsAndBytesConfig`` is returned unchanged.
+    A ``transformers.BitsAndBytesConfig`` is used as given (its own ``llm_int8_skip_modules``,
+    see :data:`SKIP_MODULES`) and needs CUDA and bitsandbytes too.
     """
-    if quantization not in _MODES:
-        if type(quantization).__name__ == "BitsAndBytesConfig":
-            return quantization
+    custom = type(quantization).__name__ == "BitsAndBytesConfig"
+    if quantization not in _MODES and not custom:
         raise InstitValueError(
             f"quantization={quantization!r} is not supported; use 'auto', '4bit', '8bit', None "
             "or a transformers.BitsAndBytesConfig"
@@ -115,14 +116,15 @@ def resolve_quantization(
         return "4bit" if cuda and bitsandbytes_available else None
     if quantization is None:
         return None
+    what = "a BitsAndBytesConfig" if custom else f"quantization={quantization!r}"
     if not cuda:
         raise DependencyError(
-            f"quantization={quantization!r} needs a CUDA GPU (bitsandbytes), but the model is "
+            f"{what} needs a CUDA GPU (bitsandbytes), but the model is "
             f"loading on {device!r}; pass quantization=None to load unquantized"
         )
     if not bitsandbytes_available:
         raise DependencyError(
-            f"quantization={quantization!r} needs the bitsandbytes package; install it with "
+            f"{what} needs the bitsandbytes package; install it with "
             "`pip install bitsandbytes` or pass quantization=None"
         )
     return quantization
