@@ -146,12 +146,21 @@ def iter_json_array(path: str | os.PathLike[str], *, chunk_size: int = 1 << 16) 
 class _Check:
     """Field access that names the record and field path in every error."""
 
-    def __init__(self, path: Path, index: int, id_name: str, record: Any) -> None:
-        self.where = f"{path}: record {index}"
-        if isinstance(record, dict) and id_name in record:
-            self.where += f" ({id_name} {record[id_name]!r})"
+    def __init__(self, path: str | os.PathLike[str], index: int, id_name: str, record: Any) -> None:
+        self.path = path
+        self.index = index
+        self.id_name = id_name
+        self.record = record
         if not isinstance(record, dict):
             raise DatasetError(f"{self.where} is a {type(record).__name__}, not an object")
+
+    @property
+    def where(self) -> str:
+        """``file: record N (id_name ID)``, built only when an error is raised."""
+        where = f"{os.fspath(self.path)}: record {self.index}"
+        if isinstance(self.record, dict) and self.id_name in self.record:
+            where += f" ({self.id_name} {self.record[self.id_name]!r})"
+        return where
 
     def fail(self, field: str, expected: str, value: Any) -> DatasetError:
         got = "missing" if value is _MISSING else f"a {type(value).__name__}"
@@ -161,8 +170,9 @@ class _Check:
         )
 
     def get(
-        self, obj: dict[str, Any], key: str, field: str, kind: type, optional: bool = False
+        self, obj: dict[str, Any], key: str, kind: type, parent: str = "", optional: bool = False
     ) -> Any:
+        """``obj[key]`` checked to be a ``kind``; ``parent`` is the field path of ``obj``."""
         value = obj.get(key, _MISSING)
         if optional and (value is _MISSING or value is None):
             return None
@@ -170,12 +180,14 @@ class _Check:
             return value
         if kind is not int and isinstance(value, kind):
             return value
-        raise self.fail(field, kind.__name__, value)
+        raise self.fail(f"{parent}.{key}" if parent else key, kind.__name__, value)
 
-    def captions(self, obj: dict[str, Any], key: str, field: str) -> dict[str, str]:
-        value = self.get(obj, key, field, dict)
+    def captions(self, obj: dict[str, Any], key: str, parent: str = "") -> dict[str, str]:
+        """``obj[key]``, an ``{id: caption}`` object of strings."""
+        value = self.get(obj, key, dict, parent)
         for iid, caption in value.items():
             if not isinstance(caption, str):
+                field = f"{parent}.{key}" if parent else key
                 raise self.fail(f"{field}[{iid!r}]", "str", caption)
         return dict(value)
 
@@ -226,38 +238,30 @@ class VideoRecord:
         cls, record: Any, *, index: int = 0, path: str | os.PathLike[str] = "<dict>"
     ) -> VideoRecord:
         """Validate one raw record (errors name ``path``, ``index``, video_id and field)."""
-        check = _Check(Path(path), index, "video_id", record)
+        check = _Check(path, index, "video_id", record)
         frames = []
-        for i, frame in enumerate(
-            check.get(record, "frame_level_caption", "frame_level_caption", list)
-        ):
+        for i, frame in enumerate(check.get(record, "frame_level_caption", list)):
             field = f"frame_level_caption[{i}]"
             if not isinstance(frame, dict):
                 raise check.fail(field, "an object", frame)
             frames.append(
                 FrameCaption(
-                    timestamp=check.get(frame, "timestamp", f"{field}.timestamp", int),
-                    frame_name=check.get(frame, "frame_name", f"{field}.frame_name", str),
-                    instance_level=check.captions(
-                        frame, "instance_level", f"{field}.instance_level"
-                    ),
-                    image_level=check.get(frame, "image_level", f"{field}.image_level", str),
-                    temporal_change=check.get(
-                        frame, "temporal_change", f"{field}.temporal_change", str, optional=True
-                    ),
+                    timestamp=check.get(frame, "timestamp", int, field),
+                    frame_name=check.get(frame, "frame_name", str, field),
+                    instance_level=check.captions(frame, "instance_level", field),
+                    image_level=check.get(frame, "image_level", str, field),
+                    temporal_change=check.get(frame, "temporal_change", str, field, optional=True),
                 )
             )
         pairs = []
-        for i, pair in enumerate(
-            check.get(record, "question_answer_pairs", "question_answer_pairs", list)
-        ):
+        for i, pair in enumerate(check.get(record, "question_answer_pairs", list)):
             field = f"question_answer_pairs[{i}]"
             if not isinstance(pair, dict):
                 raise check.fail(field, "an object", pair)
             pairs.append(
                 QAPair(
-                    check.get(pair, "question", f"{field}.question", str),
-                    check.get(pair, "answer", f"{field}.answer", str),
+                    check.get(pair, "question", str, field),
+                    check.get(pair, "answer", str, field),
                 )
             )
         seen: set[int] = set()
@@ -270,13 +274,11 @@ class VideoRecord:
                 )
             seen.add(frame.timestamp)
         return cls(
-            video_id=check.get(record, "video_id", "video_id", int),
+            video_id=check.get(record, "video_id", int),
             frame_level_caption=tuple(sorted(frames, key=lambda f: f.timestamp)),
             question_answer_pairs=tuple(pairs),
-            video_level_caption=check.get(
-                record, "video_level_caption", "video_level_caption", str
-            ),
-            video_path=check.get(record, "video_path", "video_path", str),
+            video_level_caption=check.get(record, "video_level_caption", str),
+            video_path=check.get(record, "video_path", str),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -306,16 +308,12 @@ class ImageRecord:
         cls, record: Any, *, index: int = 0, path: str | os.PathLike[str] = "<dict>"
     ) -> ImageRecord:
         """Validate one raw record (errors name ``path``, ``index``, image_id and field)."""
-        check = _Check(Path(path), index, "image_id", record)
+        check = _Check(path, index, "image_id", record)
         return cls(
-            image_id=check.get(record, "image_id", "image_id", int),
-            instance_level_caption=check.captions(
-                record, "instance_level_caption", "instance_level_caption"
-            ),
-            image_level_caption=check.get(
-                record, "image_level_caption", "image_level_caption", str
-            ),
-            image_path=check.get(record, "image_path", "image_path", str),
+            image_id=check.get(record, "image_id", int),
+            instance_level_caption=check.captions(record, "instance_level_caption"),
+            image_level_caption=check.get(record, "image_level_caption", str),
+            image_path=check.get(record, "image_path", str),
         )
 
     def to_dict(self) -> dict[str, Any]:
