@@ -143,7 +143,7 @@ def _fmt(values: Iterable[float]) -> str:
 def _float_rows(data: object, width: int, what: str) -> np.ndarray:
     """``data`` as a new ``(N, width)`` float64 array (an empty sequence gives ``(0, width)``)."""
     try:
-        array = np.array(data, dtype=np.float64)
+        array = np.asarray(data).astype(np.float64)  # always a copy
     except (TypeError, ValueError) as exc:
         raise InstitTypeError(
             f"{what} must be a (N, {width}) array of numbers, could not convert: {exc}"
