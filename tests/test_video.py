@@ -49,6 +49,8 @@ CLIPS = {
     "h264.ts": dict(n=N, options={"g": "10", "bf": "2"}),
     "vfr.mp4": dict(n=60, pts=VFR_PTS, time_base=Fraction(1, 1000), options={"g": "8"}),
     "vfr.mkv": dict(n=60, pts=VFR_PTS, time_base=Fraction(1, 1000), options={"g": "8"}),
+    # AVI stores decode-order times only, wrong for H.264 with B-frames
+    "h264-bframes.avi": dict(n=N, options={"g": "10", "bf": "3"}),
     # an elementary H.264 stream: no container timestamps to index
     "raw.h264": dict(n=30),
 }

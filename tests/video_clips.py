@@ -102,7 +102,6 @@ def presentation_times(path: Path) -> list[float]:
 
 
 def decoded_codes(path: Path) -> list[int]:
-    """The code of every frame in presentation order, by decoding the whole file."""
+    """The code of every frame in the order the decoder outputs them (presentation order)."""
     with av.open(str(path)) as container:
-        frames = [(f.pts, frame_code(f.to_image())) for f in container.decode(video=0)]
-    return [code for _, code in sorted(frames)]
+        return [frame_code(f.to_image()) for f in container.decode(video=0)]

@@ -15,7 +15,9 @@ converted to RGB, and the video is never held in memory as a whole.
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,13 @@ _SEEK_RETRIES = 3
 # Decoder threading.  "AUTO" lets FFmpeg use frame threads where the codec supports them; see
 # docs/video.md for the measurements behind this choice.
 _THREAD_TYPE = "AUTO"
+# With several decoders at once (one per run of wanted frames), each decodes on one thread.
+_PARALLEL_THREAD_TYPE = "NONE"
+# Codecs whose non-reference frames (H.264 nal_ref_idc 0) no other frame needs: those that are
+# not wanted are skipped while decoding forward to a wanted frame.
+_SKIP_NONREF_CODECS = frozenset({"h264"})
+# At most this many decoders at once.
+_MAX_WORKERS = 8
 # A file whose frames end more than this many frame intervals (and this many seconds) before the
 # duration its header declares is reported as truncated.
 _TRUNCATION_FRAMES = 2
@@ -157,8 +166,10 @@ def scan(
             f"{path!r} is corrupt: the demuxer flagged {corrupt} of its {packets} video packets "
             "as damaged (lost or broken data); re-download it, or re-encode it with ffmpeg"
         )
-    if untimed:
-        # No timestamps to sort by: frames are numbered in decode order and read sequentially.
+    if untimed or (container.format.name == "avi" and stream.codec_context.codec.reorder):
+        # No presentation times to sort by (none at all, or AVI's decode-order times with a codec
+        # that may reorder frames): frames are numbered in the order the decoder outputs them,
+        # which is presentation order, and read sequentially.
         count = packets
         return StreamIndex(
             pts=list(range(count)),
@@ -245,6 +256,17 @@ class _Reader:
         self.index = index
         self.frames: Iterator[Any] | None = None
         self.last: int | None = None  # pts of the last frame the decoder returned
+        # pts of the frames to return; other frames that no frame refers to are not decoded
+        self.wanted: frozenset[int] | None = None
+
+    def _decoded(self) -> Iterator[Any]:
+        """Frames from the current position on, skipping unwanted non-reference frames."""
+        context = self.stream.codec_context
+        context.skip_frame = "DEFAULT"
+        for packet in self.container.demux(self.stream):
+            if self.wanted is not None:
+                context.skip_frame = "DEFAULT" if packet.pts in self.wanted else "NONREF"
+            yield from packet.decode()
 
     def _keyframe_between(self, after: int, upto: int) -> bool:
         keys = self.index.keyframes
@@ -272,7 +294,7 @@ class _Reader:
                 self.container.seek(0)  # the very start of the file
             else:
                 self.container.seek(anchor, stream=self.stream, backward=True)
-            self.frames = iter(self.container.decode(self.stream))
+            self.frames = self._decoded()
             first = next(self.frames, None)
             if first is None:
                 continue
@@ -299,6 +321,43 @@ class _Reader:
         return frame if frame is not None else self._seek(target)
 
 
+def worker_count() -> int:
+    """How many decoders may run at once: the usable CPUs, at most ``_MAX_WORKERS``."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _MAX_WORKERS))
+
+
+def plan(index: StreamIndex, positions: list[int], workers: int) -> list[list[int]]:
+    """Split ``positions`` (ascending) into at most ``workers`` runs of consecutive positions.
+
+    Positions between which no keyframe lies stay in one run (one decoder reaches the later by
+    decoding forward from the earlier); the runs are balanced by their number of positions.
+    """
+    groups: list[list[int]] = []
+    for position in positions:
+        target = index.pts[position]
+        if groups:
+            previous = index.pts[groups[-1][-1]]
+            i = bisect.bisect_right(index.keyframes, previous)
+            if not (i < len(index.keyframes) and index.keyframes[i] <= target):
+                groups[-1].append(position)
+                continue
+        groups.append([position])
+    count = min(workers, len(groups))
+    chunks: list[list[int]] = [[] for _ in range(count)]
+    chunk = done = 0
+    for group in groups:
+        # move on once this chunk holds its share of the positions
+        if chunks[chunk] and done >= len(positions) * (chunk + 1) / count:
+            chunk += 1
+        chunks[chunk].extend(group)
+        done += len(group)
+    return [c for c in chunks if c]
+
+
 def decode(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
@@ -309,14 +368,49 @@ def decode(
 ) -> dict[int, tuple[Image.Image, float]]:
     """Decode the frames at ``positions`` (ascending, unique); return image and timestamp each.
 
-    ``progress`` is a tqdm-like object updated once per frame.
+    Runs of positions that need their own seek are shared out between up to
+    :func:`worker_count` decoders (threads, each with its own demuxer: FFmpeg releases the GIL
+    while decoding); ``container`` decodes the first run.  ``progress`` is a tqdm-like object
+    updated once per frame.
     """
+    if not index.exact:
+        stream.thread_type = _THREAD_TYPE
+        return _decode_sequential(path, positions, index, progress)
+    chunks = plan(index, positions, worker_count())
+    if len(chunks) == 1:
+        # one decoder: let FFmpeg thread it, as it decodes long stretches
+        stream.thread_type = _THREAD_TYPE
+        return _decode_run(container, stream, index, chunks[0], path, progress)
+    stream.thread_type = _PARALLEL_THREAD_TYPE
+
+    def own_decoder(chunk: list[int]) -> dict[int, tuple[Image.Image, float]]:
+        with open_container(path) as other:
+            other_stream = other.streams[stream.index]
+            other_stream.thread_type = _PARALLEL_THREAD_TYPE
+            return _decode_run(other, other_stream, index, chunk, path, progress)
+
+    with ThreadPoolExecutor(max_workers=len(chunks) - 1) as pool:
+        others = [pool.submit(own_decoder, chunk) for chunk in chunks[1:]]
+        out = _decode_run(container, stream, index, chunks[0], path, progress)
+        for future in others:
+            out.update(future.result())
+    return out
+
+
+def _decode_run(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    index: StreamIndex,
+    positions: list[int],
+    path: str,
+    progress: Any,
+) -> dict[int, tuple[Image.Image, float]]:
+    """Decode ``positions`` (ascending) with one decoder, seeking only where it pays off."""
     import av
 
-    stream.thread_type = _THREAD_TYPE
-    if not index.exact:
-        return _decode_sequential(path, positions, index, progress)
     reader = _Reader(container, stream, index)
+    if stream.codec_context.name in _SKIP_NONREF_CODECS:
+        reader.wanted = frozenset(index.pts[p] for p in positions)
     origin = index.pts[0]
     tb = float(index.time_base)
     out: dict[int, tuple[Image.Image, float]] = {}
@@ -324,6 +418,11 @@ def decode(
         target = index.pts[position]
         try:
             frame = reader.get(target)
+            if reader.wanted is not None and (frame is None or _frame_ts(frame) != target):
+                # packet and frame timestamps disagree (AVI, broken muxers): decode everything
+                reader.wanted = None
+                reader.frames = None
+                frame = reader.get(target)
         except av.FFmpegError as exc:
             raise VideoError(
                 f"decoding frame {position} of {path!r} failed ({exc.strerror or exc}); the "
