@@ -435,7 +435,9 @@ def test_convert_counts_skipped_records_and_checks_its_arguments(tmp_path):
         convert_to_llava(source, tmp_path / "x.jsonl", limit=-1, progress=False)
     with pytest.raises(DatasetError, match="does not exist"):
         convert_to_llava(tmp_path / "nope.json", tmp_path / "x.jsonl", progress=False)
-    assert not (tmp_path / "x.jsonl").exists()
+    with pytest.raises(InstitValueError, match="'video' or 'image'"):
+        convert_to_llava(source, tmp_path / "new" / "x.jsonl", kind="audio", progress=False)  # type: ignore[arg-type]
+    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "new").exists()
 
 
 def test_a_bad_record_leaves_no_output_behind(tmp_path):

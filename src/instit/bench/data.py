@@ -9,9 +9,12 @@ On-disk layout (the dataset repository ``Inst-IT/Inst-It-Bench`` as downloaded):
       video_open_ended/test-*.parquet        question_id, question, answer, video_path
       videos_vpt.zip                         folders of pre-marked frames named by video_path
 
-Parquet needs ``pyarrow`` (``pip install pyarrow``).  A config folder may instead hold
-``*.jsonl`` / ``*.json`` rows with the same fields, where ``image`` is a file path relative to
-the config folder: that is what :func:`instit.bench.synthetic.make_tiny_bench` writes.
+``ROOT`` is a local copy, or the snapshot folder of a hub cache (what ``huggingface_hub`` and
+``datasets`` download), read offline with ``offline=True``; instit never writes into a cache
+snapshot.  Parquet needs ``pyarrow`` (``pip install instit[bench]``).  A config folder may
+instead hold ``*.jsonl`` / ``*.json`` rows with the same fields, where ``image`` is a file path
+relative to the config folder: that is what :func:`instit.bench.synthetic.make_tiny_bench`
+writes.
 """
 
 from __future__ import annotations

@@ -206,6 +206,7 @@ def convert_to_llava(
         )
     kind = kind or detect_kind(source)
     reader = JsonArrayReader(source)
+    records_in = read_records(source, kind, reader=reader)  # checks kind before writing
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     records = conversations = turns = skipped = 0
@@ -220,7 +221,7 @@ def convert_to_llava(
                 disable=not progress,
             ) as bar,
         ):
-            for record in itertools.islice(read_records(source, kind, reader=reader), limit):
+            for record in itertools.islice(records_in, limit):
                 records += 1
                 if isinstance(record, VideoRecord):
                     item = video_to_llava(record, include=chosen)
