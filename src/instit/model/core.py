@@ -548,7 +548,9 @@ class InstIt:
         from instit.model.weights import export_transformers
 
         directory = Path(directory)
-        _check_destination(directory, overwrite=overwrite)
+        _check_destination(directory, self.spec.path, overwrite=overwrite)
+        if directory.is_dir():
+            shutil.rmtree(directory)
         return export_transformers(self, directory)
 
 
@@ -564,19 +566,26 @@ def convert(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool | None = None,
 ) -> Path:
     """Convert a LLaVA-NeXT checkpoint into transformers' LLaVA-OneVision layout.
 
     The result loads with plain ``transformers`` (``AutoModelForImageTextToText`` /
     ``LlavaOnevisionForConditionalGeneration.from_pretrained(dst)``) and gives the same logits
-    for images. Refuses a non-empty ``dst`` unless ``overwrite=True``. Returns ``dst``.
+    for images; weights keep the checkpoint's stored dtype. Refuses a non-empty ``dst`` unless
+    ``overwrite=True``, and a ``dst`` that is, contains or lies inside the source: the source is
+    only read. ``revision``, ``cache_dir`` and ``local_files_only`` are for a hub id. Returns
+    ``dst``.
     """
     from instit.model.checkpoint import snapshot
 
     dst = Path(dst)
-    _check_destination(dst, overwrite=overwrite)
-    folder = snapshot(src, local_files_only=local_files_only)
+    folder = snapshot(
+        src, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+    )
+    _check_destination(dst, folder, overwrite=overwrite)
     config = (
         json.loads((folder / "config.json").read_text())
         if (folder / "config.json").exists()
@@ -588,18 +597,24 @@ def convert(
         quantization=None,
         device="cpu",
         dtype=stored if stored in ("bfloat16", "float16", "float32") else "float32",
+        cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,
     )
     return model.save_pretrained(dst, overwrite=overwrite)
 
 
-def _check_destination(dst: Path, *, overwrite: bool) -> None:
+def _check_destination(dst: Path, source: Path, *, overwrite: bool) -> None:
+    """Refuse a destination that is a file, overlaps ``source`` or is non-empty (no overwrite)."""
     if dst.exists() and not dst.is_dir():
         raise InstitValueError(f"{dst} is a file; pass a folder to write the checkpoint to")
-    if dst.is_dir() and any(dst.iterdir()):
-        if not overwrite:
-            raise InstitValueError(
-                f"{dst} is not empty; pass an empty folder or overwrite=True to replace it"
-            )
-        shutil.rmtree(dst)
+    out, src = dst.resolve(), source.resolve()
+    if out == src or out in src.parents or src in out.parents:
+        raise InstitValueError(
+            f"{dst} overlaps the source checkpoint {source}; write to a separate folder "
+            "(the source is never modified)"
+        )
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise InstitValueError(
+            f"{dst} is not empty; pass an empty folder or overwrite=True to replace it"
+        )

@@ -309,7 +309,9 @@ def export_transformers(model: Any, folder: Any, shard_bytes: int = 4 * 1024**3)
     tokenizer.save_pretrained(str(folder))
     vision = model.vision
     processor = {
-        "image_processor_type": "LlavaOnevisionImageProcessor",
+        # the PIL class reproduces the reference's bicubic resizing exactly (the torchvision one
+        # differs by up to 12 levels), whether or not torchvision is installed
+        "image_processor_type": "LlavaOnevisionImageProcessorPil",
         "processor_class": "LlavaOnevisionProcessor",
         "do_resize": True,
         "size": {"height": vision.image_size, "width": vision.image_size},
