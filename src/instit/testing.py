@@ -80,15 +80,17 @@ def _tokenizer(specials: list[str], size: int) -> Any:
     )
 
 
-def _configs(arch: str, vocab: int, tokenizer: Any) -> tuple[Any, Any, dict[str, Any]]:
+def _configs(
+    arch: str, vocab: int, tokenizer: Any, hidden: int, layers: int
+) -> tuple[Any, Any, dict[str, Any]]:
     from transformers import CLIPVisionConfig, LlamaConfig, Qwen2Config, SiglipVisionConfig
 
     if arch == "qwen2-siglip":
         text = Qwen2Config(
             vocab_size=(vocab // 64 + 1) * 64,  # more rows than tokens, as the real checkpoint
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
             num_attention_heads=4,
             num_key_value_heads=2,
             max_position_embeddings=32768,
@@ -116,9 +118,9 @@ def _configs(arch: str, vocab: int, tokenizer: Any) -> tuple[Any, Any, dict[str,
     else:
         text = LlamaConfig(
             vocab_size=vocab,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
             num_attention_heads=4,
             num_key_value_heads=4,
             max_position_embeddings=4096,
@@ -174,7 +176,7 @@ def _write_shards(folder: Path, tensors: dict[str, Any], parts: int = 2) -> None
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
 
 
-def _write_original(folder: Path, arch: str, seed: int) -> None:
+def _write_original(folder: Path, arch: str, seed: int, hidden: int, layers: int) -> None:
     import torch
     from safetensors.torch import save_file
     from transformers import LlavaOnevisionConfig
@@ -184,7 +186,7 @@ def _write_original(folder: Path, arch: str, seed: int) -> None:
     specials = _QWEN_SPECIALS if arch == "qwen2-siglip" else _LLAMA_SPECIALS
     tokenizer = _tokenizer(specials, 400)
     vocab = len(tokenizer)
-    text, vision, llava = _configs(arch, vocab, tokenizer)
+    text, vision, llava = _configs(arch, vocab, tokenizer, hidden, layers)
     config = LlavaOnevisionConfig(
         text_config=text.to_dict(),
         vision_config=vision.to_dict(),
@@ -262,6 +264,8 @@ def make_tiny_checkpoint(
     *,
     layout: Literal["original", "transformers"] = "original",
     seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
 ) -> Path:
     """Write a tiny random Inst-It-like checkpoint to ``path`` (a new or empty folder).
 
@@ -269,22 +273,28 @@ def make_tiny_checkpoint(
     pinpoints, 400 tokens but 448 embedding rows) or ``"vicuna-clip"`` (Llama tokenizer with BOS,
     CLIP-336 tower, ``anyres`` with 4 pinpoints). ``layout``: LLaVA-NeXT's ``"original"`` (as the
     released checkpoints) or ``"transformers"`` (LLaVA-OneVision, via :func:`instit.model.convert`).
-    Returns ``path``.
+    ``hidden_size`` (a multiple of 4; MLP twice as wide) and ``num_layers`` size the language
+    model, e.g. for memory and speed measurements. Returns ``path``.
     """
     if arch not in ("qwen2-siglip", "vicuna-clip"):
         raise InstitValueError(f"arch={arch!r} is unknown; use 'qwen2-siglip' or 'vicuna-clip'")
     if layout not in ("original", "transformers"):
         raise InstitValueError(f"layout={layout!r} is unknown; use 'original' or 'transformers'")
+    if hidden_size < 4 or hidden_size % 4 or num_layers < 1:
+        raise InstitValueError(
+            f"hidden_size={hidden_size}, num_layers={num_layers}; pass a positive multiple of 4 "
+            "and at least one layer"
+        )
     path = Path(path)
     if path.exists() and any(path.iterdir()):
         raise InstitValueError(f"{path} is not empty; pass a new or empty folder")
     if layout == "original":
-        _write_original(path, arch, seed)
+        _write_original(path, arch, seed, hidden_size, num_layers)
         return path
     from instit.model.core import convert
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "original"
-        _write_original(source, arch, seed)
+        _write_original(source, arch, seed, hidden_size, num_layers)
         convert(source, path, overwrite=True, progress=False)
     return path
