@@ -305,8 +305,7 @@ def _prepare(
     if options:
         chosen = chosen.with_options(**options)
     height, width = pixels.shape[:2]
-    coerced = Instances.coerce(instances, image_size=(width, height))
-    coerced.validate_for((width, height))
+    coerced = Instances.coerce(instances, image_size=(width, height))  # also validates
     return shapes_from(coerced, (width, height)), chosen.resolve(width, height)
 
 
@@ -314,7 +313,12 @@ def _render(pixels: np.ndarray, shapes: list[Shape], style: ResolvedStyle) -> Im
     placements = layout(pixels, shapes, style)
     for annotator in annotators(style):
         annotator.annotate(pixels, shapes, placements)
-    return Image.fromarray(pixels)
+    # one pass from the buffer into Pillow's storage; an image made with no fill colour skips
+    # the zeroing that Image.fromarray does first
+    height, width = pixels.shape[:2]
+    result = Image.new("RGB", (width, height), None)
+    result.frombytes(pixels)
+    return result
 
 
 def _pixel_box(

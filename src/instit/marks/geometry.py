@@ -105,7 +105,7 @@ def shapes_from(instances: Any, size: tuple[int, int]) -> list[Shape]:
             roi = _rasterise_crop(polygons[index], left, top, right - left, bottom - top)
         else:
             roi = np.asarray(masks[index, top:bottom, left:right], dtype=bool)
-        if not roi.any():
+        if not cv2.hasNonZero(roi.view(np.uint8)):
             raise InstancesError(
                 f"instance {instance_id}: its {kind} covers no pixel inside its box "
                 f"{tuple(box)}; drop the instance or give it a mask whose box matches it"
@@ -135,7 +135,7 @@ def _rasterise_crop(
         for ring in rings
     ]
     cv2.fillPoly(canvas, fixed, 1, lineType=cv2.LINE_8, shift=4)
-    return canvas.astype(bool)
+    return canvas.view(bool)
 
 
 def interior_point(mask: np.ndarray) -> tuple[tuple[float, float], float]:
@@ -147,30 +147,31 @@ def interior_point(mask: np.ndarray) -> tuple[tuple[float, float], float]:
     """
     height, width = mask.shape
     factor = max(1, math.ceil(max(height, width) / DT_MAX_SIDE))
-    small = mask.view(np.uint8)
-    if factor > 1:
-        # pad to whole cells: OpenCV's area averaging is much faster for integer factors
+    pixels = mask.view(np.uint8)
+    if factor == 1:
+        padded = cv2.copyMakeBorder(pixels, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    else:
+        # pad to whole cells (OpenCV's area averaging is much faster for integer factors) plus
+        # one empty cell on every side, the border the transform needs
         cells_y, cells_x = math.ceil(height / factor), math.ceil(width / factor)
         whole = cv2.copyMakeBorder(
-            small,
-            0,
-            cells_y * factor - height,
-            0,
-            cells_x * factor - width,
+            pixels,
+            factor,
+            (cells_y + 1) * factor - height,
+            factor,
+            (cells_x + 1) * factor - width,
             cv2.BORDER_CONSTANT,
             value=0,
         )
+        cells = (cells_x + 2, cells_y + 2)
         # area averaging of 0/1 rounds to 1 where at least half of a cell is inside
-        majority = cv2.resize(whole, (cells_x, cells_y), interpolation=cv2.INTER_AREA)
-        if not majority.any():  # only thin parts: keep every cell the mask touches
-            majority = cv2.resize(
-                whole * np.uint8(255), (cells_x, cells_y), interpolation=cv2.INTER_AREA
-            )
-            majority = (majority > 0).view(np.uint8)
-        small = majority
-    padded = cv2.copyMakeBorder(small, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        padded = cv2.resize(whole, cells, interpolation=cv2.INTER_AREA)
+        if not cv2.hasNonZero(padded):  # only thin parts: keep every cell the mask touches
+            touched = cv2.resize(whole * np.uint8(255), cells, interpolation=cv2.INTER_AREA)
+            padded = (touched > 0).view(np.uint8)
     distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_5)
-    best = np.flatnonzero(distance == distance.max())
+    peak = cv2.minMaxLoc(distance)[1]
+    best = np.flatnonzero(distance == peak)
     row, col = divmod(int(best[len(best) // 2]), padded.shape[1])
     radius = float(distance[row, col]) * factor
     # centre of the low-resolution cell, back in mask pixels
