@@ -90,19 +90,19 @@ def test_several_questions_on_one_image_encode_it_once(model: InstIt) -> None:
     picture = image(seed=4)
     calls = TowerCalls(model)
     try:
-        answers = model.ask(picture, QUESTIONS, max_new_tokens=3)
+        answers = model.ask(picture, QUESTIONS, max_new_tokens=2)
         assert calls.count == 1 and len(answers) == 3
-        model.generate([picture] * 3, QUESTIONS, max_new_tokens=3)
+        model.generate([picture] * 3, QUESTIONS, max_new_tokens=2)
         assert calls.count == 2
         encoded = model.encode_media(picture)
         assert isinstance(encoded, EncodedMedia) and calls.count == 3
-        reused = model.generate([encoded] * 3, QUESTIONS, max_new_tokens=3)
+        reused = model.generate([encoded] * 3, QUESTIONS, max_new_tokens=2)
         assert calls.count == 3
-        model.generate([image(seed=4) for _ in range(3)], QUESTIONS, max_new_tokens=3)
+        model.generate([image(seed=4) for _ in range(3)], QUESTIONS, max_new_tokens=2)
         assert calls.count == 6  # distinct objects are encoded separately
     finally:
         calls.handle.remove()
-    assert reused == model.generate([picture] * 3, QUESTIONS, max_new_tokens=3)
+    assert reused == model.generate([picture] * 3, QUESTIONS, max_new_tokens=2)
 
 
 def _anonymous_rss() -> int:
