@@ -59,9 +59,10 @@ class Shape:
         row = np.floor(ys).astype(np.int64) - self.origin[1]
         height, width = self.roi.shape
         inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-        result = np.zeros(inside.shape, dtype=bool)
-        result[inside] = self.roi[row[inside], col[inside]]
-        return result
+        # look up clamped indices, then drop the ones that were outside
+        np.minimum(np.maximum(col, 0, out=col), width - 1, out=col)
+        np.minimum(np.maximum(row, 0, out=row), height - 1, out=row)
+        return self.roi[row, col] & inside
 
 
 def shapes_from(instances: Any, size: tuple[int, int]) -> list[Shape]:

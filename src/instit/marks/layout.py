@@ -99,13 +99,15 @@ def layout(pixels: np.ndarray, shapes: list[Shape], style: ResolvedStyle) -> dic
     """Place the labels of ``shapes`` on the RGB array ``pixels``; returns ``{id: Placement}``."""
     height, width = pixels.shape[:2]
     placed = np.empty((len(shapes), 4), dtype=np.int64)
+    boxes: list[tuple[int, int, int, int]] = []  # the same boxes, for the fast path
     result: dict[int, Placement] = {}
     for count, shape in enumerate(sorted(shapes, key=lambda s: (s.radius, s.id))):
         text = label_text(shape.id, style.labels)
         size = label_size(text, style)
         home = _home(shape, size[1], style)
-        box = _place(shape, home, size, (width, height), placed[:count], style.search_radius)
+        box = _place(shape, home, size, (width, height), boxes, placed[:count], style)
         placed[count] = box
+        boxes.append(box)
         result[shape.id] = _placement(shape, home, text, box, pixels, style)
     return {shape.id: result[shape.id] for shape in shapes}
 
@@ -130,23 +132,27 @@ def _place(
     home: tuple[float, float],
     size: tuple[int, int],
     image_size: tuple[int, int],
+    boxes: list[tuple[int, int, int, int]],
     placed: np.ndarray,
-    search_radius: float,
+    style: ResolvedStyle,
 ) -> tuple[int, int, int, int]:
     label_w, label_h = size
     ax, ay = home
-    # fast path: the label centred on its home is free (the usual case)
+    # fast path: the label centred on its home is free (the usual case); a plain loop beats
+    # array operations for the few dozen labels of a frame
     width, height = image_size
     x0 = min(max(round(ax - label_w / 2), 0), max(0, width - label_w))
     y0 = min(max(round(ay - label_h / 2), 0), max(0, height - label_h))
     x1, y1 = x0 + label_w, y0 + label_h
-    if not (
-        (x0 < placed[:, 2]) & (placed[:, 0] < x1) & (y0 < placed[:, 3]) & (placed[:, 1] < y1)
-    ).any() and shape.contains_point((x0 + x1) / 2, (y0 + y1) / 2):
-        return (x0, y0, x1, y1)
-    offsets = _offsets(label_w, label_h, search_radius)
-    boxes = _boxes(ax + offsets[:, 0], ay + offsets[:, 1], size, image_size)
-    chosen = _first_free(shape, boxes, offsets[:, 2], placed, label_h)
+    for bx0, by0, bx1, by1 in boxes:
+        if x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y1:
+            break
+    else:
+        if shape.contains_point((x0 + x1) / 2, (y0 + y1) / 2):
+            return (x0, y0, x1, y1)
+    offsets = _offsets(label_w, label_h, style.search_radius)
+    cx, cy, distance = ax + offsets[:, 0], ay + offsets[:, 1], offsets[:, 2]
+    chosen = _first_free(shape, cx, cy, distance, size, image_size, placed)
     if chosen is None:  # crowded around the anchor: nearest free spot anywhere in the image
         step = max(1, label_h // 3)
         grid_x, grid_y = np.meshgrid(
@@ -156,8 +162,8 @@ def _place(
         cx, cy = grid_x.ravel(), grid_y.ravel()
         distance = np.hypot(cx - ax, cy - ay)
         order = np.argsort(distance, kind="stable")
-        boxes = _boxes(cx[order], cy[order], size, image_size)
-        chosen = _first_free(shape, boxes, distance[order], placed, label_h)
+        cx, cy, distance = cx[order], cy[order], distance[order]
+        chosen = _first_free(shape, cx, cy, distance, size, image_size, placed)
     if chosen is None:
         warnings.warn(
             f"no free spot for the label of instance {shape.id}: the image is too small for "
@@ -165,8 +171,8 @@ def _place(
             "smaller font_size",
             stacklevel=4,
         )
-        chosen = boxes[0]
-    x0, y0, x1, y1 = (int(v) for v in chosen)
+        chosen = _boxes(cx[:1], cy[:1], size, image_size)[0]
+    x0, y0, x1, y1 = chosen.tolist()
     return (x0, y0, x1, y1)
 
 
@@ -193,16 +199,33 @@ def _boxes(
     """Label boxes centred on ``(cx, cy)``, shifted to lie inside the image."""
     label_w, label_h = size
     width, height = image_size
-    x0 = np.clip(np.round(cx - label_w / 2), 0, max(0, width - label_w)).astype(np.int64)
-    y0 = np.clip(np.round(cy - label_h / 2), 0, max(0, height - label_h)).astype(np.int64)
-    return np.stack([x0, y0, x0 + label_w, y0 + label_h], axis=1)
+    x0 = np.rint(cx - label_w / 2)
+    y0 = np.rint(cy - label_h / 2)
+    # np.clip costs more than the two calls it stands for on arrays this small
+    np.minimum(np.maximum(x0, 0, out=x0), max(0, width - label_w), out=x0)
+    np.minimum(np.maximum(y0, 0, out=y0), max(0, height - label_h), out=y0)
+    boxes = np.empty((len(x0), 4), dtype=np.int64)
+    boxes[:, 0] = x0
+    boxes[:, 1] = y0
+    boxes[:, 2] = boxes[:, 0] + label_w
+    boxes[:, 3] = boxes[:, 1] + label_h
+    return boxes
 
 
 def _first_free(
-    shape: Shape, boxes: np.ndarray, distance: np.ndarray, placed: np.ndarray, label_h: int
+    shape: Shape,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    distance: np.ndarray,
+    size: tuple[int, int],
+    image_size: tuple[int, int],
+    placed: np.ndarray,
 ) -> np.ndarray | None:
-    for start in range(0, len(boxes), _CHUNK):
-        chunk = boxes[start : start + _CHUNK]
+    """The best free box among the candidates centred on ``(cx, cy)``, nearest first; boxes
+    are made one chunk at a time, as the first chunk usually has a free one."""
+    label_h = size[1]
+    for start in range(0, len(distance), _CHUNK):
+        chunk = _boxes(cx[start : start + _CHUNK], cy[start : start + _CHUNK], size, image_size)
         if len(placed):
             overlap = (
                 (chunk[:, None, 0] < placed[None, :, 2])
@@ -243,12 +266,15 @@ def _placement(
         box_color = _contrasting(background)
     text_color = style.text_color
     if text_color == "auto":
+        # the box colour as it appears over the pixels under the label
         alpha = style.box_alpha
-        seen = tuple(
-            alpha * box + (1 - alpha) * under
-            for box, under in zip(box_color, background, strict=True)
+        text_color = _contrasting(
+            (
+                alpha * box_color[0] + (1 - alpha) * background[0],
+                alpha * box_color[1] + (1 - alpha) * background[1],
+                alpha * box_color[2] + (1 - alpha) * background[2],
+            )
         )
-        text_color = _contrasting(seen)
     hx, hy = home
     moved = not (x0 <= hx <= x1 and y0 <= hy <= y1)
     leader = None
@@ -257,32 +283,30 @@ def _placement(
     if moved and math.hypot(cx - hx, cy - hy) > style.leader_distance * label_h:
         end = (float(min(max(ax, x0), x1)), float(min(max(ay, y0), y1)))
         leader = ((float(ax), float(ay)), end)
+    # colours are int tuples already: validated style colours, or black / white
     return Placement(
         id=shape.id,
         text=text,
         anchor=(float(ax), float(ay)),
-        box=(int(x0), int(y0), int(x1), int(y1)),
+        box=(x0, y0, x1, y1),
         color=instance_color(shape.id),
-        box_color=tuple(int(c) for c in box_color),
-        text_color=tuple(int(c) for c in text_color),
+        box_color=box_color,
+        text_color=text_color,
         moved=moved,
         leader=leader,
     )
 
 
-def _relative_luminance(rgb: tuple[float, ...]) -> float:
-    """WCAG relative luminance of an sRGB colour with channels in 0..255."""
-    total = 0.0
-    for channel, weight in zip(rgb, (0.2126, 0.7152, 0.0722), strict=True):
-        value = channel / 255
-        linear = value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
-        total += weight * linear
-    return total
+def _linear(channel: float) -> float:
+    """sRGB channel (0..255) -> linear light (0..1)."""
+    value = channel / 255
+    return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
 
 
 def _contrasting(rgb: tuple[float, ...]) -> RGB:
     """Black or white, whichever has the higher WCAG contrast ratio with ``rgb``."""
-    luminance = _relative_luminance(rgb)
+    # WCAG relative luminance
+    luminance = 0.2126 * _linear(rgb[0]) + 0.7152 * _linear(rgb[1]) + 0.0722 * _linear(rgb[2])
     with_black = (luminance + 0.05) / 0.05
     with_white = 1.05 / (luminance + 0.05)
     return _BLACK if with_black > with_white else _WHITE
