@@ -561,3 +561,55 @@ def test_with_marks_picks_tracks_by_source_frame(clips):
     assert not np.array_equal(np.asarray(by_position.frames[0]), np.asarray(video.frames[0]))
     with pytest.raises(InstitValueError, match="indexed_by"):
         video.with_marks(tracks, indexed_by="time")  # type: ignore[arg-type]
+
+
+# -- decoding plan -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "vp9.webm", "vfr.mkv", "h264.ts"])
+@pytest.mark.parametrize("workers", [1, 3, 8])
+def test_any_number_of_decoders_gives_the_same_frames(clips, monkeypatch, name, workers):
+    from instit.video import _pyav
+
+    monkeypatch.setattr(_pyav, "worker_count", lambda: workers)
+    n = CLIPS[name]["n"]
+    video = load_video(clips[name], num_frames=13)
+    assert video.indices == linspace_rule(n, 13)
+    assert codes(video) == video.indices
+    assert video.timestamps == pytest.approx(
+        [presentation_times(clips[name])[i] for i in video.indices]
+    )
+
+
+def test_plan_keeps_frames_between_keyframes_on_one_decoder():
+    from instit.video._pyav import StreamIndex, plan
+
+    index = StreamIndex(
+        pts=list(range(100)),
+        keyframes=list(range(0, 100, 10)),
+        time_base=Fraction(1, 10),
+        last_duration=1,
+        average_rate=Fraction(10),
+        exact=True,
+    )
+    positions = [0, 5, 9, 10, 33, 50, 51, 52, 99]
+    assert plan(index, positions, 1) == [positions]
+    assert plan(index, positions, 4) == [[0, 5, 9], [10, 33], [50, 51, 52], [99]]
+    chunks = plan(index, list(range(0, 100, 3)), 8)
+    assert len(chunks) == 8 and [p for c in chunks for p in c] == list(range(0, 100, 3))
+    assert plan(index, [1, 2, 3], 8) == [[1, 2, 3]]  # one run: one decoder
+
+
+def test_avi_with_b_frames_is_numbered_in_presentation_order(clips):
+    video = load_video(clips["h264-bframes.avi"], num_frames=None)
+    assert video.timestamps == pytest.approx([i / 24 for i in range(N)])
+    assert video.fps == pytest.approx(24.0) and video.duration == pytest.approx(3.0)
+
+
+def test_progress_bar_with_several_decoders(clips, monkeypatch, capsys):
+    from instit.video import _pyav
+
+    monkeypatch.setattr(_pyav, "worker_count", lambda: 4)
+    video = load_video(clips["h264.mp4"], num_frames=8, progress=True)
+    assert codes(video) == video.indices == linspace_rule(N, 8)
+    assert "decoding frames" in capsys.readouterr().err
