@@ -8,8 +8,10 @@ count, variable-frame-rate files have no fixed frame duration) and gives the key
 
 :func:`decode` then fetches the wanted frames in playing order: it seeks to the keyframe at or
 before a wanted frame and decodes forward to its pts; when the next wanted frame comes before the
-next keyframe it simply keeps decoding instead of seeking again.  Only the wanted frames are
-converted to RGB, and the video is never held in memory as a whole.
+next keyframe it simply keeps decoding instead of seeking again.  Runs of wanted frames that each
+need their own seek are shared among several decoders (threads with their own demuxers, see
+:func:`plan`), and unwanted H.264 frames that no other frame refers to are not decoded.  Only the
+wanted frames are converted to RGB, and the video is never held in memory as a whole.
 """
 
 from __future__ import annotations
