@@ -74,16 +74,13 @@ def _pct(numerator: float, denominator: int) -> float | None:
     return numerator / denominator * 100 if denominator else None
 
 
-@dataclass(frozen=True)
-class MCScore:
-    """Multiple-choice result: leaderboard ``accuracy`` and ``strict_accuracy`` (percent)."""
+class _Score:
+    """What both score types share: JSON output and a notebook view of :meth:`table`."""
 
-    accuracy: float | None
-    strict_accuracy: float | None
-    total_num: int
-    valid_num: int
-    correct_num: int
-    per_split: dict[str, MCScore] = field(default_factory=dict)
+    per_split: dict[str, Any]
+
+    def table(self) -> str:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -94,6 +91,21 @@ class MCScore:
     def to_json(self, indent: int | None = 2) -> str:
         """The score as JSON text."""
         return json.dumps(self.to_dict(), indent=indent)
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(self.table()) + "</pre>"
+
+
+@dataclass(frozen=True)
+class MCScore(_Score):
+    """Multiple-choice result: leaderboard ``accuracy`` and ``strict_accuracy`` (percent)."""
+
+    accuracy: float | None
+    strict_accuracy: float | None
+    total_num: int
+    valid_num: int
+    correct_num: int
+    per_split: dict[str, MCScore] = field(default_factory=dict)
 
     def table(self) -> str:
         """A short plain-text summary table (overall and per split)."""
@@ -108,12 +120,9 @@ class MCScore:
             )
         return "\n".join(lines)
 
-    def _repr_html_(self) -> str:
-        return "<pre>" + html.escape(self.table()) + "</pre>"
-
 
 @dataclass(frozen=True)
-class OEScore:
+class OEScore(_Score):
     """Open-ended result: mean judge score of validly judged items, in percent."""
 
     accuracy: float | None
@@ -122,16 +131,6 @@ class OEScore:
     invalid_num: int
     judge_model: str | None = None
     per_split: dict[str, OEScore] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        data = asdict(self)
-        data["per_split"] = {k: v.to_dict() for k, v in self.per_split.items()}
-        return data
-
-    def to_json(self, indent: int | None = 2) -> str:
-        """The score as JSON text."""
-        return json.dumps(self.to_dict(), indent=indent)
 
     def table(self) -> str:
         """A short plain-text summary table (overall and per split)."""
@@ -143,9 +142,6 @@ class OEScore:
                 f"{s.total_num:>6}"
             )
         return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        return "<pre>" + html.escape(self.table()) + "</pre>"
 
 
 def _fmt(value: float | None) -> str:
