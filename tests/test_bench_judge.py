@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from instit.bench import Judge, score_oe
-from instit.bench.cli import main as bench_main
 from instit.bench.judge import JudgeConfigError, parse_score
 from instit.bench.protocol import DEFAULT_JUDGE_MODEL, JUDGE_PROMPTS
+from instit.cli import main as cli_main
 from instit.errors import DatasetError, JudgeError
 
 SENTINEL = "sk-SENTINEL-7f3a9c-never-log-me"
@@ -293,7 +293,7 @@ def test_cli_scores_and_never_writes_or_prints_the_key(
         "--timeout", "2", "--retries", "1", "--backoff", "0.01", "--concurrency", "2",
         "--json",
     ]  # fmt: skip
-    assert bench_main(args) == 0
+    assert cli_main(["bench", *args]) == 0
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     assert (summary["valid_num"], summary["invalid_num"]) == (2, 1)
@@ -314,7 +314,7 @@ def test_cli_scores_and_never_writes_or_prints_the_key(
     server.required_key = "another-key"
     log.unlink()
     Path(str(log) + ".judge.jsonl").unlink()
-    assert bench_main(args) == 1
+    assert cli_main(["bench", *args]) == 1
     captured = capsys.readouterr()
     assert "401" in captured.err and SENTINEL not in captured.out + captured.err
     assert not log.exists()

@@ -17,17 +17,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from instit.errors import InstitError, InstitTypeError, InstitValueError
+from instit.cli_support import (
+    EXIT_FAILURE as EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE as EXIT_USAGE,
+    help_formatter,
+    run_verb,
+)
+from instit.errors import InstitValueError
 
 DEFAULT_MODEL = "Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B"
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
 def _print_json(payload: Any) -> None:
@@ -311,7 +310,7 @@ def _verb(
         name,
         help=help_text,
         description=f"{help_text}\n\nexamples:\n{examples}",
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=handler)
@@ -325,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instit",
         description="Instance-level image and video understanding with the Inst-It models.",
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
     )
     parser.add_argument("--version", action="version", version=f"instit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -432,17 +431,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except (InstitValueError, InstitTypeError) as exc:
-        print(f"instit {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except InstitError as exc:
-        print(f"instit {args.command}: failed: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print(f"instit {args.command}: interrupted", file=sys.stderr)
-        return 130
+    name = " ".join(
+        part
+        for part in (
+            args.command,
+            getattr(args, "bench_command", None),
+            getattr(args, "dataset_command", None),
+        )
+        if part
+    )
+    return run_verb(args, name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,6 @@
 
 import sys
 
-from instit.bench.cli import main
+from instit.cli import main
 
-sys.exit(main())
+sys.exit(main(["bench", *sys.argv[1:]]))

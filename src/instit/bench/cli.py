@@ -1,8 +1,9 @@
 """``instit bench run`` and ``instit bench score``.
 
-:func:`add_bench_parser` plugs both into the top-level ``instit`` parser; :func:`main` runs them
-standalone (``python -m instit.bench run ...``, ``accelerate launch -m instit.bench run ...``).
-Exit codes: 0 ok, 2 bad usage or input, 1 any other failure.
+:func:`add_bench_parser` plugs both into the top-level ``instit`` parser; ``python -m
+instit.bench run ...`` (and ``accelerate launch -m instit.bench run ...``) runs them standalone.
+Exit codes as every verb (:mod:`instit.cli_support`): 0 ok, 2 bad usage or input, 1 any other
+failure.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ import importlib
 import importlib.util
 import json
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from instit.errors import InstitError, InstitTypeError, InstitValueError
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+from instit.cli_support import EXIT_OK, help_formatter
+from instit.errors import InstitTypeError, InstitValueError
 
 RUN_EXAMPLES = """\
 examples:
@@ -48,10 +46,6 @@ OUTPUT_NAMES = {
     "video_multi_choice": "video_mc_inference.json",
     "video_open_ended": "video_oe_inference.json",
 }
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
 def load_callable(spec: str) -> Any:
@@ -172,7 +166,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Run a model on Inst-It Bench and score its predictions.\n\n"
         + RUN_EXAMPLES
         + SCORE_EXAMPLES,
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
     )
     verbs = bench.add_subparsers(dest="bench_command", metavar="VERB", required=True)
 
@@ -181,7 +175,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="answer the bench questions with a model (resumable, multi-process)",
         description="Answer Inst-It Bench questions; writes <output-dir>/<split>_<fmt>"
         "_inference.json in the reference's predictions format.\n\n" + RUN_EXAMPLES,
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
     )
     run.add_argument("--model", help="MODULE:CALLABLE or FILE.py:CALLABLE, (media, prompt) -> str")
     run.add_argument("--checkpoint", help="Inst-It checkpoint (hub id or folder) to load")
@@ -213,7 +207,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         description="Score a predictions file like the reference evaluate.py and write its "
         "evaluation log.\nThe judge's API key is read from an environment variable only.\n\n"
         + SCORE_EXAMPLES,
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
     )
     score.add_argument("predictions", help="predictions JSON (reference format)")
     score.add_argument("--format", required=True, choices=["mc", "oe"])
@@ -233,19 +227,3 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     score.add_argument("--json", action="store_true", help="print the scores as JSON")
     score.set_defaults(handler=_cmd_score)
     return bench
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``bench run`` / ``bench score`` standalone (``argv`` without the ``bench`` word)."""
-    parser = argparse.ArgumentParser(prog="instit", formatter_class=_formatter)
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_bench_parser(subparsers)
-    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.handler(args))
-    except (InstitValueError, InstitTypeError) as exc:
-        print(f"instit bench {args.bench_command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except InstitError as exc:
-        print(f"instit bench {args.bench_command}: failed: {exc}", file=sys.stderr)
-        return EXIT_FAILURE

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from instit.cli_support import help_formatter
+
 EXAMPLES = """\
 examples:
   instit dataset to-llava inst_it_dataset_video_21k.json -o video_sft.jsonl
@@ -16,10 +18,6 @@ examples:
   # only the question-answer turns of the first 100 videos
   instit dataset to-llava inst_it_dataset_video_21k.json -o qa.jsonl --include qa --limit 100
 """
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
 def _cmd_to_llava(args: argparse.Namespace) -> int:
@@ -57,7 +55,7 @@ def add_dataset_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         "dataset",
         help="read and convert the Inst-It Dataset",
         description="Read and convert the Inst-It Dataset annotation files.\n\n" + EXAMPLES,
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
     )
     verbs = dataset.add_subparsers(dest="dataset_command", metavar="VERB", required=True)
     to_llava = verbs.add_parser(
@@ -66,7 +64,7 @@ def add_dataset_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         description="Stream inst_it_dataset_{video_21k,image_51k}.json into LLaVA-format "
         "conversations,\none JSON object per line (see docs/dataset.md for the prompts).\n\n"
         + EXAMPLES,
-        formatter_class=_formatter,
+        formatter_class=help_formatter,
     )
     to_llava.add_argument("source", help="inst_it_dataset_video_21k.json or ..._image_51k.json")
     to_llava.add_argument("-o", "--output", required=True, help="JSONL file to write")
