@@ -306,7 +306,13 @@ def _prepare(
         chosen = chosen.with_options(**options)
     height, width = pixels.shape[:2]
     coerced = Instances.coerce(instances, image_size=(width, height))  # also validates
-    return shapes_from(coerced, (width, height)), chosen.resolve(width, height)
+    return shapes_from(coerced, (width, height)), _resolve(chosen, width, height)
+
+
+@lru_cache(maxsize=64)
+def _resolve(style: MarkStyle, width: int, height: int) -> ResolvedStyle:
+    """``style.resolve``, once per style and frame size (frames of a video share it)."""
+    return style.resolve(width, height)
 
 
 def _render(pixels: np.ndarray, shapes: list[Shape], style: ResolvedStyle) -> Image.Image:

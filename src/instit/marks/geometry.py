@@ -172,7 +172,7 @@ def interior_point(mask: np.ndarray) -> tuple[tuple[float, float], float]:
             padded = (touched > 0).view(np.uint8)
     distance = cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_5)
     peak = cv2.minMaxLoc(distance)[1]
-    best = np.flatnonzero(distance == peak)
+    best = (distance == peak).ravel().nonzero()[0]
     row, col = divmod(int(best[len(best) // 2]), padded.shape[1])
     radius = float(distance[row, col]) * factor
     # centre of the low-resolution cell, back in mask pixels

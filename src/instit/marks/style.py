@@ -247,16 +247,20 @@ def coerce_style(style: MarkStyle | str | None, default: str) -> MarkStyle:
     if isinstance(style, MarkStyle):
         return style
     if isinstance(style, str):
-        if style == "image":
-            return MarkStyle.image()
-        if style == "video":
-            return MarkStyle.video()
+        if style in ("image", "video"):
+            return _named_style(style)
         raise InstitValueError(
             f'unknown mark style {style!r}; use "image", "video" or a MarkStyle instance'
         )
     raise InstitTypeError(
         f'style must be a MarkStyle, "image", "video" or None, got {type(style).__name__}'
     )
+
+
+@lru_cache(maxsize=2)
+def _named_style(name: str) -> MarkStyle:
+    """The named style, made (and validated) once: a MarkStyle is immutable."""
+    return MarkStyle.image() if name == "image" else MarkStyle.video()
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
