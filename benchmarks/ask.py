@@ -21,6 +21,9 @@ the 384-px tiles they encoded counted by a hook on the tower:
   encoding, one batched generation);
 * ``ask_many, same image``: ``instit.ask_many(model, [image] * N, ...)`` (same).
 
+A last line splits one question's time into drawing the marks, encoding the image and
+generating (prefill of the whole prompt, then decoding).
+
 ``same answers`` counts answers identical to the baseline's (greedy decoding; batched rows are
 left-padded, so float rounding may flip a near-tie of the random model).
 """
@@ -161,6 +164,30 @@ def main() -> None:
             f"{count / seconds:>9.2f} {count * tokens / seconds:>8.1f} "
             f"{baseline_seconds / seconds:>7.2f}x {same:>8}/{count}"
         )
+
+    def median_s(function: Callable[[], Any]) -> float:
+        function()
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    question = questions[0]
+    parts = {
+        "draw marks": median_s(lambda: draw_marks(image, instances)),
+        "encode (preprocess + tower + projector)": median_s(
+            lambda: model.encode_media(draw_marks(image, instances))
+        ),
+        "generate 1 token (prefill)": median_s(
+            lambda: model.generate([encoded], [question], max_new_tokens=1)
+        ),
+        f"generate {tokens} tokens": median_s(
+            lambda: model.generate([encoded], [question], max_new_tokens=tokens)
+        ),
+    }
+    print("one question, split: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
 
 
 if __name__ == "__main__":
