@@ -226,12 +226,20 @@ def _first_free(
     label_h = size[1]
     for start in range(0, len(distance), _CHUNK):
         chunk = _boxes(cx[start : start + _CHUNK], cy[start : start + _CHUNK], size, image_size)
-        if len(placed):
+        # only labels that reach into the area the chunk covers can overlap one of its boxes
+        low, high = chunk[:, :2].min(axis=0), chunk[:, 2:].max(axis=0)
+        near = placed[
+            (placed[:, 0] < high[0])
+            & (low[0] < placed[:, 2])
+            & (placed[:, 1] < high[1])
+            & (low[1] < placed[:, 3])
+        ]
+        if len(near):
             overlap = (
-                (chunk[:, None, 0] < placed[None, :, 2])
-                & (placed[None, :, 0] < chunk[:, None, 2])
-                & (chunk[:, None, 1] < placed[None, :, 3])
-                & (placed[None, :, 1] < chunk[:, None, 3])
+                (chunk[:, None, 0] < near[None, :, 2])
+                & (near[None, :, 0] < chunk[:, None, 2])
+                & (chunk[:, None, 1] < near[None, :, 3])
+                & (near[None, :, 1] < chunk[:, None, 3])
             ).any(axis=1)
             free = np.flatnonzero(~overlap)
         else:
