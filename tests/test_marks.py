@@ -139,6 +139,21 @@ def test_polygon_crop_rasterisation_is_pixel_identical_to_instance_mask() -> Non
         assert not outside.any()
 
 
+def test_shape_point_tests_agree_with_the_mask_inside_and_outside_the_crop() -> None:
+    masks = np.stack([u_shape(), np.zeros((160, 200), dtype=bool)])
+    masks[1, 150:, 190:] = True  # touches the bottom-right image corner
+    instances = Instances.from_masks(masks, image_size=(200, 160))
+    rng = np.random.default_rng(5)
+    xs, ys = rng.uniform(-20, 220, 4000), rng.uniform(-20, 180, 4000)
+    for shape, mask in zip(shapes_from(instances, (200, 160)), masks, strict=True):
+        col, row = np.floor(xs).astype(int), np.floor(ys).astype(int)
+        inside = (col >= 0) & (col < 200) & (row >= 0) & (row < 160)
+        expected = np.zeros(len(xs), dtype=bool)
+        expected[inside] = mask[row[inside], col[inside]]
+        assert np.array_equal(shape.contains(xs, ys), expected)
+        assert [shape.contains_point(x, y) for x, y in zip(xs, ys, strict=True)] == list(expected)
+
+
 def test_interior_point_of_thin_and_large_masks_is_on_the_mask() -> None:
     bar = np.zeros((400, 900), dtype=bool)
     bar[200:202, 50:850] = True  # 2 px thick, vanishes when downscaled by area
