@@ -1,6 +1,6 @@
 """Several questions about one image: one batched ``ask`` (image encoded once) vs one at a time.
 
-    .venv/bin/python benchmarks/ask.py                  # small model, 8 questions, ~2 min
+    .venv/bin/python benchmarks/ask.py                  # small model, 8 questions, ~4 min
     .venv/bin/python benchmarks/ask.py --size tiny --questions 4 --new-tokens 8
 
 Loads a random model (``--size``: ``small`` = Qwen2 256-wide x 4 layers with a 192-wide x 4-layer

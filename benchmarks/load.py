@@ -1,6 +1,6 @@
 """Checkpoint loading: instit on LLaVA-NeXT's layout vs plain transformers on its own layout.
 
-    .venv/bin/python benchmarks/load.py                 # ~1B parameters, ~4 min on 2 cores
+    .venv/bin/python benchmarks/load.py                 # ~1B parameters, ~8 min on 2 cores
     .venv/bin/python benchmarks/load.py --size tiny     # a quick check of the script itself
 
 Writes (once, into a cache folder later runs reuse) a random model with the architecture of
@@ -11,11 +11,16 @@ LLaVA-NeXT's original layout (``model.layers.*``, ``model.mm_projector.*``,
 ``model.vision_tower.vision_tower.*``, ``mm_*`` config fields, tower folder) and in transformers'
 LLaVA-OneVision layout (the names ``instit convert`` writes: the model's own, no renaming).
 
-Each load runs in a fresh subprocess (median of ``--repeats``, after one unmeasured warm-up so
-the page cache is equally warm for everyone) and reports wall time of the load call alone
-(imports excluded) and peak RSS growth (``VmHWM`` after resetting it, minus ``VmRSS`` before the
-load).  Rows: ``InstIt.from_pretrained`` on both layouts, transformers'
-``LlavaOnevisionForConditionalGeneration.from_pretrained`` on its layout, and (``instit steps``)
+Each load runs in a fresh subprocess, all rows round-robin (median of ``--repeats``, after one
+unmeasured warm-up per layout so the page cache is equally warm for everyone), and reports the
+wall time of the load call alone (imports done before, instit's lazy ones too) and memory growth
+over the process before the load: ``load peak`` (``VmHWM`` after resetting it), ``anon peak``
+(``RssAnon`` sampled every 5 ms: private memory, without the memory-mapped safetensors pages
+that the kernel can drop) and ``after use`` (``VmHWM`` once every weight has been read, as a first
+forward pass does: lazily mapped bfloat16 weights are only then resident).  Rows:
+``InstIt.from_pretrained`` on both layouts, transformers'
+``LlavaOnevisionForConditionalGeneration.from_pretrained`` on its layout, alone and followed by
+``AutoTokenizer.from_pretrained`` (instit loads the tokenizer too), and (``instit steps``)
 instit's load split into reading the checkpoint, the tokenizer and the weights.  Done for the
 stored dtype (bfloat16) and for float32 (what ``dtype="auto"`` picks on a CPU).  Targets: instit
 time <= 1.2x transformers', peak RSS growth <= 1.3x the weights (in the loaded dtype).
@@ -358,6 +363,10 @@ def worker(kind: str, folder: str, dtype_name: str) -> None:
     from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
     from transformers.utils import logging
 
+    import instit.model.modeling
+    import instit.model.processing
+    import instit.model.quantization
+    import instit.prompting.templates  # noqa: F401 - from_pretrained's lazy imports, done first
     from instit.model.checkpoint import read_checkpoint
     from instit.model.core import InstIt
     from instit.model.weights import load_module
