@@ -430,3 +430,25 @@ def test_spec_is_json_and_reads_only_headers(checkpoints: dict[str, Path]) -> No
     assert data["embedding_rows"] == 448
     assert "weight_map" not in data
     assert spec.text_model_type == "qwen2"
+
+
+def test_known_tower_names_need_no_network(
+    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the released Qwen2 config names google/siglip-so400m-patch14-384: its architecture is
+    # built in, so an offline machine without HF_HUB_OFFLINE must not wait on the hub for it
+    import huggingface_hub
+
+    asked: list[object] = []
+
+    def no_hub(*args: object, **kwargs: object) -> None:
+        asked.append(args)
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+    folder = copy_checkpoint(checkpoints["qwen2-siglip"], tmp_path / "ckpt")
+    _full_width_tower(folder, "qwen2-siglip")
+    edit_json(folder / "config.json", mm_vision_tower="google/siglip-so400m-patch14-384")
+    spec = read_checkpoint(folder, local_files_only=False)
+    assert spec.tower_source == "built-in google/siglip-so400m-patch14-384"
+    assert asked == []

@@ -310,8 +310,10 @@ def resolve_vision_tower(
 ) -> tuple[dict[str, Any], str]:
     """Find the tower architecture named by ``mm_vision_tower``; return ``(config, source)``.
 
-    Tried in order: a local folder (absolute, or relative to the checkpoint), a hub id (only its
-    ``config.json``), the built-in :data:`KNOWN_TOWERS` matched by the checkpoint's tensor shapes.
+    Tried in order: a local folder (absolute, or relative to the checkpoint); a name in
+    :data:`KNOWN_TOWERS` (the Inst-It towers: no network needed, same config as the hub's); a hub
+    id (only its ``config.json``); the built-in :data:`KNOWN_TOWERS` matched by the checkpoint's
+    tensor shapes (for stale training paths such as ``checkpoints/clip-vit-large-patch14-336``).
     The result is checked against the tensors and its layer count set to the checkpoint's.
     """
     config: dict[str, Any] | None = None
@@ -323,6 +325,8 @@ def resolve_vision_tower(
                 f"folder {candidate}",
             )
             break
+    if config is None and name in KNOWN_TOWERS:
+        config, source = dict(KNOWN_TOWERS[name]), f"built-in {name}"
     if config is None:
         config = _hub_tower_config(name, cache_dir, local_files_only)
         source = f"hub {name}" if config is not None else ""
