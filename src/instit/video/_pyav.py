@@ -236,8 +236,14 @@ def _frame_ts(frame: av.video.frame.VideoFrame) -> int | None:
 
 
 def _to_image(frame: av.video.frame.VideoFrame) -> Image.Image:
-    """RGB PIL image of ``frame``, turned upright by the stream's display matrix (if any)."""
-    image = frame.to_image()
+    """RGB PIL image of ``frame``, turned upright by the stream's display matrix (if any).
+
+    The RGB pixels are converted once into a numpy array that the image then shares: PyAV's own
+    ``to_image`` copies them twice more, which costs as much as decoding a frame.
+    """
+    from PIL import Image
+
+    image = Image.fromarray(frame.to_ndarray(format="rgb24"))
     rotation = frame.rotation  # counter-clockwise degrees, as FFmpeg's display matrix says
     if rotation % 360:
         image = image.rotate(rotation, expand=True)
