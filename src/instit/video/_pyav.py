@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -251,7 +252,14 @@ def _to_image(frame: av.video.frame.VideoFrame) -> Image.Image:
 
 
 class _Reader:
-    """Fetches frames by pts in ascending order, seeking only when it pays off."""
+    """One decoder that fetches runs of wanted frames, each run after its own seek.
+
+    While it decodes forward to the wanted frames of a run it skips (for H.264) the unwanted
+    frames that no other frame refers to, and once the last wanted packet of the run is in the
+    decoder it drains the decoder instead of feeding it more packets just to push the wanted
+    frames out of its reordering queue.  Both go by packet timestamps; a file whose frames carry
+    other timestamps than their packets (AVI, broken muxers) is read again without either.
+    """
 
     def __init__(
         self,
@@ -262,71 +270,73 @@ class _Reader:
         self.container = container
         self.stream = stream
         self.index = index
-        self.frames: Iterator[Any] | None = None
-        self.last: int | None = None  # pts of the last frame the decoder returned
-        # pts of the frames to return; other frames that no frame refers to are not decoded
-        self.wanted: frozenset[int] | None = None
+        self.skip_nonref = stream.codec_context.name in _SKIP_NONREF_CODECS
+        self.by_packets = True  # packet and frame timestamps agree (until shown otherwise)
 
-    def _decoded(self) -> Iterator[Any]:
-        """Frames from the current position on, skipping unwanted non-reference frames."""
+    def _frames_from(self, anchor: int | None, targets: list[int]) -> Iterator[Any]:
+        """Seek to the keyframe at or before ``anchor`` (None: the start) and decode forward."""
+        if anchor is None:
+            self.container.seek(0)
+        else:
+            self.container.seek(anchor, stream=self.stream, backward=True)
         context = self.stream.codec_context
         context.skip_frame = "DEFAULT"
+        unsent = set(targets)
         for packet in self.container.demux(self.stream):
-            if self.wanted is not None:
-                context.skip_frame = "DEFAULT" if packet.pts in self.wanted else "NONREF"
+            if self.by_packets:
+                if self.skip_nonref:
+                    context.skip_frame = "DEFAULT" if packet.pts in unsent else "NONREF"
+                unsent.discard(packet.pts)
             yield from packet.decode()
+            if self.by_packets and not unsent:
+                yield from context.decode(None)  # drain: the wanted frames are all decoded
+                return
 
-    def _keyframe_between(self, after: int, upto: int) -> bool:
-        keys = self.index.keyframes
-        i = bisect.bisect_right(keys, after)
-        return i < len(keys) and keys[i] <= upto
+    def _attempt(self, anchor: int | None, targets: list[int]) -> Iterator[tuple[int, Any]]:
+        """``(target, frame)`` for each target in turn after seeking to ``anchor``.
 
-    def _forward(self, target: int) -> Any:
-        assert self.frames is not None
-        for frame in self.frames:
+        Each target gets the first frame at or after it (its own frame when timestamps agree).
+        Nothing comes when the seek landed after the first target.
+        """
+        pending = iter(targets)
+        target: int | None = next(pending)
+        first = True
+        for frame in self._frames_from(anchor, targets):
             ts = _frame_ts(frame)
             if ts is None:
                 continue
-            self.last = ts
-            if ts >= target:
-                return frame
-        self.frames = None
-        return None
+            if first and anchor is not None and target is not None and ts > target:
+                return  # landed after the wanted frame: an earlier keyframe is tried
+            first = False
+            while target is not None and ts >= target:
+                yield target, frame
+                target = next(pending, None)
+            if target is None:
+                return
 
-    def _seek(self, target: int) -> Any:
+    def _anchors(self, target: int) -> list[int | None]:
+        """Where to seek for ``target``: itself, a few earlier keyframes, the start of the file."""
         keys = self.index.keyframes
         before = keys[: bisect.bisect_right(keys, target)]
-        anchors: list[int | None] = [target, *reversed(before[-_SEEK_RETRIES - 1 : -1]), None]
-        for anchor in anchors:
-            if anchor is None:
-                self.container.seek(0)  # the very start of the file
-            else:
-                self.container.seek(anchor, stream=self.stream, backward=True)
-            self.frames = self._decoded()
-            first = next(self.frames, None)
-            if first is None:
-                continue
-            ts = _frame_ts(first)
-            if ts is not None and ts > target and anchor is not None:
-                continue  # landed after the wanted frame: try an earlier keyframe
-            self.last = ts
-            if ts is not None and ts >= target:
-                return first
-            frame = self._forward(target)
-            if frame is not None:
-                return frame
-        return None
+        return [target, *reversed(before[-_SEEK_RETRIES - 1 : -1]), None]
 
-    def get(self, target: int) -> Any:
-        if (
-            self.frames is None
-            or self.last is None
-            or self.last >= target
-            or self._keyframe_between(self.last, target)
-        ):
-            return self._seek(target)
-        frame = self._forward(target)
-        return frame if frame is not None else self._seek(target)
+    def read(self, targets: list[int]) -> Iterator[tuple[int, Any]]:
+        """``(target, frame)`` for ``targets`` (ascending, no keyframe between them) in turn.
+
+        Targets that cannot be decoded are left out.
+        """
+        done = 0
+        anchors = self._anchors(targets[0])
+        while done < len(targets) and anchors:
+            anchor = anchors.pop(0)
+            for target, frame in self._attempt(anchor, targets[done:]):
+                if self.by_packets and _frame_ts(frame) != target:
+                    # packet and frame timestamps disagree: decode everything as it comes
+                    self.by_packets = False
+                    anchors = self._anchors(target)
+                    break
+                yield target, frame
+                done += 1
 
 
 def worker_count() -> int:
@@ -338,32 +348,31 @@ def worker_count() -> int:
     return max(1, min(cpus, _MAX_WORKERS))
 
 
-def plan(index: StreamIndex, positions: list[int], workers: int) -> list[list[int]]:
-    """Split ``positions`` (ascending) into at most ``workers`` runs of consecutive positions.
+def plan(index: StreamIndex, positions: list[int]) -> list[list[int]]:
+    """Split ``positions`` (ascending) into runs that each need one seek, costliest first.
 
     Positions between which no keyframe lies stay in one run (one decoder reaches the later by
-    decoding forward from the earlier); the runs are balanced by their number of positions.
+    decoding forward from the earlier).  A run's cost is taken as the number of frames from the
+    keyframe before it to its last position; handing the costliest runs out first keeps the
+    decoders busy until the end.
     """
-    groups: list[list[int]] = []
+    runs: list[list[int]] = []
     for position in positions:
         target = index.pts[position]
-        if groups:
-            previous = index.pts[groups[-1][-1]]
+        if runs:
+            previous = index.pts[runs[-1][-1]]
             i = bisect.bisect_right(index.keyframes, previous)
             if not (i < len(index.keyframes) and index.keyframes[i] <= target):
-                groups[-1].append(position)
+                runs[-1].append(position)
                 continue
-        groups.append([position])
-    count = min(workers, len(groups))
-    chunks: list[list[int]] = [[] for _ in range(count)]
-    chunk = done = 0
-    for group in groups:
-        # move on once this chunk holds its share of the positions
-        if chunks[chunk] and done >= len(positions) * (chunk + 1) / count:
-            chunk += 1
-        chunks[chunk].extend(group)
-        done += len(group)
-    return [c for c in chunks if c]
+        runs.append([position])
+
+    def cost(run: list[int]) -> int:
+        keys = index.keyframes
+        key = keys[max(bisect.bisect_right(keys, index.pts[run[0]]) - 1, 0)] if keys else 0
+        return run[-1] - bisect.bisect_left(index.pts, key)
+
+    return sorted(runs, key=cost, reverse=True)
 
 
 def decode(
@@ -376,74 +385,77 @@ def decode(
 ) -> dict[int, tuple[Image.Image, float]]:
     """Decode the frames at ``positions`` (ascending, unique); return image and timestamp each.
 
-    Runs of positions that need their own seek are shared out between up to
-    :func:`worker_count` decoders (threads, each with its own demuxer: FFmpeg releases the GIL
-    while decoding); ``container`` decodes the first run.  ``progress`` is a tqdm-like object
-    updated once per frame.
+    The runs of :func:`plan` are handed out one at a time to up to :func:`worker_count` decoders
+    (threads, each with its own demuxer: FFmpeg releases the GIL while decoding), each taking
+    the next run when it is done with one; ``container`` is one of them.  ``progress`` is a
+    tqdm-like object updated once per frame.
     """
     if not index.exact:
         stream.thread_type = _THREAD_TYPE
         return _decode_sequential(path, positions, index, progress)
-    chunks = plan(index, positions, worker_count())
-    if len(chunks) == 1:
-        # one decoder: let FFmpeg thread it, as it decodes long stretches
+    runs = deque(plan(index, positions))
+    workers = min(worker_count(), len(runs))
+
+    def drain_runs(
+        container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    ) -> dict[int, tuple[Image.Image, float]]:
+        reader = _Reader(container, stream, index)
+        out: dict[int, tuple[Image.Image, float]] = {}
+        while True:
+            try:
+                run = runs.popleft()  # thread-safe
+            except IndexError:
+                return out
+            out.update(_read_run(reader, run, path, progress))
+
+    if workers == 1:
+        # one decoder: let FFmpeg thread it
         stream.thread_type = _THREAD_TYPE
-        return _decode_run(container, stream, index, chunks[0], path, progress)
+        return drain_runs(container, stream)
     stream.thread_type = _PARALLEL_THREAD_TYPE
 
-    def own_decoder(chunk: list[int]) -> dict[int, tuple[Image.Image, float]]:
+    def own_decoder() -> dict[int, tuple[Image.Image, float]]:
         with open_container(path) as other:
             other_stream = other.streams[stream.index]
             other_stream.thread_type = _PARALLEL_THREAD_TYPE
-            return _decode_run(other, other_stream, index, chunk, path, progress)
+            return drain_runs(other, other_stream)
 
-    with ThreadPoolExecutor(max_workers=len(chunks) - 1) as pool:
-        others = [pool.submit(own_decoder, chunk) for chunk in chunks[1:]]
-        out = _decode_run(container, stream, index, chunks[0], path, progress)
+    with ThreadPoolExecutor(max_workers=workers - 1) as pool:
+        others = [pool.submit(own_decoder) for _ in range(workers - 1)]
+        out = drain_runs(container, stream)
         for future in others:
             out.update(future.result())
     return out
 
 
-def _decode_run(
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    index: StreamIndex,
-    positions: list[int],
-    path: str,
-    progress: Any,
+def _read_run(
+    reader: _Reader, positions: list[int], path: str, progress: Any
 ) -> dict[int, tuple[Image.Image, float]]:
-    """Decode ``positions`` (ascending) with one decoder, seeking only where it pays off."""
+    """Decode one run of ``positions`` (ascending) and convert its frames to images."""
     import av
 
-    reader = _Reader(container, stream, index)
-    if stream.codec_context.name in _SKIP_NONREF_CODECS:
-        reader.wanted = frozenset(index.pts[p] for p in positions)
+    index = reader.index
+    targets = [index.pts[p] for p in positions]
     origin = index.pts[0]
     tb = float(index.time_base)
     out: dict[int, tuple[Image.Image, float]] = {}
-    for position in positions:
-        target = index.pts[position]
+    frames = reader.read(targets)
+    for position, target in zip(positions, targets, strict=True):
         try:
-            frame = reader.get(target)
-            if reader.wanted is not None and (frame is None or _frame_ts(frame) != target):
-                # packet and frame timestamps disagree (AVI, broken muxers): decode everything
-                reader.wanted = None
-                reader.frames = None
-                frame = reader.get(target)
+            found = next(frames, None)
         except av.FFmpegError as exc:
             raise VideoError(
                 f"decoding frame {position} of {path!r} failed ({exc.strerror or exc}); the "
                 "file is corrupt: re-encode or re-download it"
             ) from exc
-        if frame is None:
+        if found is None:
             raise VideoError(
                 f"frame {position} (pts {target}) of {path!r} could not be decoded although "
                 "its packet is in the file; the file is corrupt: re-encode it"
             )
-        ts = _frame_ts(frame)
+        ts = _frame_ts(found[1])
         seconds = (ts - origin) * tb if ts is not None else (target - origin) * tb
-        out[position] = (_to_image(frame), seconds)
+        out[position] = (_to_image(found[1]), seconds)
         progress.update(1)
     return out
 
