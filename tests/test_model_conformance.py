@@ -23,16 +23,8 @@ from PIL import Image
 
 from instit.model.core import InstIt
 from instit.prompting.templates import IMAGE_TOKEN_INDEX
+from reference_specs import CASES, CHECKPOINTS
 
-CHECKPOINTS = ["tiny-qwen2-siglip", "tiny-vicuna-clip"]
-CASES = [
-    "image_640x480",
-    "image_300x900",
-    "image_1280x720",
-    "image_1500x1100",
-    "video_6f_640x360",
-    "video_8f_384x384",
-]
 FEATURE_TOL = 1e-4
 LOGIT_TOL = 1e-3
 

@@ -17,8 +17,6 @@ import pytest
 from PIL import Image
 
 from instit.model.processing import (
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
     VisionSpec,
     image_layout,
     image_token_count,
@@ -34,39 +32,12 @@ from instit.prompting import (
     template_for,
     tokenize_prompt,
 )
+from reference_specs import CASES, CHECKPOINTS, QWEN_7B, VICUNA_7B
 
-CHECKPOINTS = ("tiny-qwen2-siglip", "tiny-vicuna-clip")
-CASES = (
-    "image_640x480",
-    "image_300x900",
-    "image_1280x720",
-    "image_1500x1100",
-    "video_6f_640x360",
-    "video_8f_384x384",
-)
 ALL = [(checkpoint, case) for checkpoint in CHECKPOINTS for case in CASES]
 IMAGES = [(checkpoint, case) for checkpoint, case in ALL if case.startswith("image_")]
 # the reference's prompt ends with the open assistant turn of its template
 OPEN_ASSISTANT = {"qwen_1_5": "<|im_end|>\n<|im_start|>assistant\n", "vicuna_v1": " ASSISTANT:"}
-
-QWEN_7B = VisionSpec(  # the released Inst-It Qwen2-7B settings (SigLIP-so400m-384)
-    tower="siglip",
-    image_size=384,
-    patch_size=14,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
-    image_aspect_ratio="anyres_max_9",
-    grid_pinpoints=tuple((w * 384, h * 384) for w in range(1, 7) for h in range(1, 7)),
-)
-VICUNA_TINY = VisionSpec(  # CLIP-336 with the tiny Vicuna checkpoint's four pinpoints
-    tower="clip",
-    image_size=336,
-    patch_size=14,
-    mean=OPENAI_CLIP_MEAN,
-    std=OPENAI_CLIP_STD,
-    image_aspect_ratio="anyres",
-    grid_pinpoints=((336, 336), (336, 672), (672, 336), (672, 672)),
-)
 
 
 @cache
@@ -196,7 +167,7 @@ def test_vision_spec_from_checkpoint_configs(conformance_dir: Path):
     qwen = vision_spec(str(conformance_dir / "checkpoints" / "tiny-qwen2-siglip"))
     vicuna = vision_spec(str(conformance_dir / "checkpoints" / "tiny-vicuna-clip"))
     assert qwen == QWEN_7B
-    assert vicuna == VICUNA_TINY
+    assert vicuna == VICUNA_7B
     assert (qwen.patches_per_side, qwen.video_side) == (27, 14)
     assert (vicuna.patches_per_side, vicuna.video_side) == (24, 12)
 
@@ -217,7 +188,7 @@ def test_vision_spec_without_tower_files_reads_the_tower_name():
             "mm_patch_merge_type": "spatial_unpad",
         }
     )
-    assert clip == VICUNA_TINY
+    assert clip == VICUNA_7B
 
 
 # -- unpad arithmetic: truncation, like the reference ----------------------------------------------
@@ -239,7 +210,7 @@ def test_unpad_truncates_qwen_1375x1500():
 def test_unpad_truncates_vicuna_328x205():
     # canvas 336x336 -> 24x24 features; 205 * (24 / 328) is 14.999999999999998 -> 14 rows,
     # padding (24 - 14) // 2 = 5 -> rows 5..19; tokens 576 + 14 * (24 + 1)
-    layout = image_layout((328, 205), VICUNA_TINY)
+    layout = image_layout((328, 205), VICUNA_7B)
     assert (layout.rows, layout.cols) == (slice(5, 19), slice(0, 24))
     assert layout.num_tokens == 24 * 24 + 14 * 25 == 926
 
@@ -265,7 +236,7 @@ def _rounding_matters(size_wh: tuple[int, int], grid_hw: tuple[int, int]) -> boo
     return int(value) != int(round(value, 7))
 
 
-@pytest.mark.parametrize("spec", [QWEN_7B, VICUNA_TINY], ids=["qwen", "vicuna"])
+@pytest.mark.parametrize("spec", [QWEN_7B, VICUNA_7B], ids=["qwen", "vicuna"])
 def test_unpad_equals_transformers_except_where_its_rounding_differs(spec: VisionSpec):
     rng = np.random.default_rng(0)
     sizes = [tuple(int(v) for v in pair) for pair in rng.integers(1, 2500, size=(1500, 2))]

@@ -27,26 +27,9 @@ from instit.model.processing import (
     process_image,
     video_token_count,
 )
+from reference_specs import QWEN_7B, VICUNA_7B
 
-QWEN = VisionSpec(
-    tower="siglip",
-    image_size=384,
-    patch_size=14,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
-    image_aspect_ratio="anyres_max_9",
-    grid_pinpoints=tuple((w * 384, h * 384) for w in range(1, 7) for h in range(1, 7)),
-)
-VICUNA = VisionSpec(
-    tower="clip",
-    image_size=336,
-    patch_size=14,
-    mean=OPENAI_CLIP_MEAN,
-    std=OPENAI_CLIP_STD,
-    image_aspect_ratio="anyres",
-    grid_pinpoints=((336, 336), (336, 672), (672, 336), (672, 672)),
-)
-SPECS = pytest.mark.parametrize("spec", [QWEN, VICUNA], ids=["qwen", "vicuna"])
+SPECS = pytest.mark.parametrize("spec", [QWEN_7B, VICUNA_7B], ids=["qwen", "vicuna"])
 SIZES = [(1, 4000), (4000, 1), (1, 1), (10, 10), (2, 3), (8000, 6000)]
 
 
@@ -111,15 +94,15 @@ def test_extreme_sizes_give_reference_shapes_and_counts(spec: VisionSpec, size):
 
 def test_extreme_aspect_keeps_a_thin_strip():
     # Qwen 4000x1: canvas 384x384, int(1 * 27 / 4000) = 0 rows, padding 13 -> row 13 alone
-    assert image_layout((4000, 1), QWEN).unpadded_hw == (1, 27)
+    assert image_layout((4000, 1), QWEN_7B).unpadded_hw == (1, 27)
     # Vicuna 4000x1: padding 12 on both sides of 24 rows -> nothing but the base view is left
-    layout = image_layout((4000, 1), VICUNA)
+    layout = image_layout((4000, 1), VICUNA_7B)
     assert layout.unpadded_hw == (0, 24)
     assert layout.num_tokens == 24 * 24
 
 
 def test_huge_image_is_downscaled_by_anyres_max():
-    layout = image_layout((8000, 6000), QWEN)
+    layout = image_layout((8000, 6000), QWEN_7B)
     assert layout.best_resolution_wh == (2304, 1920)
     assert layout.resized_hw is not None
     rows, cols = layout.final_hw
@@ -139,8 +122,8 @@ def test_rgba_goes_through_load_image_and_is_not_modified():
     rgba = np.random.default_rng(1).integers(0, 256, (50, 80, 4), dtype=np.uint8)
     image = Image.fromarray(rgba, "RGBA")
     before = image.tobytes()
-    pixels, size = process_image(image, QWEN)
-    expected, _ = process_image(load_image(image), QWEN)
+    pixels, size = process_image(image, QWEN_7B)
+    expected, _ = process_image(load_image(image), QWEN_7B)
     assert torch.equal(pixels, expected)
     assert size == (80, 50)
     assert image.mode == "RGBA"
@@ -169,7 +152,7 @@ def test_clip_frames_keep_the_centre():
     # a wide frame with a bright centre column: CLIP resizes the short side and crops the centre
     array = np.zeros((100, 300, 3), dtype=np.uint8)
     array[:, 120:180] = 255  # resized to 1008x336 this is columns 403-605, crop 336-672
-    pixels = process_frames([Image.fromarray(array)], VICUNA)[0]
+    pixels = process_frames([Image.fromarray(array)], VICUNA_7B)[0]
     white = torch.tensor(
         [(1 - m) / s for m, s in zip(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, strict=True)]
     )
@@ -198,25 +181,25 @@ def test_pad_and_square_modes(spec: VisionSpec):
 
 def test_bad_inputs_raise_typed_errors():
     with pytest.raises(InstitTypeError, match="load_image"):
-        process_image(np.zeros((10, 10, 3), dtype=np.uint8), QWEN)  # type: ignore[arg-type]
+        process_image(np.zeros((10, 10, 3), dtype=np.uint8), QWEN_7B)  # type: ignore[arg-type]
     with pytest.raises(MediaError, match="at least one frame"):
-        process_frames([], QWEN)
+        process_frames([], QWEN_7B)
     with pytest.raises(InstitTypeError, match="list of PIL images"):
-        process_frames(noise_image(5, 5), QWEN)  # type: ignore[arg-type]
+        process_frames(noise_image(5, 5), QWEN_7B)  # type: ignore[arg-type]
     with pytest.raises(InstitTypeError, match=r"frames\[1\]"):
-        process_frames([noise_image(5, 5), "frame.png"], QWEN)  # type: ignore[list-item]
+        process_frames([noise_image(5, 5), "frame.png"], QWEN_7B)  # type: ignore[list-item]
     with pytest.raises(MediaError):
-        video_token_count(0, QWEN)
+        video_token_count(0, QWEN_7B)
     with pytest.raises(InstitTypeError):
-        video_token_count(2.0, QWEN)  # type: ignore[arg-type]
+        video_token_count(2.0, QWEN_7B)  # type: ignore[arg-type]
     with pytest.raises(MediaError, match="empty"):
-        image_token_count((0, 5), QWEN)
+        image_token_count((0, 5), QWEN_7B)
     with pytest.raises(InstitTypeError):
-        image_token_count("640x480", QWEN)  # type: ignore[arg-type]
+        image_token_count("640x480", QWEN_7B)  # type: ignore[arg-type]
 
 
 def test_bad_vision_settings_raise_checkpoint_errors():
-    base = QWEN.to_dict()
+    base = QWEN_7B.to_dict()
     for change in (
         {"tower": "eva"},
         {"image_aspect_ratio": "highres"},
