@@ -182,6 +182,14 @@ class _Check:
             return value
         raise self.fail(f"{parent}.{key}" if parent else key, kind.__name__, value)
 
+    def objects(self, obj: dict[str, Any], key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(field path, item)`` for each item of the list ``obj[key]``, each an object."""
+        for i, item in enumerate(self.get(obj, key, list)):
+            field = f"{key}[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(field, "an object", item)
+            yield field, item
+
     def captions(self, obj: dict[str, Any], key: str, parent: str = "") -> dict[str, str]:
         """``obj[key]``, an ``{id: caption}`` object of strings."""
         value = self.get(obj, key, dict, parent)
@@ -239,31 +247,20 @@ class VideoRecord:
     ) -> VideoRecord:
         """Validate one raw record (errors name ``path``, ``index``, video_id and field)."""
         check = _Check(path, index, "video_id", record)
-        frames = []
-        for i, frame in enumerate(check.get(record, "frame_level_caption", list)):
-            field = f"frame_level_caption[{i}]"
-            if not isinstance(frame, dict):
-                raise check.fail(field, "an object", frame)
-            frames.append(
-                FrameCaption(
-                    timestamp=check.get(frame, "timestamp", int, field),
-                    frame_name=check.get(frame, "frame_name", str, field),
-                    instance_level=check.captions(frame, "instance_level", field),
-                    image_level=check.get(frame, "image_level", str, field),
-                    temporal_change=check.get(frame, "temporal_change", str, field, optional=True),
-                )
+        frames = [
+            FrameCaption(
+                timestamp=check.get(frame, "timestamp", int, field),
+                frame_name=check.get(frame, "frame_name", str, field),
+                instance_level=check.captions(frame, "instance_level", field),
+                image_level=check.get(frame, "image_level", str, field),
+                temporal_change=check.get(frame, "temporal_change", str, field, optional=True),
             )
-        pairs = []
-        for i, pair in enumerate(check.get(record, "question_answer_pairs", list)):
-            field = f"question_answer_pairs[{i}]"
-            if not isinstance(pair, dict):
-                raise check.fail(field, "an object", pair)
-            pairs.append(
-                QAPair(
-                    check.get(pair, "question", str, field),
-                    check.get(pair, "answer", str, field),
-                )
-            )
+            for field, frame in check.objects(record, "frame_level_caption")
+        ]
+        pairs = [
+            QAPair(check.get(pair, "question", str, field), check.get(pair, "answer", str, field))
+            for field, pair in check.objects(record, "question_answer_pairs")
+        ]
         seen: set[int] = set()
         for i, frame in enumerate(frames):
             if frame.timestamp < 1 or frame.timestamp in seen:
