@@ -68,10 +68,21 @@ def _load_media(source: str, args: argparse.Namespace) -> Any:
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
-    """``load_video`` keywords: ``--fps`` alone samples by rate, else ``--num-frames`` (8)."""
-    if args.fps is not None and args.num_frames is None:
-        return {"fps": args.fps, "num_frames": None}
-    return {"fps": args.fps, "num_frames": 8 if args.num_frames is None else args.num_frames}
+    """The ``load_video`` keywords the user gave (its defaults and checks apply to the rest)."""
+    given = {"num_frames": args.num_frames, "fps": args.fps}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _write_frames(
+    frames: Sequence[Any], folder: Path, suffix: str, **save_options: Any
+) -> list[str]:
+    """Save ``frames`` as ``folder/frame_<t><suffix>`` (t from 1); return the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for t, frame in enumerate(frames, start=1):
+        files.append(str(folder / f"frame_{t}{suffix}"))
+        frame.save(files[-1], **save_options)
+    return files
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -136,10 +147,7 @@ def _save_marked(result: Any, target: str | None) -> None:
     if len(frames) == 1 and Path(target).suffix:
         frames[0].save(target)
         return
-    folder = Path(target)
-    folder.mkdir(parents=True, exist_ok=True)
-    for t, frame in enumerate(frames, start=1):
-        frame.save(folder / f"frame_{t}.png")
+    _write_frames(frames, Path(target), ".png")
 
 
 # -- verbs ---------------------------------------------------------------------------------------
@@ -160,9 +168,9 @@ def _cmd_mark(args: argparse.Namespace) -> int:
     from instit.media import load_image
 
     image = load_image(args.source)
-    placements = layout_marks(image, instances, style=style)
     draw_marks(image, instances, style=style).save(args.output)
-    if args.json:
+    if args.json:  # the layout is computed again only when it is asked for
+        placements = layout_marks(image, instances, style=style)
         _print_json(
             {
                 "output": args.output,
@@ -170,7 +178,7 @@ def _cmd_mark(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(f"wrote {args.output} with {len(placements)} marks")
+        print(f"wrote {args.output} with {len(instances)} marks")
     return EXIT_OK
 
 
@@ -186,16 +194,11 @@ def _mark_video(args: argparse.Namespace, tracks: Any, style: Any) -> int:
         )
     video = load_video(args.source, **_sampling(args))
     marked = video.with_marks(tracks, style=style, indexed_by=args.indexed_by)
-    folder = Path(args.output)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for t, frame in enumerate(marked.frames, start=1):
-        files.append(str(folder / f"frame_{t}.png"))
-        frame.save(files[-1])
+    files = _write_frames(marked.frames, Path(args.output), ".png")
     if args.json:
         _print_json({**marked.to_dict(), "files": files})
     else:
-        print(f"wrote {len(files)} marked frames to {folder}")
+        print(f"wrote {len(files)} marked frames to {args.output}")
     return EXIT_OK
 
 
@@ -210,14 +213,9 @@ def _cmd_frames(args: argparse.Namespace) -> int:
         end=args.end,
         max_frames=args.max_frames,
     )
-    files: list[str] = []
-    if args.output:
-        folder = Path(args.output)
-        folder.mkdir(parents=True, exist_ok=True)
-        for t, frame in enumerate(video.frames, start=1):
-            path = folder / f"frame_{t}.jpg"
-            frame.save(path, quality=95)
-            files.append(str(path))
+    files = (
+        _write_frames(video.frames, Path(args.output), ".jpg", quality=95) if args.output else []
+    )
     if args.json:
         payload = video.to_dict()
         if files:
