@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         bench_source = make_tiny_bench(Path(tmp) / "bench") if args.demo else args.bench
         scores = {}
         for config, split in MC_CONFIGS.items():
-            bench = load_bench(config, bench_source, videos_dir=Path(tmp) / "videos")
+            bench = load_bench(config, bench_source)
             predictions = args.out / f"{split}_mc_inference.json"
             run_bench(
                 model,
