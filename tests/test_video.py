@@ -28,6 +28,7 @@ from video_clips import (
     decoded_codes,
     frame_code,
     presentation_times,
+    restamp_with_decode_times,
     write_clip,
 )
 
@@ -598,6 +599,28 @@ def test_plan_keeps_frames_between_keyframes_on_one_decoder():
     runs = plan(index, list(range(0, 100, 3)))
     assert sorted(p for r in runs for p in r) == list(range(0, 100, 3)) and len(runs) == 10
     assert plan(index, [1, 2, 3]) == [[1, 2, 3]]  # one run: one decoder
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".ts"])
+def test_decode_times_stamped_as_presentation_times(clips, tmp_path, suffix):
+    # a broken muxer's file: the B-frames' times are out of order, so the frames are numbered in
+    # the order the decoder outputs them (what every player shows), not by their times
+    path = restamp_with_decode_times(clips["h264.mp4"], tmp_path / f"restamped{suffix}")
+    assert decoded_codes(path) == list(range(N))
+    assert codes(load_video(path, num_frames=None)) == list(range(N))
+    video = load_video(path, num_frames=13)
+    assert codes(video) == video.indices == linspace_rule(N, 13)
+    assert video.timestamps == pytest.approx([i / 24 for i in video.indices])
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "h264.mkv", "h264.mov", "h264.ts", "vfr.mkv"])
+def test_b_frame_files_with_proper_times_are_indexed_for_seeking(clips, name):
+    from instit.video import _pyav
+
+    with _pyav.open_container(str(clips[name])) as container:
+        stream = _pyav.video_stream(container, name)
+        assert stream.codec_context.has_b_frames
+        assert _pyav.scan(container, stream, name).exact
 
 
 def test_avi_with_b_frames_is_numbered_in_presentation_order(clips):

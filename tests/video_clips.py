@@ -105,3 +105,19 @@ def decoded_codes(path: Path) -> list[int]:
     """The code of every frame in the order the decoder outputs them (presentation order)."""
     with av.open(str(path)) as container:
         return [frame_code(f.to_image()) for f in container.decode(video=0)]
+
+
+def restamp_with_decode_times(source: Path, path: Path) -> Path:
+    """Copy ``source``'s video packets into ``path`` with each packet's decode time as its
+    presentation time, as broken muxers do; return ``path``.  With B-frames the frames then
+    carry times that are not in presentation order."""
+    with av.open(str(source)) as reader, av.open(str(path), "w") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        for packet in reader.demux(stream):
+            if packet.dts is None:  # the empty packet that ends the stream
+                continue
+            packet.pts = packet.dts
+            packet.stream = out
+            writer.mux(packet)
+    return path

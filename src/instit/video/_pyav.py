@@ -17,6 +17,7 @@ wanted frames are converted to RGB, and the video is never held in memory as a w
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -169,9 +170,9 @@ def scan(
             f"{path!r} is corrupt: the demuxer flagged {corrupt} of its {packets} video packets "
             "as damaged (lost or broken data); re-download it, or re-encode it with ffmpeg"
         )
-    if untimed or (container.format.name == "avi" and stream.codec_context.codec.reorder):
-        # No presentation times to sort by (none at all, or AVI's decode-order times with a codec
-        # that may reorder frames): frames are numbered in the order the decoder outputs them,
+    if untimed or _decode_order_times(container, stream, pts):
+        # No presentation times to sort by (none at all, or decode-order times for frames that
+        # the decoder reorders): frames are numbered in the order the decoder outputs them,
         # which is presentation order, and read sequentially.
         count = packets
         return StreamIndex(
@@ -196,6 +197,24 @@ def scan(
     )
     _check_length(container, stream, index, path)
     return index
+
+
+def _decode_order_times(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: list[int]
+) -> bool:
+    """Whether the packets' times are decode-order times of frames the decoder reorders.
+
+    AVI stores no presentation times, so with a codec that can reorder frames its times cannot
+    be trusted.  In other containers, a stream the decoder reorders (B-frames) whose packet
+    times nevertheless rise in decode order was written by a muxer that stamped decode times
+    as presentation times (a correct file's B-frames come after the later frames they refer to,
+    so its times go back and forth).  A stream that could reorder but never does looks the
+    same; reading it sequentially is slower but gives the same frames.
+    """
+    context = stream.codec_context
+    if container.format.name == "avi":
+        return bool(context.codec.reorder)
+    return bool(context.has_b_frames) and all(a < b for a, b in itertools.pairwise(pts))
 
 
 def _declared_seconds(
