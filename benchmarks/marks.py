@@ -16,6 +16,10 @@ the image (it draws in place) and returns an array, instit copies it and returns
 The contenders alternate run by run, so load on the machine slows them alike.  Prints the median
 milliseconds per frame and the speed-ups, then what making the instances from an ``(N, H, W)``
 array costs in each library (not part of the drawing times).
+
+A fourth contender, timed in the same alternation, only copies the frame into a new PIL image:
+the floor under any function that returns one, so ``supervision ms / floor`` is the largest
+speed-up over supervision that such a function could show in that run.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 import cv2
 import numpy as np
 import supervision as sv
+from PIL import Image
 from supervision.detection.compact_mask import CompactMask
 
 from instit.instances import Instances
@@ -87,6 +92,13 @@ def median_ms(functions: list, repeats: int) -> list[float]:
     return [statistics.median(record) for record in times]
 
 
+def new_pil_image(image: np.ndarray) -> Image.Image:
+    """The frame as a new PIL image, made the cheapest way (no zero-fill first)."""
+    result = Image.new("RGB", (image.shape[1], image.shape[0]), None)
+    result.frombytes(image)
+    return result
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     print(" | ".join(header))
     print("-+-".join("-" * len(h) for h in header))
@@ -137,13 +149,23 @@ def main() -> None:
         def run_compact(detections=compact, labels=labels) -> None:
             run_supervision(detections, labels)
 
-        rows.append((count, *median_ms([run_instit, run_supervision, run_compact], args.repeats)))
+        functions = [run_instit, run_supervision, run_compact, lambda: new_pil_image(image)]
+        rows.append((count, *median_ms(functions, args.repeats)))
         conversions.append(
             (count, *median_ms([make_instances, make_detections], max(3, args.repeats // 6)))
         )
     print(f"supervision {sv.__version__}, {WIDTH}x{HEIGHT}, median of {args.repeats} runs")
     _table(
-        ("instances", "instit ms", "supervision ms", "speed-up", "sv CompactMask ms", "speed-up"),
+        (
+            "instances",
+            "instit ms",
+            "supervision ms",
+            "speed-up",
+            "sv CompactMask ms",
+            "speed-up",
+            "PIL floor ms",
+            "ceiling",
+        ),
         [
             (
                 str(n),
@@ -152,9 +174,16 @@ def main() -> None:
                 f"{dense / ours:.1f}x",
                 f"{compact:.1f}",
                 f"{compact / ours:.1f}x",
+                f"{floor:.2f}",
+                f"{dense / floor:.1f}x",
             )
-            for n, ours, dense, compact in rows
+            for n, ours, dense, compact, floor in rows
         ],
+    )
+    print(
+        "PIL floor: copying the frame into a new PIL image and nothing else, the least any\n"
+        "function that returns one does; ceiling: supervision ms / PIL floor, the largest\n"
+        "speed-up over supervision that any such function could show in this run"
     )
     print("\nmaking the instances from an (N, H, W) bool array (not in the times above)")
     _table(
