@@ -83,8 +83,10 @@ def test_bad_ids_are_checked_for_every_constructor() -> None:
         Instances.from_boxes([[0, 0, 1, 1], [0, 0, 2, 2]], [7, 7])
     with pytest.raises(InstancesError, match="id 0 is not positive"):
         Instances.from_points([[1, 1]], [0])
-    with pytest.raises(InstancesError, match="got 2 ids for 1 polygons"):
+    with pytest.raises(InstancesError, match=r"got 2 ids for 1 polygons; .* one ID per polygon$"):
         Instances.from_polygons([[[0, 0], [2, 0], [0, 2]]], [1, 2], image_size=(W, H))
+    with pytest.raises(InstancesError, match=r"got 1 ids for 2 boxes; .* one ID per box$"):
+        Instances.from_boxes([[0, 0, 1, 1], [0, 0, 2, 2]], [1])
     with pytest.raises(InstitTypeError, match="is a float"):
         Instances.from_rle([encode_rle(two_masks()[0])], [1.5])
 

@@ -82,7 +82,8 @@ def _parse_ids(ids: object, count: int, what: str) -> tuple[int, ...]:
     values = list(ids)
     if len(values) != count:
         raise InstancesError(
-            f"got {len(values)} ids for {count} {what}; pass exactly one ID per {what[:-1]}"
+            f"got {len(values)} ids for {count} {what}; pass exactly one ID per "
+            + ("box" if what == "boxes" else what[:-1])
         )
     parsed: list[int] = []
     seen: set[int] = set()
