@@ -345,6 +345,12 @@ def test_missing_file(tmp_path):
         load_video(tmp_path / "nope.mp4")
 
 
+@pytest.mark.parametrize("url", ["https://example.com/clip.mp4", "s3://bucket/clip.mp4"])
+def test_urls_are_refused_without_network_access(url):
+    with pytest.raises(VideoError, match=r"is a URL; .* download the video first"):
+        load_video(url)
+
+
 def test_text_file_is_not_a_video(tmp_path):
     path = tmp_path / "notes.mp4"
     path.write_text("hello, I am not a video\n" * 20)
@@ -479,6 +485,10 @@ def test_bad_arguments(clips, tmp_path):
         load_video(path, num_frames=2.5)
     with pytest.raises(InstitValueError, match="fps must be > 0"):
         load_video(path, fps=0)
+    with pytest.raises(InstitValueError, match="fps must be a finite number of frames per second"):
+        load_video(path, fps=float("nan"))
+    with pytest.raises(InstitValueError, match="start must be a finite number of seconds >= 0"):
+        load_video(path, start=-1)
     with pytest.raises(InstitValueError, match=r"window .* is empty"):
         load_video(path, start=2, end=1)
     with pytest.raises(VideoError, match="contains no frame"):

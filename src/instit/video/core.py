@@ -31,6 +31,8 @@ class _DefaultCount(int):
 
 
 _DEFAULT_NUM_FRAMES = _DefaultCount(8)
+# a URL ("https://...", "s3://..."), not a path; one-letter schemes are Windows drive letters
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
 
 @dataclass(eq=False)
@@ -255,6 +257,11 @@ def load_video(
         )
 
     if isinstance(source, (str, os.PathLike)):
+        if isinstance(source, str) and _URL.match(source):
+            raise VideoError(
+                f"video source {source!r} is a URL; load_video reads local files and folders "
+                "(no network access): download the video first and pass its path"
+            )
         path = Path(os.fspath(source))
         if not path.exists():
             raise VideoError(f"video source {str(path)!r} does not exist; check the path")

@@ -58,15 +58,16 @@ def _check_count(name: str, value: object) -> int:
     return int(value)
 
 
-def _check_seconds(name: str, value: object) -> float | None:
+def _check_number(name: str, value: object, unit: str) -> float | None:
+    """A finite number >= 0 (``unit`` names what it counts, for the messages), or None."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InstitTypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
-    seconds = float(value)
-    if not np.isfinite(seconds) or seconds < 0:
-        raise InstitValueError(f"{name} must be a finite number of seconds >= 0, got {value}")
-    return seconds
+        raise InstitTypeError(f"{name} must be a number of {unit}, got {type(value).__name__}")
+    number = float(value)
+    if not np.isfinite(number) or number < 0:
+        raise InstitValueError(f"{name} must be a finite number of {unit} >= 0, got {value}")
+    return number
 
 
 def select_frames(
@@ -99,10 +100,10 @@ def select_frames(
     """
     k = None if num_frames is None else _check_count("num_frames", num_frames)
     cap = None if max_frames is None else _check_count("max_frames", max_frames)
-    start_s = _check_seconds("start", start)
-    end_s = _check_seconds("end", end)
+    start_s = _check_number("start", start, "seconds")
+    end_s = _check_number("end", end, "seconds")
     if fps is not None:
-        rate = _check_seconds("fps", fps)
+        rate = _check_number("fps", fps, "frames per second")
         if not rate:
             raise InstitValueError("fps must be > 0; pass e.g. fps=1 for one frame per second")
     if start_s is not None and end_s is not None and end_s <= start_s:
