@@ -30,6 +30,7 @@ from video_clips import (
     presentation_times,
     restamp_with_decode_times,
     write_clip,
+    zero_packet,
 )
 
 N = 72  # frames in the constant-rate clips (3 s at 24 fps)
@@ -422,6 +423,15 @@ def test_transport_stream_with_damaged_packets(clips, tmp_path):
     damaged.write_bytes(bytes(data))
     with pytest.raises(VideoError, match=r"is corrupt: the demuxer flagged \d+ of its"):
         load_video(damaged)
+
+
+def test_a_frame_that_fails_to_decode(clips, tmp_path):
+    damaged = zero_packet(clips["h264.mkv"], tmp_path / "damaged.mkv", 13)
+    with pytest.raises(VideoError, match=r"decoding frame \d+ of .* failed .* the file is corrupt"):
+        load_video(damaged, num_frames=None)
+    # frames whose keyframe interval holds no damaged packet still load
+    video = load_video(damaged, start=2.0)  # frames 48..71
+    assert codes(video) == video.indices == [48 + i for i in linspace_rule(N - 48, 8)]
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])

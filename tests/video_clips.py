@@ -121,3 +121,22 @@ def restamp_with_decode_times(source: Path, path: Path) -> Path:
             packet.stream = out
             writer.mux(packet)
     return path
+
+
+def zero_packet(source: Path, path: Path, number: int) -> Path:
+    """Copy ``source``'s video packets into ``path`` with the payload of packet ``number``
+    (decode order) zeroed after its first four bytes: a packet damaged in a way the container
+    cannot notice.  Return ``path``."""
+    with av.open(str(source)) as reader, av.open(str(path), "w") as writer:
+        stream = reader.streams.video[0]
+        out = writer.add_stream_from_template(stream)
+        for index, packet in enumerate(p for p in reader.demux(stream) if p.size):
+            if index == number:
+                data = bytes(packet)
+                damaged = av.Packet(data[:4] + bytes(len(data) - 4))
+                damaged.pts, damaged.dts = packet.pts, packet.dts
+                damaged.time_base, damaged.is_keyframe = packet.time_base, packet.is_keyframe
+                packet = damaged
+            packet.stream = out
+            writer.mux(packet)
+    return path
