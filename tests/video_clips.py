@@ -115,7 +115,7 @@ def restamp_with_decode_times(source: Path, path: Path) -> Path:
         stream = reader.streams.video[0]
         out = writer.add_stream_from_template(stream)
         for packet in reader.demux(stream):
-            if packet.dts is None:  # the empty packet that ends the stream
+            if not packet.size:  # the empty packet that ends the stream
                 continue
             packet.pts = packet.dts
             packet.stream = out
