@@ -241,6 +241,34 @@ def test_labels_pushed_away_get_a_leader_line_drawn_in_the_instance_colour() -> 
     assert drawn[my - 1 : my + 2, mx - 1 : mx + 2].min() < 200
 
 
+def test_labels_find_a_free_spot_beyond_the_search_radius() -> None:
+    # 40 points on one spot and a search radius of one label height: the ring around the spot
+    # fills up, the other labels go to the nearest free spots anywhere in the image
+    image = np.full((300, 400, 3), 255, dtype=np.uint8)
+    points = np.array([[200.0 + i % 4, 150.0 + i // 10] for i in range(40)])
+    instances = Instances.from_points(points, image_size=(400, 300))
+    layout = layout_marks(image, instances, mask="none", search_radius=1.0)
+    assert_no_overlap_and_inside(layout, 400, 300)
+    label_h = max(p.box[3] - p.box[1] for p in layout.values())
+    label_w = max(p.box[2] - p.box[0] for p in layout.values())
+    reach = 1.0 * label_h + math.hypot(label_w, label_h)  # farthest a local candidate lies
+    far = [p for p in layout.values() if math.dist(p.center, p.anchor) > reach]
+    assert far and all(p.moved and p.leader is not None for p in far)
+
+
+def test_an_image_too_small_for_all_labels_warns_and_keeps_labels_inside() -> None:
+    image = np.zeros((24, 32, 3), dtype=np.uint8)
+    points = np.array([[16.0, 12.0]] * 1 + [[float(i), 5.0] for i in range(1, 30)])
+    instances = Instances.from_points(points, image_size=(32, 24))
+    with pytest.warns(UserWarning, match="no free spot for the label of instance"):
+        layout = layout_marks(image, instances)
+    assert len(layout) == 30
+    assert all(
+        0 <= x0 < x1 <= 32 and 0 <= y0 < y1 <= 24
+        for x0, y0, x1, y1 in (p.box for p in layout.values())
+    )
+
+
 def test_draw_marks_draws_exactly_the_layout() -> None:
     image = background(480, 320, seed=5)
     masks = crowded_masks(480, 320, 20, seed=2)
