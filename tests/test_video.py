@@ -511,6 +511,25 @@ def test_bad_arguments(clips, tmp_path):
         load_video([coded_frame(0), coded_frame(1)], fps=1)
 
 
+def test_bad_arguments_of_frame_sequences_and_videos(clips):
+    frames = [coded_frame(0), coded_frame(1)]
+    for bad in (0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(InstitValueError, match="source_fps must be a finite number > 0"):
+            load_video(frames, source_fps=bad)
+    with pytest.raises(InstitTypeError, match="source_fps must be a number, got str"):
+        load_video(frames, source_fps="24")
+    with pytest.raises(InstitTypeError, match="pattern must be a glob string, got int"):
+        load_video(clips["h264.mp4"].parent, pattern=5)
+    video = load_video(frames, source_fps=2)
+    with pytest.raises(InstitTypeError, match="seconds must be a number, got str"):
+        video.frame_at("0.5")
+    with pytest.raises(InstitValueError, match="seconds must be finite"):
+        video.frame_at(float("nan"))
+    assert repr(video) == (
+        f"Video(2 frames {WIDTH}x{HEIGHT}, indices=[0, 1], fps=2.0, source=None)"
+    )
+
+
 def test_explicit_default_count_with_fps_is_refused(clips):
     with pytest.raises(InstitValueError, match="not both"):
         load_video(clips["h264.mp4"], num_frames=8, fps=1)

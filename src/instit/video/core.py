@@ -402,8 +402,8 @@ def _load_sequence(
     if source_fps is not None:
         if isinstance(source_fps, bool) or not isinstance(source_fps, (int, float, Fraction)):
             raise InstitTypeError(f"source_fps must be a number, got {type(source_fps).__name__}")
-        if not source_fps > 0:
-            raise InstitValueError(f"source_fps must be > 0, got {source_fps}")
+        if not 0 < source_fps < float("inf"):  # also refuses NaN
+            raise InstitValueError(f"source_fps must be a finite number > 0, got {source_fps}")
         rate: float | None = float(source_fps)
         timestamps = [i / float(source_fps) for i in range(len(items))]
     else:
