@@ -38,6 +38,7 @@ N = 72  # frames in the constant-rate clips (3 s at 24 fps)
 _rng = np.random.default_rng(7)
 VFR_PTS = np.concatenate([[0], np.cumsum(_rng.integers(20, 90, 59))]).tolist()
 
+_OPEN_GOP = "open-gop=1:keyint=12:min-keyint=12:scenecut=0"
 CLIPS = {
     # H.264 with B-frames (presentation order != decode order) and a keyframe every 10 frames
     "h264.mp4": dict(n=N, options={"g": "10", "bf": "3"}),
@@ -55,6 +56,10 @@ CLIPS = {
     "h264-bframes.avi": dict(n=N, options={"g": "10", "bf": "3"}),
     # an elementary H.264 stream: no container timestamps to index
     "raw.h264": dict(n=30),
+    # open GOPs: the B-frames before each keyframe (in presentation order) refer to the frames
+    # before it, so a seek to that keyframe cannot give them; in TS the seek lands there
+    "open-gop.ts": dict(n=N, options={"bf": "3", "x264-params": _OPEN_GOP}),
+    "open-gop.mkv": dict(n=N, options={"bf": "3", "x264-params": _OPEN_GOP}),
 }
 
 
@@ -606,7 +611,7 @@ def test_with_marks_picks_tracks_by_source_frame(clips):
 # -- decoding plan -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["h264.mp4", "vp9.webm", "vfr.mkv", "h264.ts"])
+@pytest.mark.parametrize("name", ["h264.mp4", "vp9.webm", "vfr.mkv", "h264.ts", "open-gop.ts"])
 @pytest.mark.parametrize("workers", [1, 3, 8])
 def test_any_number_of_decoders_gives_the_same_frames(clips, monkeypatch, name, workers):
     from instit.video import _pyav
