@@ -25,10 +25,12 @@ from video_clips import (
     HEIGHT,
     WIDTH,
     coded_frame,
+    decode_times,
     decoded_codes,
     frame_code,
     presentation_times,
-    restamp_with_decode_times,
+    restamp,
+    swap_times,
     write_clip,
     zero_packet,
 )
@@ -60,6 +62,22 @@ CLIPS = {
     # before it, so a seek to that keyframe cannot give them; in TS the seek lands there
     "open-gop.ts": dict(n=N, options={"bf": "3", "x264-params": _OPEN_GOP}),
     "open-gop.mkv": dict(n=N, options={"bf": "3", "x264-params": _OPEN_GOP}),
+    # HEVC with B-frames (phone cameras), AV1 (web video)
+    "hevc.mp4": dict(
+        n=N,
+        codec="libx265",
+        options={"x265-params": "keyint=10:min-keyint=10:bframes=3:log-level=none"},
+    ),
+    "av1.webm": dict(
+        n=N,
+        codec="libsvtav1",
+        options={"g": "10", "preset": "8", "svtav1-params": "enable-tf=0:enable-overlays=0"},
+    ),
+    # MPEG-2 in an MPEG program stream (DVD, .mpg/.vob): its packets do not start with the frames
+    # they carry, so the frames come out with other times than their packets had
+    "mpeg2.mpg": dict(n=N, codec="mpeg2video", options={"g": "10", "bf": "2"}),
+    # MPEG-4 Part 2 with B-frames in AVI (DivX/Xvid-style files)
+    "mpeg4-bframes.avi": dict(n=N, codec="mpeg4", options={"g": "10", "bf": "2"}),
 }
 
 
@@ -80,8 +98,10 @@ def linspace_rule(n: int, k: int) -> list[int]:
 # -- exactness per container -----------------------------------------------------------------
 
 
-def test_encoder_for_vp9_exists():
-    assert "libvpx-vp9" in av.codecs_available
+def test_encoders_of_the_test_clips_exist():
+    assert {"libx264", "libvpx-vp9", "libx265", "libsvtav1", "mpeg2video", "mpeg4", "mjpeg"} <= (
+        av.codecs_available
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CLIPS))
@@ -649,11 +669,34 @@ def test_plan_keeps_frames_between_keyframes_on_one_decoder():
 def test_decode_times_stamped_as_presentation_times(clips, tmp_path, suffix):
     # a broken muxer's file: the B-frames' times are out of order, so the frames are numbered in
     # the order the decoder outputs them (what every player shows), not by their times
-    path = restamp_with_decode_times(clips["h264.mp4"], tmp_path / f"restamped{suffix}")
+    path = restamp(clips["h264.mp4"], tmp_path / f"restamped{suffix}", decode_times)
     assert decoded_codes(path) == list(range(N))
     assert codes(load_video(path, num_frames=None)) == list(range(N))
     video = load_video(path, num_frames=13)
     assert codes(video) == video.indices == linspace_rule(N, 13)
+    assert video.timestamps == pytest.approx([i / 24 for i in video.indices])
+
+
+@pytest.mark.parametrize("k", [None, 8, 13])
+def test_exchanged_times_in_a_stream_without_b_frames_are_seen_in_the_index(tmp_path, k):
+    # frames shown in decode order whose times go back once: numbered by decoding order
+    source = write_clip(tmp_path / "ip.mp4", N, options={"g": "10", "bf": "0"})
+    path = restamp(source, tmp_path / "swapped.mkv", swap_times(20, 21))
+    assert decoded_codes(path) == list(range(N))
+    video = load_video(path, num_frames=k)
+    assert codes(video) == video.indices == (list(range(N)) if k is None else linspace_rule(N, k))
+    assert video.timestamps == pytest.approx([i / 24 for i in video.indices])
+
+
+@pytest.mark.parametrize("k", [None, 8])
+def test_exchanged_times_among_b_frames_are_caught_while_decoding(clips, tmp_path, k):
+    # the packets' times still go back and forth as B-frames' do, so only decoding shows that
+    # a wanted frame comes out with another time than its packet's: then the frames are counted
+    # and numbered in output order
+    path = restamp(clips["h264.mp4"], tmp_path / "swapped.mkv", swap_times(20, 21))
+    assert decoded_codes(path) == list(range(N))
+    video = load_video(path, num_frames=k)
+    assert codes(video) == video.indices == (list(range(N)) if k is None else linspace_rule(N, k))
     assert video.timestamps == pytest.approx([i / 24 for i in video.indices])
 
 
@@ -665,6 +708,17 @@ def test_b_frame_files_with_proper_times_are_indexed_for_seeking(clips, name):
         stream = _pyav.video_stream(container, name)
         assert stream.codec_context.has_b_frames
         assert _pyav.scan(container, stream, name).exact
+
+
+def test_mpeg_program_stream_is_counted_by_decoding(clips):
+    # its packets are cut from PES packets and carry other frames' times (here two packets
+    # share a time): the frames are counted and numbered in the decoder's output order
+    with av.open(str(clips["mpeg2.mpg"])) as container:
+        times = {p.pts for p in container.demux(video=0) if p.size}
+    assert len(times) < N  # the file really has the problem
+    video = load_video(clips["mpeg2.mpg"], num_frames=None)
+    assert video.num_source_frames == N and codes(video) == list(range(N))
+    assert video.timestamps == pytest.approx([i / 24 for i in range(N)])
 
 
 def test_avi_with_b_frames_is_numbered_in_presentation_order(clips):

@@ -7,7 +7,7 @@ left, row by row), big enough to survive H.264 / VP9 / MJPEG compression at any 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -107,20 +107,38 @@ def decoded_codes(path: Path) -> list[int]:
         return [frame_code(f.to_image()) for f in container.decode(video=0)]
 
 
-def restamp_with_decode_times(source: Path, path: Path) -> Path:
-    """Copy ``source``'s video packets into ``path`` with each packet's decode time as its
-    presentation time, as broken muxers do; return ``path``.  With B-frames the frames then
-    carry times that are not in presentation order."""
+def restamp(source: Path, path: Path, times: Callable[[list[av.Packet]], list[int]]) -> Path:
+    """Copy ``source``'s video packets into ``path`` with the presentation times
+    ``times(packets)`` (one per packet, in decode order), as a broken muxer might; return
+    ``path``."""
     with av.open(str(source)) as reader, av.open(str(path), "w") as writer:
         stream = reader.streams.video[0]
         out = writer.add_stream_from_template(stream)
-        for packet in reader.demux(stream):
-            if not packet.size:  # the empty packet that ends the stream
-                continue
-            packet.pts = packet.dts
+        packets = [p for p in reader.demux(stream) if p.size]  # not the end-of-stream packet
+        new_times = times(packets)
+        # muxers refuse a packet shown before it is decoded: move every decode time back alike
+        lead = max(0, *(p.dts - pts for p, pts in zip(packets, new_times, strict=True)))
+        for packet, pts in zip(packets, new_times, strict=True):
+            packet.pts, packet.dts = pts, packet.dts - lead
             packet.stream = out
             writer.mux(packet)
     return path
+
+
+def decode_times(packets: list[av.Packet]) -> list[int]:
+    """Each packet's decode time: with B-frames, not the frames' presentation order."""
+    return [p.dts for p in packets]
+
+
+def swap_times(first: int, second: int) -> Callable[[list[av.Packet]], list[int]]:
+    """The packets' own times with those of packets ``first`` and ``second`` exchanged."""
+
+    def times(packets: list[av.Packet]) -> list[int]:
+        result = [p.pts for p in packets]
+        result[first], result[second] = result[second], result[first]
+        return result
+
+    return times
 
 
 def zero_packet(source: Path, path: Path, number: int) -> Path:

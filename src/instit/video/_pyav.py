@@ -170,19 +170,15 @@ def scan(
             f"{path!r} is corrupt: the demuxer flagged {corrupt} of its {packets} video packets "
             "as damaged (lost or broken data); re-download it, or re-encode it with ffmpeg"
         )
-    if untimed or _decode_order_times(container, stream, pts):
+    if container.format.name == "mpeg":
+        # MPEG program streams (.mpg, .vob): packets are cut from PES packets, not frames, and
+        # carry times of other frames than the ones they start
+        return count_frames(path)
+    if untimed or _times_untrusted(container, stream, pts):
         # No presentation times to sort by (none at all, or decode-order times for frames that
         # the decoder reorders): frames are numbered in the order the decoder outputs them,
         # which is presentation order, and read sequentially.
-        count = packets
-        return StreamIndex(
-            pts=list(range(count)),
-            keyframes=[],
-            time_base=1 / stream.average_rate if stream.average_rate else Fraction(1),
-            last_duration=1,
-            average_rate=stream.average_rate,
-            exact=False,
-        )
+        return _output_order_index(packets, stream)
     ordered = sorted(set(pts))
     last_duration = durations[ordered[-1]]
     if last_duration <= 0 and len(ordered) > 1:
@@ -199,22 +195,61 @@ def scan(
     return index
 
 
-def _decode_order_times(
+def _output_order_index(count: int, stream: av.video.stream.VideoStream) -> StreamIndex:
+    """The index of a stream whose ``count`` frames are numbered in the order the decoder
+    outputs them, ``index / fps`` seconds apart."""
+    return StreamIndex(
+        pts=list(range(count)),
+        keyframes=[],
+        time_base=1 / stream.average_rate if stream.average_rate else Fraction(1),
+        last_duration=1,
+        average_rate=stream.average_rate,
+        exact=False,
+    )
+
+
+def count_frames(path: str) -> StreamIndex:
+    """Index a stream by decoding it once and counting the frames that come out.
+
+    For MPEG program streams and for streams whose frames turn out to carry other times than
+    their packets (see :class:`TimesDisagree`): their packets need not be one frame each.
+    """
+    import av
+
+    with open_container(path) as container:
+        stream = video_stream(container, path)
+        stream.thread_type = _THREAD_TYPE
+        try:
+            count = sum(1 for _ in container.decode(stream))
+        except av.FFmpegError as exc:
+            raise VideoError(
+                f"decoding {path!r} failed ({exc.strerror or exc}); the file is corrupt: "
+                "re-encode or re-download it"
+            ) from exc
+        if not count:
+            raise VideoError(f"{path!r} has a video stream with no frames; pass a non-empty video")
+        return _output_order_index(count, stream)
+
+
+def _times_untrusted(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: list[int]
 ) -> bool:
-    """Whether the packets' times are decode-order times of frames the decoder reorders.
+    """Whether the packets' times cannot be the frames' presentation times.
 
-    AVI stores no presentation times, so with a codec that can reorder frames its times cannot
-    be trusted.  In other containers, a stream the decoder reorders (B-frames) whose packet
-    times nevertheless rise in decode order was written by a muxer that stamped decode times
-    as presentation times (a correct file's B-frames come after the later frames they refer to,
-    so its times go back and forth).  A stream that could reorder but never does looks the
-    same; reading it sequentially is slower but gives the same frames.
+    * AVI stores no presentation times, so with a codec that can reorder frames its times
+      cannot be trusted.
+    * A stream the decoder reorders (B-frames) whose packet times nevertheless rise in decode
+      order was written by a muxer that stamped decode times as presentation times (a correct
+      file's B-frames come after the later frames they refer to, so its times go back and
+      forth).  A stream that could reorder but never does looks the same; reading it
+      sequentially is slower but gives the same frames.
+    * A stream the decoder does not reorder is shown in decode order, so its times must rise.
     """
     context = stream.codec_context
     if container.format.name == "avi":
         return bool(context.codec.reorder)
-    return bool(context.has_b_frames) and all(a < b for a, b in itertools.pairwise(pts))
+    rising = all(a < b for a, b in itertools.pairwise(pts))
+    return rising if context.has_b_frames else not rising
 
 
 def _declared_seconds(
@@ -270,14 +305,20 @@ def _to_image(frame: av.video.frame.VideoFrame) -> Image.Image:
     return image
 
 
+class TimesDisagree(Exception):
+    """A decoded frame carries another timestamp than the packet it was decoded from: the
+    stream must be indexed again with :func:`count_frames`."""
+
+
 class _Reader:
     """One decoder that fetches runs of wanted frames, each run after its own seek.
 
     While it decodes forward to the wanted frames of a run it skips (for H.264) the unwanted
     frames that no other frame refers to, and once the last wanted packet of the run is in the
     decoder it drains the decoder instead of feeding it more packets just to push the wanted
-    frames out of its reordering queue.  Both go by packet timestamps; a file whose frames carry
-    other timestamps than their packets (AVI, broken muxers) is read again without either.
+    frames out of its reordering queue.  Both go by packet timestamps, so each wanted frame must
+    come out with its packet's timestamp; a frame that does not (MPEG program streams, whose
+    packets do not start with the frames they carry) raises :class:`TimesDisagree`.
     """
 
     def __init__(
@@ -290,7 +331,6 @@ class _Reader:
         self.stream = stream
         self.index = index
         self.skip_nonref = stream.codec_context.name in _SKIP_NONREF_CODECS
-        self.by_packets = True  # packet and frame timestamps agree (until shown otherwise)
 
     def _frames_from(self, anchor: int | None, targets: list[int]) -> Iterator[Any]:
         """Seek to the keyframe at or before ``anchor`` (None: the start) and decode forward."""
@@ -302,20 +342,20 @@ class _Reader:
         context.skip_frame = "DEFAULT"
         unsent = set(targets)
         for packet in self.container.demux(self.stream):
-            if self.by_packets:
-                if self.skip_nonref:
-                    context.skip_frame = "DEFAULT" if packet.pts in unsent else "NONREF"
-                unsent.discard(packet.pts)
+            if self.skip_nonref:
+                context.skip_frame = "DEFAULT" if packet.pts in unsent else "NONREF"
+            unsent.discard(packet.pts)
             yield from packet.decode()
-            if self.by_packets and not unsent:
+            if not unsent:
                 yield from context.decode(None)  # drain: the wanted frames are all decoded
                 return
 
     def _attempt(self, anchor: int | None, targets: list[int]) -> Iterator[tuple[int, Any]]:
         """``(target, frame)`` for each target in turn after seeking to ``anchor``.
 
-        Each target gets the first frame at or after it (its own frame when timestamps agree).
-        Nothing comes when the seek landed after the first target.
+        Each target gets the first frame at or after it, which must be its own frame
+        (:class:`TimesDisagree` otherwise).  Nothing comes when the seek landed after the first
+        target.
         """
         pending = iter(targets)
         target: int | None = next(pending)
@@ -328,6 +368,8 @@ class _Reader:
                 return  # landed after the wanted frame: an earlier keyframe is tried
             first = False
             while target is not None and ts >= target:
+                if ts != target:
+                    raise TimesDisagree
                 yield target, frame
                 target = next(pending, None)
             if target is None:
@@ -349,11 +391,6 @@ class _Reader:
         while done < len(targets) and anchors:
             anchor = anchors.pop(0)
             for target, frame in self._attempt(anchor, targets[done:]):
-                if self.by_packets and _frame_ts(frame) != target:
-                    # packet and frame timestamps disagree: decode everything as it comes
-                    self.by_packets = False
-                    anchors = self._anchors(target)
-                    break
                 yield target, frame
                 done += 1
 
@@ -409,9 +446,20 @@ def decode(
     the next run when it is done with one; ``container`` is one of them.  ``progress`` is a
     tqdm-like object updated once per frame.
     """
-    if not index.exact:
-        stream.thread_type = _THREAD_TYPE
-        return _decode_sequential(path, positions, index, progress)
+    if index.exact:
+        return _decode_by_seeking(container, stream, index, positions, path, progress)
+    return _decode_sequential(path, positions, index, progress)
+
+
+def _decode_by_seeking(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    index: StreamIndex,
+    positions: list[int],
+    path: str,
+    progress: Any,
+) -> dict[int, tuple[Image.Image, float]]:
+    """:func:`decode` for streams whose packet times are the frames' times."""
     runs = deque(plan(index, positions))
     workers = min(worker_count(), len(runs))
 
@@ -425,7 +473,11 @@ def decode(
                 run = runs.popleft()  # thread-safe
             except IndexError:
                 return out
-            out.update(_read_run(reader, run, path, progress))
+            try:
+                out.update(_read_run(reader, run, path, progress))
+            except BaseException:
+                runs.clear()  # the other decoders stop after their current run
+                raise
 
     if workers == 1:
         # one decoder: let FFmpeg thread it
@@ -482,19 +534,20 @@ def _read_run(
 def _decode_sequential(
     path: str, positions: list[int], index: StreamIndex, progress: Any
 ) -> dict[int, tuple[Image.Image, float]]:
-    """Last resort for streams without timestamps: decode from the start, keep what is wanted."""
+    """Last resort for streams without usable timestamps: decode from the start, number the
+    frames in output order (presentation order), keep the wanted ones."""
     import av
 
     wanted = set(positions)
     out: dict[int, tuple[Image.Image, float]] = {}
-    tb = float(index.time_base)
+    seconds = index.timestamps
     with open_container(path) as container:
         stream = video_stream(container, path)
         stream.thread_type = _THREAD_TYPE
         try:
             for number, frame in enumerate(container.decode(stream)):
                 if number in wanted:
-                    out[number] = (_to_image(frame), number * tb)
+                    out[number] = (_to_image(frame), seconds[number])
                     progress.update(1)
                     if len(out) == len(wanted):
                         break

@@ -310,7 +310,16 @@ def _load_file(
         chosen = choose(index.timestamps, repr(path))
         positions = sorted(set(chosen))
         with _progress_bar(len(positions), progress, "decoding frames") as bar:
-            decoded = _pyav.decode(container, stream, index, positions, path, bar)
+            try:
+                decoded = _pyav.decode(container, stream, index, positions, path, bar)
+            except _pyav.TimesDisagree:
+                # the packets' times are not the frames': count the frames in the decoder's
+                # output order and choose again among them
+                index = _pyav.count_frames(path)
+                chosen = choose(index.timestamps, repr(path))
+                positions = sorted(set(chosen))
+                bar.reset(total=len(positions))
+                decoded = _pyav.decode(container, stream, index, positions, path, bar)
     return Video(
         frames=[decoded[i][0] for i in chosen],
         indices=chosen,
