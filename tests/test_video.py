@@ -73,6 +73,14 @@ CLIPS = {
         codec="libsvtav1",
         options={"g": "10", "preset": "8", "svtav1-params": "enable-tf=0:enable-overlays=0"},
     ),
+    # 10-bit 4:2:0 HEVC (HDR phone video), 8-bit 4:4:4 H.264
+    "hevc-10bit.mkv": dict(
+        n=N,
+        codec="libx265",
+        pix_fmt="yuv420p10le",
+        options={"x265-params": "keyint=10:min-keyint=10:log-level=none"},
+    ),
+    "h264-444.mkv": dict(n=N, pix_fmt="yuv444p", options={"g": "10"}),
     # MPEG-2 in an MPEG program stream (DVD, .mpg/.vob): its packets do not start with the frames
     # they carry, so the frames come out with other times than their packets had
     "mpeg2.mpg": dict(n=N, codec="mpeg2video", options={"g": "10", "bf": "2"}),

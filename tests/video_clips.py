@@ -62,14 +62,16 @@ def write_clip(
     options: dict[str, str] | None = None,
     rotation: float | None = None,
     container_options: dict[str, str] | None = None,
+    pix_fmt: str | None = None,
 ) -> Path:
     """Write ``n`` coded frames to ``path``; return ``path``.
 
     ``pts`` (with ``time_base``) sets every frame's presentation time yourself, for variable
     frame rates; otherwise frame ``k`` is at ``k / rate`` seconds.  ``rotation`` stores a display
-    matrix rotating the picture counter-clockwise by that many degrees.
+    matrix rotating the picture counter-clockwise by that many degrees.  ``pix_fmt`` is the
+    encoder's pixel format (default 4:2:0, 8 bits).
     """
-    pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+    pix_fmt = pix_fmt or ("yuvj420p" if codec == "mjpeg" else "yuv420p")
     with av.open(str(path), "w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = WIDTH, HEIGHT
