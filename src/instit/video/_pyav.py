@@ -444,22 +444,15 @@ def decode(
     The runs of :func:`plan` are handed out one at a time to up to :func:`worker_count` decoders
     (threads, each with its own demuxer: FFmpeg releases the GIL while decoding), each taking
     the next run when it is done with one; ``container`` is one of them.  ``progress`` is a
-    tqdm-like object updated once per frame.
+    tqdm-like object updated once per frame.  Streams without an exact index are read once
+    from the start.
+
+    Raises:
+        TimesDisagree: a wanted frame came out with another time than its packet's; index the
+            stream with :func:`count_frames` and decode again.
     """
-    if index.exact:
-        return _decode_by_seeking(container, stream, index, positions, path, progress)
-    return _decode_sequential(path, positions, index, progress)
-
-
-def _decode_by_seeking(
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    index: StreamIndex,
-    positions: list[int],
-    path: str,
-    progress: Any,
-) -> dict[int, tuple[Image.Image, float]]:
-    """:func:`decode` for streams whose packet times are the frames' times."""
+    if not index.exact:
+        return _decode_sequential(path, positions, index, progress)
     runs = deque(plan(index, positions))
     workers = min(worker_count(), len(runs))
 
