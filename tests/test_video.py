@@ -392,6 +392,30 @@ def test_text_file_is_not_a_video(tmp_path):
         load_video(path)
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_single_picture_track_before_the_video_is_not_taken_for_it(tmp_path, suffix):
+    # a cover image stored as a one-frame MJPEG track ahead of the video (MP4 keeps it flagged
+    # as cover art, Matroska as a plain track): the video is the stream FFmpeg would pick
+    path = tmp_path / f"cover{suffix}"
+    with av.open(str(path), "w") as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 48, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        video = container.add_stream("libx264", rate=24)
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        picture = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 200, np.uint8), "rgb24")
+        for frame in (picture, None):
+            for packet in cover.encode(frame):
+                container.mux(packet)
+        for k in [*range(24), None]:
+            frame = None if k is None else av.VideoFrame.from_ndarray(coded_frame(k), "rgb24")
+            for packet in video.encode(frame):
+                container.mux(packet)
+    loaded = load_video(path, num_frames=4)
+    assert loaded.num_source_frames == 24 and loaded.size == (WIDTH, HEIGHT)
+    assert codes(loaded) == loaded.indices == linspace_rule(24, 4)
+
+
 def test_audio_only_file(tmp_path):
     path = tmp_path / "sound.m4a"
     with av.open(str(path), "w") as container:

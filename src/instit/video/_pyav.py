@@ -110,18 +110,21 @@ def open_container(path: str) -> av.container.InputContainer:
 
 
 def video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
-    """The first video stream of ``container`` (cover-art pictures are skipped)."""
-    candidates = [
-        s for s in container.streams.video if not getattr(s.disposition, "attached_pic", 0)
-    ]
-    candidates = candidates or list(container.streams.video)
-    if not candidates:
+    """The video stream FFmpeg itself would pick (``av_find_best_stream``, as decord does too):
+    a moving picture before a single one, e.g. a cover image stored as a first track.  Cover art
+    flagged as such (``attached_pic``) is never picked while there is another video stream."""
+    from av.stream import Disposition
+
+    streams = list(container.streams.video)
+    if not streams:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         raise VideoError(
             f"{path!r} has no video stream (its streams: {', '.join(kinds)}); "
             "pass a file that contains video"
         )
-    return candidates[0]
+    moving = [s for s in streams if not s.disposition & Disposition.attached_pic] or streams
+    best = container.streams.best("video")
+    return best if best in moving else moving[0]
 
 
 def scan(
