@@ -167,7 +167,7 @@ def scan(
             "are in the file; re-download or re-encode it"
         )
     if not pts and not untimed:
-        raise VideoError(f"{path!r} has a video stream with no frames; pass a non-empty video")
+        raise _no_frames(path)
     if corrupt:
         raise VideoError(
             f"{path!r} is corrupt: the demuxer flagged {corrupt} of its {packets} video packets "
@@ -217,21 +217,16 @@ def count_frames(path: str) -> StreamIndex:
     For MPEG program streams and for streams whose frames turn out to carry other times than
     their packets (see :class:`TimesDisagree`): their packets need not be one frame each.
     """
-    import av
-
     with open_container(path) as container:
         stream = video_stream(container, path)
-        stream.thread_type = _THREAD_TYPE
-        try:
-            count = sum(1 for _ in container.decode(stream))
-        except av.FFmpegError as exc:
-            raise VideoError(
-                f"decoding {path!r} failed ({exc.strerror or exc}); the file is corrupt: "
-                "re-encode or re-download it"
-            ) from exc
+        count = sum(1 for _ in _decoded(container, stream, path))
         if not count:
-            raise VideoError(f"{path!r} has a video stream with no frames; pass a non-empty video")
+            raise _no_frames(path)
         return _output_order_index(count, stream)
+
+
+def _no_frames(path: str) -> VideoError:
+    return VideoError(f"{path!r} has a video stream with no frames; pass a non-empty video")
 
 
 def _times_untrusted(
@@ -532,26 +527,17 @@ def _decode_sequential(
 ) -> dict[int, tuple[Image.Image, float]]:
     """Last resort for streams without usable timestamps: decode from the start, number the
     frames in output order (presentation order), keep the wanted ones."""
-    import av
-
     wanted = set(positions)
     out: dict[int, tuple[Image.Image, float]] = {}
     seconds = index.timestamps
     with open_container(path) as container:
         stream = video_stream(container, path)
-        stream.thread_type = _THREAD_TYPE
-        try:
-            for number, frame in enumerate(container.decode(stream)):
-                if number in wanted:
-                    out[number] = (_to_image(frame), seconds[number])
-                    progress.update(1)
-                    if len(out) == len(wanted):
-                        break
-        except av.FFmpegError as exc:
-            raise VideoError(
-                f"decoding {path!r} failed ({exc.strerror or exc}); the file is corrupt: "
-                "re-encode or re-download it"
-            ) from exc
+        for number, frame in enumerate(_decoded(container, stream, path)):
+            if number in wanted:
+                out[number] = (_to_image(frame), seconds[number])
+                progress.update(1)
+                if len(out) == len(wanted):
+                    break
     missing = sorted(wanted - out.keys())
     if missing:
         raise VideoError(
@@ -559,3 +545,20 @@ def _decode_sequential(
             "missing); the file is corrupt: re-encode it"
         )
     return out
+
+
+def _decoded(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, path: str
+) -> Iterator[av.video.frame.VideoFrame]:
+    """Every frame of ``stream`` from the start, in output order, decoded with FFmpeg's own
+    threading; a decoding failure becomes a :class:`VideoError`."""
+    import av
+
+    stream.thread_type = _THREAD_TYPE
+    try:
+        yield from container.decode(stream)
+    except av.FFmpegError as exc:
+        raise VideoError(
+            f"decoding {path!r} failed ({exc.strerror or exc}); the file is corrupt: "
+            "re-encode or re-download it"
+        ) from exc

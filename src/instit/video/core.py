@@ -306,20 +306,21 @@ def _load_file(
 
     with _pyav.open_container(path) as container:
         stream = _pyav.video_stream(container, path)
+
+        def read(index: _pyav.StreamIndex) -> tuple[list[int], dict[int, Any]]:
+            chosen = choose(index.timestamps, repr(path))
+            positions = sorted(set(chosen))
+            with _progress_bar(len(positions), progress, "decoding frames") as bar:
+                return chosen, _pyav.decode(container, stream, index, positions, path, bar)
+
         index = _pyav.scan(container, stream, path)
-        chosen = choose(index.timestamps, repr(path))
-        positions = sorted(set(chosen))
-        with _progress_bar(len(positions), progress, "decoding frames") as bar:
-            try:
-                decoded = _pyav.decode(container, stream, index, positions, path, bar)
-            except _pyav.TimesDisagree:
-                # the packets' times are not the frames': count the frames in the decoder's
-                # output order and choose again among them
-                index = _pyav.count_frames(path)
-                chosen = choose(index.timestamps, repr(path))
-                positions = sorted(set(chosen))
-                bar.reset(total=len(positions))
-                decoded = _pyav.decode(container, stream, index, positions, path, bar)
+        try:
+            chosen, decoded = read(index)
+        except _pyav.TimesDisagree:
+            # the packets' times are not the frames': count the frames in the decoder's output
+            # order and choose again among them
+            index = _pyav.count_frames(path)
+            chosen, decoded = read(index)
     return Video(
         frames=[decoded[i][0] for i in chosen],
         indices=chosen,
