@@ -109,22 +109,33 @@ def decoded_codes(path: Path) -> list[int]:
         return [frame_code(f.to_image()) for f in container.decode(video=0)]
 
 
-def restamp(source: Path, path: Path, times: Callable[[list[av.Packet]], list[int]]) -> Path:
-    """Copy ``source``'s video packets into ``path`` with the presentation times
-    ``times(packets)`` (one per packet, in decode order), as a broken muxer might; return
+def remux(source: Path, path: Path, edit: Callable[[list[av.Packet]], list[av.Packet]]) -> Path:
+    """Copy ``source``'s video packets into ``path`` after ``edit`` (given them all in decode
+    order, without the end-of-stream packet, and returning the packets to write); return
     ``path``."""
     with av.open(str(source)) as reader, av.open(str(path), "w") as writer:
         stream = reader.streams.video[0]
         out = writer.add_stream_from_template(stream)
-        packets = [p for p in reader.demux(stream) if p.size]  # not the end-of-stream packet
+        for packet in edit([p for p in reader.demux(stream) if p.size]):
+            packet.stream = out
+            writer.mux(packet)
+    return path
+
+
+def restamp(source: Path, path: Path, times: Callable[[list[av.Packet]], list[int]]) -> Path:
+    """Copy ``source``'s video packets into ``path`` with the presentation times
+    ``times(packets)`` (one per packet, in decode order), as a broken muxer might; return
+    ``path``."""
+
+    def edit(packets: list[av.Packet]) -> list[av.Packet]:
         new_times = times(packets)
         # muxers refuse a packet shown before it is decoded: move every decode time back alike
         lead = max(0, *(p.dts - pts for p, pts in zip(packets, new_times, strict=True)))
         for packet, pts in zip(packets, new_times, strict=True):
             packet.pts, packet.dts = pts, packet.dts - lead
-            packet.stream = out
-            writer.mux(packet)
-    return path
+        return packets
+
+    return remux(source, path, edit)
 
 
 def decode_times(packets: list[av.Packet]) -> list[int]:
@@ -147,16 +158,14 @@ def zero_packet(source: Path, path: Path, number: int) -> Path:
     """Copy ``source``'s video packets into ``path`` with the payload of packet ``number``
     (decode order) zeroed after its first four bytes: a packet damaged in a way the container
     cannot notice.  Return ``path``."""
-    with av.open(str(source)) as reader, av.open(str(path), "w") as writer:
-        stream = reader.streams.video[0]
-        out = writer.add_stream_from_template(stream)
-        for index, packet in enumerate(p for p in reader.demux(stream) if p.size):
-            if index == number:
-                data = bytes(packet)
-                damaged = av.Packet(data[:4] + bytes(len(data) - 4))
-                damaged.pts, damaged.dts = packet.pts, packet.dts
-                damaged.time_base, damaged.is_keyframe = packet.time_base, packet.is_keyframe
-                packet = damaged
-            packet.stream = out
-            writer.mux(packet)
-    return path
+
+    def edit(packets: list[av.Packet]) -> list[av.Packet]:
+        packet = packets[number]
+        data = bytes(packet)
+        damaged = av.Packet(data[:4] + bytes(len(data) - 4))
+        damaged.pts, damaged.dts = packet.pts, packet.dts
+        damaged.time_base, damaged.is_keyframe = packet.time_base, packet.is_keyframe
+        packets[number] = damaged
+        return packets
+
+    return remux(source, path, edit)
