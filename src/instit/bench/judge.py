@@ -135,8 +135,8 @@ def judge_input(question: str, ground_truth: str, prediction: str) -> str:
 def _check_base_url(base: object) -> str:
     """``base`` as an http(s) API root without a trailing slash, or :class:`JudgeSettingsError`."""
     if not isinstance(base, str):
-        raise JudgeSettingsError(f"base_url must be a str, got {type(base).__name__}")
-    fix = "use an http:// or https:// API root such as http://127.0.0.1:8000/v1"
+        raise JudgeSettingsError(f"base_url (--base-url) must be a str, got {type(base).__name__}")
+    fix = "use an http:// or https:// API root (--base-url) such as http://127.0.0.1:8000/v1"
     if any(c.isspace() or not c.isprintable() for c in base):
         raise JudgeSettingsError(f"base URL {base!r} contains spaces or control characters: {fix}")
     try:
@@ -168,9 +168,9 @@ def _number(name: str, value: object, low: float, high: float, *, low_open: bool
     """A finite real ``value`` in the range, or :class:`JudgeSettingsError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise JudgeSettingsError(f"{name} must be a number, got {type(value).__name__}")
-    bound = "0 <" if low_open else f"{low:g} <="
+    bound = f"> {low:g}" if low_open else f">= {low:g}"
     if not (math.isfinite(value) and (value > low if low_open else value >= low) and value <= high):
-        raise JudgeSettingsError(f"{name} must be a finite number with {bound} {name} <= {high:g}")
+        raise JudgeSettingsError(f"{name} must be a finite number {bound} and <= {high:g}")
     return float(value)
 
 
@@ -380,11 +380,11 @@ class Judge:
             )
         self.model = model
         self.api_key_env = api_key_env
-        self.timeout = _number("timeout", timeout, 0.0, MAX_TIMEOUT, low_open=True)
-        self.max_retries = _count("max_retries", max_retries, 0)
-        self.backoff = _number("backoff", backoff, 0.0, MAX_TIMEOUT, low_open=False)
+        self.timeout = _number("timeout (--timeout)", timeout, 0.0, MAX_TIMEOUT, low_open=True)
+        self.max_retries = _count("max_retries (--retries)", max_retries, 0)
+        self.backoff = _number("backoff (--backoff)", backoff, 0.0, MAX_TIMEOUT, low_open=False)
         self.max_backoff = _number("max_backoff", max_backoff, 0.0, MAX_TIMEOUT, low_open=False)
-        self.concurrency = _count("concurrency", concurrency, 1, MAX_CONCURRENCY)
+        self.concurrency = _count("concurrency (--concurrency)", concurrency, 1, MAX_CONCURRENCY)
         self.follow_redirects = bool(follow_redirects)
         self._sleep = sleep
         key = (os.environ.get(api_key_env) or "").strip()
