@@ -644,3 +644,62 @@ def test_cli_bad_judge_settings_exit_2_in_one_line(server, monkeypatch, tmp_path
     assert len(err.strip().splitlines()) == 1 and "instit bench score: error:" in err
     assert extra[0] in err  # the message names the flag
     assert server.requests == [] and not (tmp_path / "log.json").exists()
+
+
+def _cached_run(server, monkeypatch, tmp_path):
+    judge = _judge(server, monkeypatch, max_retries=0)
+    preds = [_pred("1", "score:0.5"), _pred("2", "score:1.0")]
+    cache = tmp_path / "log.json.judge.jsonl"
+    score, _ = score_oe(preds, judge, cache=cache, progress=False)
+    assert score.accuracy == pytest.approx(75.0)
+    return judge, preds, cache
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda lines: [lines[0].replace("0.5", "5.0"), lines[1]], "line 1 has the score 5.0"),
+        (lambda lines: [lines[0], lines[1].replace("1.0", "NaN")], "line 2 has the score nan"),
+        (lambda lines: ['{"key": "k", "sco', *lines], "line 1 is not valid JSON"),
+        (lambda lines: [lines[0], "[" * 50_000, lines[1]], "line 2 is nested too deeply"),
+        (lambda lines: [lines[0].replace("true", '"yes"'), lines[1]], "no true/false valid"),
+        (lambda lines: [lines[0].replace('"score": 0.5', '"score": "0.5"'), lines[1]], "numeric"),
+        (lambda lines: ["[]", *lines], "line 1 is not a verdict"),
+    ],
+)
+def test_a_bad_judge_cache_line_is_named_not_trusted(server, monkeypatch, tmp_path, edit, message):
+    """The old behaviour: a score edited to 5.0 gave 213 %, a corrupt line a raw JSONDecodeError."""
+    judge, preds, cache = _cached_run(server, monkeypatch, tmp_path)
+    cache.write_text("\n".join(edit(cache.read_text().splitlines())) + "\n")
+    before = cache.read_bytes()
+    requests = len(server.requests)
+    with pytest.raises(DatasetError, match=f"judge cache {cache}.*{message}.*delete that line"):
+        score_oe(preds, judge, cache=cache, progress=False)
+    assert cache.read_bytes() == before and len(server.requests) == requests
+
+
+def test_a_non_utf8_judge_cache_and_blank_lines(server, monkeypatch, tmp_path):
+    judge, preds, cache = _cached_run(server, monkeypatch, tmp_path)
+    text = cache.read_text()
+    cache.write_text("\n" + text.replace("\n", "\n\n"))  # blank lines: harmless, skipped
+    requests = len(server.requests)
+    score, _ = score_oe(preds, judge, cache=cache, progress=False)
+    assert score.accuracy == pytest.approx(75.0) and len(server.requests) == requests
+    cache.write_bytes(b"\xff" + text.encode())
+    with pytest.raises(DatasetError, match="not UTF-8"):
+        score_oe(preds, judge, cache=cache, progress=False)
+    cache.unlink()
+    cache.mkdir()
+    with pytest.raises(DatasetError, match="is a folder"):
+        score_oe(preds, judge, cache=cache, progress=False)
+
+
+def test_non_string_fields_are_refused_before_judging(server, monkeypatch):
+    judge = _judge(server, monkeypatch)
+    with pytest.raises(DatasetError, match="list model_prediction"):
+        score_oe([_pred("1", ["score:1"])], judge, progress=False)
+    from instit.errors import InstitTypeError
+
+    with pytest.raises(InstitTypeError, match="prediction must be a str"):
+        judge.judge("image", "q", "gt", ["score:1"])  # type: ignore[arg-type]
+    assert server.requests == []

@@ -165,8 +165,9 @@ def read_text(path: Path, what: str) -> str:
         raise DatasetError(f"{what} {path} does not exist: check the path") from None
     except IsADirectoryError:
         raise DatasetError(f"{what} {path} is a folder: give the JSON file inside it") from None
-    except OSError as exc:
-        raise DatasetError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise DatasetError(f"{what} {path!s:.200} cannot be read: {reason}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

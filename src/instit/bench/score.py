@@ -252,12 +252,14 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
         if not line.strip():
             continue
         where = f"judge cache {path} line {number}"
-        entry = parse_json(line, where)
+        fix = "delete that line (its item is judged again) or the file"
+        try:
+            entry = parse_json(line, where)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}: {fix}") from None
         problem = _cache_entry(entry)
         if problem is not None:
-            raise DatasetError(
-                f"{where} {problem}: delete that line (its item is judged again) or the file"
-            )
+            raise DatasetError(f"{where} {problem}: {fix}")
         cache[entry["key"]] = entry
     return cache
 
@@ -398,29 +400,31 @@ def write_log(path: str | os.PathLike[str], log: dict[str, Any]) -> Path:
     return path
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (symlinks and hard links included)."""
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except (OSError, RuntimeError):  # a symlink loop
-        return False
-
-
 def check_output(path: Path, what: str, inputs: Sequence[Path] = ()) -> None:
-    """Refuse an output ``path`` that is an input, a folder, or under a file (usage errors)."""
-    for source in inputs:
-        if _same_file(path, source):
+    """Refuse an output ``path`` that is an input (symlinks and hard links resolved), a folder,
+    or under a file: usage errors, raised before any work is done."""
+    try:
+        for source in inputs:
+            if path.resolve() == source.resolve() or (
+                path.exists() and source.exists() and path.samefile(source)
+            ):
+                raise InstitValueError(
+                    f"{what} {path} is the input {source}: writing it would replace the input; "
+                    "choose another path"
+                )
+        if path.is_dir():
+            raise InstitValueError(f"{what} {path} is a folder: give a file path")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
             raise InstitValueError(
-                f"{what} {path} is the input {source}: writing it would replace the input; "
-                "choose another path"
+                f"{what} {path} is inside {parent}, which is a file, not a folder"
             )
-    if path.is_dir():
-        raise InstitValueError(f"{what} {path} is a folder: give a file path")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InstitValueError(f"{what} {path} is inside {parent}, which is a file, not a folder")
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long ...
+        if isinstance(exc, InstitValueError):
+            raise
+        raise InstitValueError(f"{what} {path!s:.200} is not a usable path: {exc}") from None
 
 
 def score_file(
