@@ -46,7 +46,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # what urllib sends after following a 301/302/303
         with self.server.lock:
-            self.server.requests.append({"path": self.path, "auth": self.headers.get("Authorization")})
+            self.server.requests.append(
+                {"path": self.path, "auth": self.headers.get("Authorization")}
+            )
         self._reply('{"sample_score": 1.0}')
 
     def _trickle(self, head: bytes, body: bytes) -> None:
@@ -421,7 +423,7 @@ def test_redirects_are_refused_and_the_key_goes_nowhere_else(server, elsewhere, 
 
 
 def test_same_origin_redirects_are_followed_only_when_asked(server, elsewhere, monkeypatch):
-    moved = f"/moved/v1/chat/completions"
+    moved = "/moved/v1/chat/completions"
     with pytest.raises(JudgeConfigError, match="redirects"):
         _judge(server, monkeypatch).judge("image", "q", "gt", f"redirect:307:{moved}")
     judge = _judge(server, monkeypatch, follow_redirects=True)
@@ -577,7 +579,7 @@ def test_an_unreachable_judge_stops_scoring(monkeypatch):
         max_retries=1,
         backoff=0.001,
     )
-    with pytest.raises(JudgeConfigError, match="cannot reach the judge .*all 2 attempts"):
+    with pytest.raises(JudgeConfigError, match=r"cannot reach the judge .*all 2 attempts"):
         judge.judge("image", "q", "gt", "a")
     with pytest.raises(JudgeConfigError, match="cannot reach"):
         score_oe([_pred(str(i), "a") for i in range(20)], judge, progress=False)

@@ -277,7 +277,7 @@ def test_the_judge_cache_never_appends_to_an_input(tmp_path):
     predictions = tmp_path / "out.json.judge.jsonl"  # the cache path of the log "out.json"
     predictions.write_bytes(_dump([_pred("1", "x", "y")]))
     judge = Judge("http://127.0.0.1:9/v1")
-    with pytest.raises(InstitValueError, match="judge cache .* would replace the input"):
+    with pytest.raises(InstitValueError, match=r"judge cache .* would replace the input"):
         score_file(predictions, "oe", tmp_path / "out.json", judge=judge, progress=False)
     assert predictions.read_bytes() == _dump([_pred("1", "x", "y")])
 

@@ -491,9 +491,7 @@ class Judge:
         if refusal:
             raise JudgeError(f"the judge refused: {self._clean(str(refusal))!r}")
         if not isinstance(content, str):
-            raise JudgeError(
-                f"the judge message has no text content: {self._clean(repr(message))}"
-            )
+            raise JudgeError(f"the judge message has no text content: {self._clean(repr(message))}")
         return self._scrub(content)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
