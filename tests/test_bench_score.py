@@ -205,7 +205,7 @@ def _dump(records) -> bytes:
         (_dump([_pred("1", "A", 1)]), "has a int ground_truth"),
         (_dump([{**_pred("1", "A", "A"), "split": ["image"]}]), "has a list split"),
         (_dump([_pred(True, "A", "A")]), "question_id must be a string or an integer"),
-        (_dump([_pred(2**63, "A", "A")]), "question_id beyond 64 bits"),
+        (_dump([_pred(2**63, "A", "A")]), "question_id integers must fit in 64 bits"),
         (_dump([_pred(1.5, "A", "A")]), "question_id must be a string or an integer"),
         (_dump({"1": _pred("1", "A", "A")}), "must hold a JSON list"),
         (_dump(["A"]), "record 0 .* lacks the field 'question_id'"),
@@ -326,3 +326,14 @@ def test_unusable_log_paths(tmp_path):
             score_file(predictions, "mc", log)
     with pytest.raises(DatasetError, match="cannot be read"):
         score_file(tmp_path / "a\0b", "mc")
+
+
+def test_records_too_deep_or_too_long_to_print_are_still_one_error():
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    for qid in (deep, 10**5000):
+        with pytest.raises(DatasetError, match="question_id of type"):
+            score_mc([{**_pred("1", "A", "A"), "question_id": qid}])
+    with pytest.raises(DatasetError, match="list model_prediction"):
+        score_mc([_pred("1", deep, "A")])

@@ -137,20 +137,21 @@ def _check_base_url(base: object) -> str:
     if not isinstance(base, str):
         raise JudgeSettingsError(f"base_url (--base-url) must be a str, got {type(base).__name__}")
     fix = "use an http:// or https:// API root (--base-url) such as http://127.0.0.1:8000/v1"
+    shown = repr(base[:100])
     if any(c.isspace() or not c.isprintable() for c in base):
-        raise JudgeSettingsError(f"base URL {base!r} contains spaces or control characters: {fix}")
+        raise JudgeSettingsError(f"base URL {shown} contains spaces or control characters: {fix}")
     try:
         parts = urllib.parse.urlsplit(base)
     except ValueError:  # e.g. an unclosed IPv6 bracket
-        raise JudgeSettingsError(f"base URL {base!r} cannot be parsed: {fix}") from None
+        raise JudgeSettingsError(f"base URL {shown} cannot be parsed: {fix}") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise JudgeSettingsError(f"base URL {base!r} is not an http(s) URL: {fix}")
+        raise JudgeSettingsError(f"base URL {shown} is not an http(s) URL: {fix}")
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise JudgeSettingsError(f"base URL {base!r} has an invalid port: {fix}") from None
+        raise JudgeSettingsError(f"base URL {shown} has an invalid port: {fix}") from None
     if not parts.hostname:
-        raise JudgeSettingsError(f"base URL {base!r} names no host: {fix}")
+        raise JudgeSettingsError(f"base URL {shown} names no host: {fix}")
     if parts.username is not None or parts.password is not None:
         raise JudgeSettingsError(
             f"base URL {parts.scheme}://{parts.hostname}... holds credentials: put the key in an "
@@ -158,7 +159,8 @@ def _check_base_url(base: object) -> str:
         )
     if parts.query or parts.fragment:
         raise JudgeSettingsError(
-            f"base URL {base!r} has a query or fragment: give the API root only "
+            f"base URL {parts.scheme}://{parts.netloc}{parts.path} has a query or fragment "
+            "(not shown: it may hold a secret): give the API root only "
             "(/chat/completions is appended)"
         )
     return base.rstrip("/")
@@ -373,10 +375,10 @@ class Judge:
         )
         self.url = self.base_url + "/chat/completions"
         if not isinstance(model, str) or not model.strip():
-            raise JudgeSettingsError(f"the judge model must be a non-empty name, got {model!r}")
+            raise JudgeSettingsError("the judge model (--judge-model) must be a non-empty name")
         if not isinstance(api_key_env, str) or not api_key_env or "=" in api_key_env:
             raise JudgeSettingsError(
-                f"api_key_env must name an environment variable, got {api_key_env!r}"
+                "api_key_env (--api-key-env) must name an environment variable, e.g. OPENAI_API_KEY"
             )
         self.model = model
         self.api_key_env = api_key_env
@@ -525,9 +527,12 @@ class Judge:
             ("prediction", prediction),
         ):
             if not isinstance(value, str):
-                raise InstitTypeError(f"the judge's {name} must be a str, got {value!r:.80}")
-        if split not in JUDGE_PROMPTS:
-            return JudgeResult(None, False, f"unknown split {split!r}: use 'image' or 'video'", 0)
+                raise InstitTypeError(
+                    f"the judge's {name} must be a str, got {type(value).__name__}"
+                )
+        if not isinstance(split, str) or split not in JUDGE_PROMPTS:
+            shown = repr(split[:40]) if isinstance(split, str) else type(split).__name__
+            return JudgeResult(None, False, f"unknown split {shown}: use 'image' or 'video'", 0)
         body = json.dumps(
             {
                 "model": self.model,

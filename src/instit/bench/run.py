@@ -194,7 +194,14 @@ def check_predictions(records: object, where: str) -> list[dict[str, Any]]:
     kind: type | None = None
     for i, record in enumerate(records):
         qid = record.get("question_id") if isinstance(record, dict) else None
-        at = f"{where}: record {i} (question_id {qid!r:.60})"
+        shown = (
+            repr(qid[:60])
+            if isinstance(qid, str)
+            else repr(qid)
+            if isinstance(qid, int) and -_MAX_INT_ID <= qid < _MAX_INT_ID
+            else f"of type {type(qid).__name__}"
+        )
+        at = f"{where}: record {i} (question_id {shown})"
         for name in PREDICTION_FIELDS[:4]:
             if not isinstance(record, dict) or name not in record:
                 raise DatasetError(
@@ -207,7 +214,7 @@ def check_predictions(records: object, where: str) -> list[dict[str, Any]]:
         if isinstance(qid, bool) or not isinstance(qid, int | str):
             raise DatasetError(f"{at}: question_id must be a string or an integer")
         if isinstance(qid, int) and not -_MAX_INT_ID <= qid < _MAX_INT_ID:
-            raise DatasetError(f"{where}: record {i} has a question_id beyond 64 bits")
+            raise DatasetError(f"{at}: question_id integers must fit in 64 bits")
         if kind is not None and type(qid) is not kind:
             raise DatasetError(
                 f"{at}: question_id is a {type(qid).__name__} but earlier ones are "
