@@ -705,3 +705,13 @@ def test_non_string_fields_are_refused_before_judging(server, monkeypatch):
     with pytest.raises(InstitTypeError, match="prediction must be a str"):
         judge.judge("image", "q", "gt", ["score:1"])  # type: ignore[arg-type]
     assert server.requests == []
+
+
+def test_a_fatal_error_ends_the_waiting_retries_at_once(server, monkeypatch):
+    judge = _judge(server, monkeypatch, max_retries=3, backoff=5.0, timeout=2.0, concurrency=4)
+    preds = [_pred(str(i), "always500") for i in range(3)]
+    preds.append(_pred("9", f"redirect:302:{server.base_url}/x"))
+    started = time.monotonic()
+    with pytest.raises(JudgeConfigError, match="redirects"):
+        score_oe(preds, judge, progress=False)
+    assert time.monotonic() - started < 3.0  # the 500s were waiting 5-10 s before retrying

@@ -349,7 +349,8 @@ class Judge:
             :data:`MAX_CONCURRENCY`).
         follow_redirects: follow a 307/308 redirect to the same origin (scheme, host and
             port), re-sending the request; other redirects always stop scoring.
-        sleep: the delay function (tests may pass a recorder).
+        sleep: the delay function between retries (tests may pass a recorder); by default a
+            wait that ends early when :meth:`judge_many` is stopping.
 
     Raises:
         JudgeSettingsError: a setting is invalid (a ``ValueError``; exit code 2 in the CLI).
@@ -368,7 +369,7 @@ class Judge:
         max_backoff: float = 30.0,
         concurrency: int = 8,
         follow_redirects: bool = False,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.base_url = _check_base_url(
             base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -556,7 +557,11 @@ class Judge:
         retry_after: float | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
-                self._sleep(self._delay(attempt - 1, retry_after))
+                delay = self._delay(attempt - 1, retry_after)
+                if self._sleep is not None:
+                    self._sleep(delay)
+                else:
+                    (stop or threading.Event()).wait(delay)
             if stop is not None and stop.is_set():
                 return JudgeResult(None, False, "scoring stopped", attempt)
             retry_after = None
