@@ -337,3 +337,24 @@ def test_records_too_deep_or_too_long_to_print_are_still_one_error():
             score_mc([{**_pred("1", "A", "A"), "question_id": qid}])
     with pytest.raises(DatasetError, match="list model_prediction"):
         score_mc([_pred("1", deep, "A")])
+
+
+def test_unpaired_surrogate_escapes_survive_into_the_log(tmp_path):
+    """A ``\\ud800`` escape is valid JSON but not UTF-8 text: the log keeps it escaped."""
+    predictions = tmp_path / "preds.json"
+    predictions.write_text(
+        '[{"question_id": "1", "question": "q\\ud800", "model_prediction": "A",'
+        ' "ground_truth": "A", "note": "\\udfff"}]'
+    )
+    log = tmp_path / "log.json"
+    assert score_file(predictions, "mc", log).correct_num == 1
+    item = json.loads(log.read_text(encoding="utf-8"))["model_predictons"][0]
+    assert (item["question"], item["note"]) == ("q\ud800", "\udfff")
+
+
+def test_extra_fields_json_cannot_hold_are_one_error(tmp_path):
+    from instit.bench.score import write_log
+
+    with pytest.raises(DatasetError, match="cannot be written as JSON"):
+        write_log(tmp_path / "log.json", {"model_predictons": [{"extra": {1, 2}}]})
+    assert not list(tmp_path.iterdir())

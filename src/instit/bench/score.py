@@ -385,7 +385,16 @@ def write_log(path: str | os.PathLike[str], log: dict[str, Any]) -> Path:
     """
     path = Path(path)
     check_output(path, "the log (--log)")
-    text = json.dumps(log, indent=4, ensure_ascii=False)
+    try:
+        text = json.dumps(log, indent=4, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate from a \ud800 escape: keep it escaped
+        text = json.dumps(log, indent=4)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise DatasetError(
+            f"the log {path} cannot be written as JSON: a record holds a value JSON cannot "
+            f"represent or nested too deeply ({str(exc)[:100]})"
+        ) from None
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
