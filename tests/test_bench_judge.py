@@ -513,9 +513,11 @@ def test_429_retry_after_is_honoured_and_bounded(server, monkeypatch, value, exp
         ("http://", "names no host"),
         ("http://127.0.0.1:99999/v1", "invalid port"),
         ("http://[::1/v1", "cannot be parsed"),
-        ("http://user:pw@127.0.0.1/v1", "holds credentials"),
-        ("http://127.0.0.1/v1?key=pw", "query or fragment"),
+        ("http://user:s3cr3t@127.0.0.1/v1", "holds credentials"),
+        ("http://127.0.0.1/v1?key=s3cr3t", "query or fragment"),
         ("http://127.0.0.1/v1\n", "control characters"),
+        ("ftp://user:s3cr3t@127.0.0.1/v1", "not an http"),
+        ("http://user:s3cr3t@127.0.0.1 /v1", "spaces"),
     ],
 )
 def test_only_http_base_urls(monkeypatch, base_url, reason):
@@ -524,7 +526,11 @@ def test_only_http_base_urls(monkeypatch, base_url, reason):
     with pytest.raises(JudgeSettingsError, match=reason) as info:
         Judge(base_url)
     assert isinstance(info.value, ValueError)
-    assert "pw" not in str(info.value)
+    assert "s3cr3t" not in str(info.value) and "--base-url" in str(info.value)
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url)  # the same from the environment
+    with pytest.raises(JudgeSettingsError, match=reason) as info:
+        Judge()
+    assert "s3cr3t" not in str(info.value) and "$OPENAI_BASE_URL" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -132,12 +133,14 @@ def judge_input(question: str, ground_truth: str, prediction: str) -> str:
     )
 
 
-def _check_base_url(base: object) -> str:
-    """``base`` as an http(s) API root without a trailing slash, or :class:`JudgeSettingsError`."""
+def _check_base_url(base: object, source: str) -> str:
+    """``base`` as an http(s) API root without a trailing slash, or :class:`JudgeSettingsError`
+    saying to fix ``source`` (the argument, or the variable it came from)."""
     if not isinstance(base, str):
-        raise JudgeSettingsError(f"base_url (--base-url) must be a str, got {type(base).__name__}")
-    fix = "use an http:// or https:// API root (--base-url) such as http://127.0.0.1:8000/v1"
-    shown = repr(base[:100])
+        raise JudgeSettingsError(f"{source} must be a str, got {type(base).__name__}")
+    fix = f"set {source} to an http:// or https:// API root such as http://127.0.0.1:8000/v1"
+    # shown without user info, query or fragment: they may hold a secret
+    shown = repr(re.sub(r"//[^/]*@", "//***@", re.split(r"[?#]", base, maxsplit=1)[0])[:100])
     if any(c.isspace() or not c.isprintable() for c in base):
         raise JudgeSettingsError(f"base URL {shown} contains spaces or control characters: {fix}")
     try:
@@ -154,14 +157,13 @@ def _check_base_url(base: object) -> str:
         raise JudgeSettingsError(f"base URL {shown} names no host: {fix}")
     if parts.username is not None or parts.password is not None:
         raise JudgeSettingsError(
-            f"base URL {parts.scheme}://{parts.hostname}... holds credentials: put the key in an "
-            "environment variable and name it with api_key_env / --api-key-env"
+            f"base URL {shown} holds credentials: remove them from {source} and put the key "
+            "in the environment variable named by api_key_env (--api-key-env)"
         )
     if parts.query or parts.fragment:
         raise JudgeSettingsError(
-            f"base URL {parts.scheme}://{parts.netloc}{parts.path} has a query or fragment "
-            "(not shown: it may hold a secret): give the API root only "
-            "(/chat/completions is appended)"
+            f"base URL {shown} has a query or fragment (not shown): set {source} to the API "
+            "root only (/chat/completions is appended)"
         )
     return base.rstrip("/")
 
@@ -371,8 +373,10 @@ class Judge:
         follow_redirects: bool = False,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
+        from_env = os.environ.get("OPENAI_BASE_URL")
         self.base_url = _check_base_url(
-            base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+            base_url or from_env or DEFAULT_BASE_URL,
+            "base_url (--base-url)" if base_url or not from_env else "$OPENAI_BASE_URL",
         )
         self.url = self.base_url + "/chat/completions"
         if not isinstance(model, str) or not model.strip():
