@@ -198,7 +198,10 @@ def _dump(records) -> bytes:
         (_dump(_GOOD) + b"\n]]garbage", "not valid JSON .*Extra data"),
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (b'[{"question_id": ' + b"7" * 5000 + b"}]", "not valid JSON .*4300 digits"),
-        (_dump([_pred(1, "A", "A"), _pred("2", "B", "B")]), "question_id is a str but earlier"),
+        (
+            _dump([_pred(1, "A", "A"), _pred("2", "B", "B")]),
+            "question_id is a string but earlier ones are not",
+        ),
         (_dump([_pred("1", "A", "A"), _pred("1", "B", "A")]), "record 1 .* repeats record 0"),
         (_dump([_pred("1", ["A"], "A")]), "has a list model_prediction: it must be a string"),
         (_dump([_pred("1", None, "A")]), "has a NoneType model_prediction"),
@@ -358,3 +361,16 @@ def test_extra_fields_json_cannot_hold_are_one_error(tmp_path):
     with pytest.raises(DatasetError, match="cannot be written as JSON"):
         write_log(tmp_path / "log.json", {"model_predictons": [{"extra": {1, 2}}]})
     assert not list(tmp_path.iterdir())
+
+
+def test_the_log_gets_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    predictions = tmp_path / "preds.json"
+    predictions.write_bytes(_dump(_GOOD))
+    log = tmp_path / "log.json"
+    score_file(predictions, "mc", log)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o666 & ~umask

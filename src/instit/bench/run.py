@@ -216,9 +216,10 @@ def check_predictions(records: object, where: str) -> list[dict[str, Any]]:
         if isinstance(qid, int) and not -_MAX_INT_ID <= qid < _MAX_INT_ID:
             raise DatasetError(f"{at}: question_id integers must fit in 64 bits")
         if kind is not None and type(qid) is not kind:
+            names = {str: "a string", int: "an integer"}
             raise DatasetError(
-                f"{at}: question_id is a {type(qid).__name__} but earlier ones are "
-                f"{kind.__name__}s: use one kind (the bench uses strings)"
+                f"{at}: question_id is {names[type(qid)]} but earlier ones are not: use one "
+                "kind in a file (the bench uses strings)"
             )
         kind = type(qid)
         first = seen.setdefault((record.get("split"), qid), i)

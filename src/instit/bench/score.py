@@ -25,7 +25,7 @@ import json
 import math
 import os
 import re
-import tempfile
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -395,16 +395,17 @@ def write_log(path: str | os.PathLike[str], log: dict[str, Any]) -> Path:
             f"the log {path} cannot be written as JSON: a record holds a value JSON cannot "
             f"represent or nested too deeply ({str(exc)[:100]})"
         ) from None
-    tmp: str | None = None
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    created = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with open(tmp, "x", encoding="utf-8") as f:  # "x": a new file, never another one
+            created = True
             f.write(text)
         os.replace(tmp, path)
     except OSError as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        if created:
+            tmp.unlink(missing_ok=True)
         raise InstitError(f"cannot write the log {path}: {exc.strerror or exc}") from None
     return path
 
