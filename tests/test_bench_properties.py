@@ -32,6 +32,7 @@ from instit.errors import InstitError, JudgeError
 SETTINGS = settings(
     max_examples=60,
     derandomize=True,
+    database=None,  # nothing written into the work tree
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
