@@ -1,8 +1,9 @@
 """Result objects of :func:`instit.tasks.ask` and :func:`instit.tasks.describe_instances`.
 
-Every result is a dataclass that serialises to JSON (``to_dict()`` / ``to_json()``) and shows
-itself in notebooks (``_repr_html_``; ``_repr_png_`` for single images).  The media the model saw
-(with the marks drawn on it) travels along as ``.media`` but is never part of the JSON.
+Every result is a dataclass that serialises to JSON (``to_dict()`` / ``to_json()``; ``json.dumps``
+of the object itself fails, as for any dataclass) and shows itself in notebooks (``_repr_html_``:
+JPEG thumbnails within a fixed byte budget, so a saved notebook stays small).  The media the model
+saw (with the marks drawn on it) travels along as ``.media`` but is never part of the JSON.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import base64
 import html
 import io
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,12 @@ __all__ = [
     "VideoDescription",
 ]
 
+#: Most base64 JPEG bytes one result's notebook view embeds, whatever the number of frames.
+NOTEBOOK_IMAGE_BYTES = 120_000
 _THUMB_SIDE = 384
+_MIN_THUMB_SIDE = 48
+_THUMB_AREA = 2 * _THUMB_SIDE * _THUMB_SIDE  # pixels shared by all thumbnails of a result
+_THUMB_QUALITY = 80
 _KNOWN_STYLE = "background:#ffe08a;border-radius:3px;padding:0 2px"
 _UNKNOWN_STYLE = "background:#ffb3b3;border-radius:3px;padding:0 2px;text-decoration:underline wavy"
 _FRAME_STYLE = "background:#bde0ff;border-radius:3px;padding:0 2px"
@@ -54,31 +61,52 @@ def media_frames(media: Any) -> list[Image.Image]:
     return []
 
 
-def _png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _thumbnail_tag(image: Image.Image, caption: str = "") -> str:
+def _jpeg_base64(image: Image.Image, side: int) -> str:
     thumb = image.convert("RGB")
-    thumb.thumbnail((_THUMB_SIDE, _THUMB_SIDE))
+    thumb.thumbnail((side, side))
     buffer = io.BytesIO()
-    thumb.save(buffer, format="JPEG", quality=85)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    label = f"<div style='font-size:small;text-align:center'>{html.escape(caption)}</div>"
-    return (
-        "<figure style='display:inline-block;margin:2px'>"
-        f"<img src='data:image/jpeg;base64,{data}' style='max-width:{_THUMB_SIDE}px'/>"
-        f"{label if caption else ''}</figure>"
-    )
+    thumb.save(buffer, format="JPEG", quality=_THUMB_QUALITY)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def thumbnail_tags(images: Sequence[Image.Image], captions: Sequence[str]) -> list[str]:
+    """One ``<figure>`` per image, all JPEG data together within :data:`NOTEBOOK_IMAGE_BYTES`.
+
+    Thumbnails shrink with the number of images (one image: up to 384 px a side) and again
+    until they fit the budget; past the smallest size, the images that do not fit are shown
+    as their caption only.  So a result's notebook view stays small whatever the media.
+    """
+    if not images:
+        return []
+    side = min(_THUMB_SIDE, max(_MIN_THUMB_SIDE, math.isqrt(_THUMB_AREA // len(images))))
+    while True:
+        data = [_jpeg_base64(image, side) for image in images]
+        if sum(map(len, data)) <= NOTEBOOK_IMAGE_BYTES or side == _MIN_THUMB_SIDE:
+            break
+        side = max(_MIN_THUMB_SIDE, side * 3 // 4)
+    tags, spent = [], 0
+    for encoded, caption in zip(data, captions, strict=True):
+        label = (
+            f"<div style='font-size:small;text-align:center'>{html.escape(caption)}</div>"
+            if caption
+            else ""
+        )
+        spent += len(encoded)
+        if spent > NOTEBOOK_IMAGE_BYTES:
+            tags.append(f"<span style='font-size:small'>{html.escape(caption)}</span>")
+            continue
+        tags.append(
+            "<figure style='display:inline-block;margin:2px'>"
+            f"<img src='data:image/jpeg;base64,{encoded}'/>{label}</figure>"
+        )
+    return tags
 
 
 def _media_html(media: Any) -> str:
     frames = media_frames(media)
     if len(frames) == 1 and not _is_video(media):
-        return _thumbnail_tag(frames[0])
-    return "".join(_thumbnail_tag(f, f"<{t}>") for t, f in enumerate(frames, start=1))
+        return "".join(thumbnail_tags(frames, [""]))
+    return "".join(thumbnail_tags(frames, [f"<{t}>" for t in range(1, len(frames) + 1)]))
 
 
 def _is_video(media: Any) -> bool:
@@ -132,12 +160,13 @@ class Answer:
             :class:`~instit.prompting.references.Reference`).
         instance_ids: Instance IDs mentioned, unique, in order of first mention.
         frames: 1-based frames mentioned (intervals expanded), unique, in order of first mention.
-        seconds: Time in seconds of each entry of ``frames`` when the media has timestamps,
-            else ``None``.
+        seconds: Time in seconds of each entry of ``frames`` when the media has timestamps
+            (``None`` for a frame the media does not have: it is in ``unknown_frames``), else
+            ``None``.
         unknown_ids: Mentioned IDs that are not among the instances given (empty when no
             instances were given: nothing to check against).
         unknown_frames: Mentioned frames outside ``1..number of frames`` (for an image, every
-            frame mentioned).
+            frame mentioned); the other frames keep their ``seconds``.
         media: What the model saw (the marked image, or the marked frames / ``Video``); not
             serialised.
     """
@@ -147,7 +176,7 @@ class Answer:
     references: list[Reference] = field(default_factory=list)
     instance_ids: list[int] = field(default_factory=list)
     frames: list[int] = field(default_factory=list)
-    seconds: list[float] | None = None
+    seconds: list[float | None] | None = None
     unknown_ids: list[int] = field(default_factory=list)
     unknown_frames: list[int] = field(default_factory=list)
     media: Any = field(default=None, repr=False, compare=False)
@@ -182,9 +211,9 @@ class Answer:
         known = None if known_ids is None else set(known_ids)
         seconds = None
         if timestamps is not None:
-            seconds = [float(timestamps[t - 1]) for t in frames if t <= len(timestamps)]
-            if len(seconds) != len(frames):
-                seconds = None
+            if num_frames is None:
+                num_frames = len(timestamps)
+            seconds = [float(timestamps[t - 1]) if t <= len(timestamps) else None for t in frames]
         return cls(
             text=text,
             question=question,
@@ -229,12 +258,6 @@ class Answer:
             f"<div>{_media_html(self.media)}"
             f"<p><b>Q:</b> {question}</p><p><b>A:</b> {body}</p></div>"
         )
-
-    def _repr_png_(self) -> bytes | None:
-        frames = media_frames(self.media)
-        if len(frames) == 1 and not _is_video(self.media):
-            return _png_bytes(frames[0])
-        return None
 
 
 def _with_seconds(ref: Reference, timestamps: Sequence[float]) -> Reference:
@@ -321,6 +344,19 @@ def _require(record: Mapping[str, Any], key: str, kind: type, where: str) -> Any
     return value
 
 
+def _captions_text(captions: Mapping[int, str], indent: str = "") -> list[str]:
+    return [f"{indent}[{i}] {captions[i]}" for i in sorted(captions)]
+
+
+def _id_notes(missing: Sequence[int], extra: Sequence[int], indent: str = "") -> list[str]:
+    notes = []
+    if missing:
+        notes.append(f"{indent}not described: {' '.join(f'[{i}]' for i in missing)}")
+    if extra:
+        notes.append(f"{indent}dropped (not given): {' '.join(f'[{i}]' for i in extra)}")
+    return notes
+
+
 def _captions_html(captions: Mapping[int, str]) -> str:
     rows = "".join(
         f"<tr><td style='vertical-align:top'><b>[{i}]</b></td><td>{highlight_html(c)}</td></tr>"
@@ -386,15 +422,20 @@ class ImageDescription:
             image_caption=_require(record, "image_level_caption", str, where),
         )
 
+    def __str__(self) -> str:
+        """Readable text: the image caption, then one ``[ID] caption`` line per instance."""
+        lines = [
+            f"image: {self.image_caption}",
+            *_captions_text(self.instance_captions),
+            *_id_notes(self.missing_ids, self.extra_ids),
+        ]
+        return "\n".join(lines)
+
     def _repr_html_(self) -> str:
         return (
             f"<div>{_media_html(self.media)}<p>{highlight_html(self.image_caption)}</p>"
             f"{_captions_html(self.instance_captions)}</div>"
         )
-
-    def _repr_png_(self) -> bytes | None:
-        frames = media_frames(self.media)
-        return _png_bytes(frames[0]) if len(frames) == 1 else None
 
 
 @dataclass
@@ -429,6 +470,16 @@ class FrameDescription:
             "missing_ids": list(self.missing_ids),
             "extra_ids": list(self.extra_ids),
         }
+
+    def __str__(self) -> str:
+        """Readable text: ``<t> frame name (seconds)``, then the captions, indented."""
+        when = "" if self.seconds is None else f" ({self.seconds:.2f} s)"
+        lines = [f"<{self.timestamp}> {self.frame_name}{when}", f"  frame: {self.image_caption}"]
+        if self.temporal_change:
+            lines.append(f"  change: {self.temporal_change}")
+        lines += _captions_text(self.instance_captions, "  ")
+        lines += _id_notes(self.missing_ids, self.extra_ids, "  ")
+        return "\n".join(lines)
 
     def to_dataset_record(self, frame_name: str | None = None) -> dict[str, Any]:
         """This frame as a ``frame_level_caption`` entry of the Inst-It Dataset."""
@@ -553,15 +604,28 @@ class VideoDescription:
             question_answer_pairs=pairs,
         )
 
+    def __str__(self) -> str:
+        """Readable text: the video caption, each frame's captions, then the questions asked."""
+        lines = [f"video: {self.video_caption}", *(str(f) for f in self.frames)]
+        for qa in self.question_answer_pairs:
+            lines += [f"Q: {qa['question']}", f"A: {qa['answer']}"]
+        return "\n".join(lines)
+
     def _repr_html_(self) -> str:
         images = media_frames(self.media)
+        shown = [f for f in self.frames if 1 <= f.timestamp <= len(images)]
+        tags = dict(
+            zip(
+                (f.timestamp for f in shown),
+                thumbnail_tags(
+                    [images[f.timestamp - 1] for f in shown], [f"<{f.timestamp}>" for f in shown]
+                ),
+                strict=True,
+            )
+        )
         rows = []
         for frame in self.frames:
-            thumb = (
-                _thumbnail_tag(images[frame.timestamp - 1], f"<{frame.timestamp}>")
-                if frame.timestamp <= len(images)
-                else f"&lt;{frame.timestamp}&gt;"
-            )
+            thumb = tags.get(frame.timestamp, f"&lt;{frame.timestamp}&gt;")
             change = (
                 f"<p><i>Change:</i> {highlight_html(frame.temporal_change)}</p>"
                 if frame.temporal_change
