@@ -101,7 +101,7 @@ def test_ask_image_parses_references() -> None:
     assert np.array_equal(np.asarray(sent), np.asarray(image))
     assert answer.media is sent
     assert model.calls[0][1] == ["What is [1] doing?"]
-    assert model.calls[0][2] == {"max_new_tokens": 256, "temperature": 0.0, "progress": False}
+    assert model.calls[0][2] == {"max_new_tokens": 256, "temperature": 0.0, "progress": True}
 
 
 def test_ask_without_instances_checks_no_ids() -> None:
@@ -174,7 +174,22 @@ def test_answer_seconds_from_timestamps() -> None:
     assert answer.seconds == [0.5, 1.0, 1.5]
     assert [r.seconds for r in answer.references] == [(0.5, 0.5), (1.0, 1.5)]
     outside = Answer.parse("At <7>.", "q", num_frames=4, timestamps=[0, 0.5, 1, 1.5])
-    assert outside.seconds is None and outside.unknown_frames == [7]
+    assert outside.seconds == [None] and outside.unknown_frames == [7]
+
+
+def test_one_hallucinated_frame_keeps_the_seconds_of_the_others() -> None:
+    """A ``<t>`` past the last frame is reported; every valid frame keeps its time."""
+    text = "[1] waves at <2>, sits at <9> and leaves at <4>."
+    answer = Answer.parse(text, "q", num_frames=4, timestamps=[0, 0.5, 1, 1.5])
+    assert answer.frames == [2, 9, 4]
+    assert answer.seconds == [0.5, None, 1.5]
+    assert answer.unknown_frames == [9]
+    frame_refs = [r for r in answer.references if r.kind == "frame"]
+    assert [r.seconds for r in frame_refs] == [(0.5, 0.5), None, (1.5, 1.5)]
+    assert json.loads(answer.to_json())["seconds"] == [0.5, None, 1.5]
+    # timestamps alone are enough to tell which frames exist
+    unchecked = Answer.parse(text, "q", timestamps=[0, 0.5, 1, 1.5])
+    assert unchecked.unknown_frames == [9] and unchecked.seconds == [0.5, None, 1.5]
 
 
 def test_ask_stream_yields_chunks_then_the_answer() -> None:
@@ -216,10 +231,8 @@ def test_answer_notebook_views() -> None:
     assert "What is" in page and "&amp;" in page and "&lt;b&gt;" in page  # escaped
     assert page.count("<span") == 3  # [1] in the question, [1] and [7] in the answer
     assert "not among" in page  # [7] is flagged
-    png = answer._repr_png_()
-    assert png is not None and png.startswith(b"\x89PNG")
+    assert not hasattr(answer, "_repr_png_")  # a notebook would store it next to the HTML
     video_answer = ask(ScriptedModel(lambda m, p: "<2>"), _frames(3), "q")
-    assert video_answer._repr_png_() is None
     assert video_answer._repr_html_().count("<img") == 3
 
 
@@ -367,7 +380,7 @@ def test_image_description_dataset_record_round_trip() -> None:
     assert back.instance_captions == result.instance_captions
     assert back.image_caption == result.image_caption
     assert json.loads(result.to_json())["instance_captions"] == {"1": "a man.", "2": "a dog."}
-    assert "[1]" in result._repr_html_() and result._repr_png_() is not None
+    assert "[1]" in result._repr_html_() and "data:image/jpeg;base64," in result._repr_html_()
 
 
 def test_describe_rejects_bad_arguments() -> None:
@@ -565,7 +578,7 @@ def test_ask_video_file_maps_frames_to_seconds(tmp_path) -> None:
 
     video = load_video(path)
     assert answer.frames == [2, 8, 9] and answer.unknown_frames == [9]
-    assert answer.seconds is None  # <9> has no time
+    assert answer.seconds == [video.time_of(2), video.time_of(8), None]  # <9> has no time
     timed = ask(ScriptedModel(lambda m, p: "at <2>-<3>"), video, "When?")
     assert timed.seconds == [video.time_of(2), video.time_of(3)]
     assert timed.references[0].seconds == (video.time_of(2), video.time_of(3))
@@ -625,3 +638,80 @@ def test_example_image_is_bundled_with_disjoint_masks() -> None:
     assert masks.sum(axis=0).max() == 1  # no pixel belongs to two instances
     second, _ = example_image()
     assert second is not image and np.array_equal(np.asarray(second), np.asarray(image))
+
+
+# -- output people can use ------------------------------------------------------------------------
+
+
+def _noise(width: int, height: int, seed: int) -> Image.Image:
+    """Random pixels: the worst case for JPEG, so the byte budget is really tested."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _embedded_images(page: str) -> list[Image.Image]:
+    import base64
+    import io
+    import re
+
+    found = re.findall(r"data:image/jpeg;base64,([A-Za-z0-9+/=]+)", page)
+    return [Image.open(io.BytesIO(base64.b64decode(data))) for data in found]
+
+
+@pytest.mark.parametrize("count", [1, 8, 64])
+def test_notebook_views_stay_small_whatever_the_media(count: int) -> None:
+    from instit.results import NOTEBOOK_IMAGE_BYTES
+
+    frames = [_noise(1600, 1200, seed) for seed in range(count)]
+    media: Any = frames[0] if count == 1 else frames
+    answer = Answer.parse("[1] at <1>.", "What is [1]?", media=media)
+    captions = [
+        FrameDescription(t, f"f{t}.jpg", {1: "a cat."}, "a room.", "") for t in range(1, count + 1)
+    ]
+    video = VideoDescription(frames=captions, video_caption="[1] walks.", media=frames)
+    image = ImageDescription({1: "a cat."}, "A room with [1].", media=frames[0])
+    for result in (answer, video, image):
+        page = result._repr_html_()
+        assert len(page) < NOTEBOOK_IMAGE_BYTES + 4_000 * count  # images + markup
+        shown = _embedded_images(page)
+        assert shown and all(max(i.size) <= 384 for i in shown)
+        if count <= 8 or result is image:
+            assert len(shown) == (1 if result is image else count)
+    # a full-size PNG of one such frame alone would be several MB
+    one_frame = Answer.parse("ok", "q", media=frames[0])._repr_html_()
+    assert len(one_frame) <= NOTEBOOK_IMAGE_BYTES + 1_000
+
+
+def test_results_save_as_json_with_to_dict() -> None:
+    answer = Answer.parse("[1] at <2>.", "q", known_ids=[1], timestamps=[0.0, 0.5], media=_image())
+    with pytest.raises(TypeError):
+        json.dumps(answer)  # a dataclass: to_dict() is the way, as documented
+    saved = json.loads(json.dumps([answer.to_dict()]))
+    assert saved[0]["text"] == "[1] at <2>." and saved[0]["seconds"] == [0.5]
+
+
+def test_descriptions_print_as_readable_text() -> None:
+    image = ImageDescription({2: "a dog.", 1: "a man."}, "A street.", missing_ids=[3])
+    assert str(image) == "image: A street.\n[1] a man.\n[2] a dog.\nnot described: [3]"
+    frames = [
+        FrameDescription(1, "f1.jpg", {1: "a man."}, "a street.", "", seconds=0.0),
+        FrameDescription(2, "f2.jpg", {1: "a man, sitting."}, "a bench.", "[1] sat down."),
+    ]
+    video = VideoDescription(frames, "[1] sits.", [{"question": "Who?", "answer": "[1]."}])
+    assert str(video) == (
+        "video: [1] sits.\n"
+        "<1> f1.jpg (0.00 s)\n  frame: a street.\n  [1] a man.\n"
+        "<2> f2.jpg\n  frame: a bench.\n  change: [1] sat down.\n  [1] a man, sitting.\n"
+        "Q: Who?\nA: [1]."
+    )
+    assert "ImageDescription(" in repr(image)  # the repr stays the dataclass's
+
+
+def test_progress_defaults_agree_across_tasks() -> None:
+    import inspect
+
+    defaults = {
+        f.__name__: inspect.signature(f).parameters["progress"].default
+        for f in (ask, ask_many, describe_instances)
+    }
+    assert defaults == {"ask": True, "ask_many": True, "describe_instances": True}

@@ -19,6 +19,7 @@ Everything runs on transformers: :attr:`InstIt.module` is a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -452,6 +453,7 @@ class InstIt:
         is an image, a video (``Video``, list of frames, ``TxHxWxC`` array, video file), an
         :class:`EncodedMedia` or ``None`` (text only). The same object given several times is
         encoded once. ``temperature=0`` is greedy decoding (the reference's setting).
+        ``progress=True`` shows a bar that counts the tokens of each batch as they come.
         """
         import torch
 
@@ -464,16 +466,13 @@ class InstIt:
             raise InstitValueError(f"batch_size={batch_size}; pass a positive number")
         kwargs = self._generation_kwargs(max_new_tokens, temperature, top_p)
         starts = range(0, len(prompts), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="generating", unit="batch")
         answers: list[str] = []
-        for start in starts:
+        for batch, start in enumerate(starts, start=1):
             stop = start + batch_size
             inputs = self._batch_inputs(media[start:stop], prompts[start:stop], max_new_tokens)
-            with torch.inference_mode():
-                out = self.module.generate(**inputs, **kwargs)
+            what = "generating" if len(starts) == 1 else f"batch {batch}/{len(starts)}"
+            with torch.inference_mode(), _token_progress(progress, what, kwargs) as streamer:
+                out = self.module.generate(**inputs, **kwargs, **streamer)
             answers.extend(
                 text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)
             )
@@ -552,6 +551,34 @@ class InstIt:
         if directory.is_dir():
             shutil.rmtree(directory)
         return export_transformers(self, directory)
+
+
+@contextlib.contextmanager
+def _token_progress(
+    enabled: bool, what: str, generate_kwargs: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """``{"streamer": ...}`` for ``module.generate`` that ticks a tqdm bar once per generated
+    token (one decoding step of the batch), or ``{}`` when disabled or for beam search, which
+    transformers cannot stream."""
+    config = generate_kwargs.get("generation_config")
+    if not enabled or (getattr(config, "num_beams", None) or 1) > 1:
+        yield {}
+        return
+    from tqdm.auto import tqdm
+    from transformers.generation.streamers import BaseStreamer
+
+    limit = getattr(config, "max_new_tokens", None)
+    with tqdm(total=limit, desc=what, unit="token", leave=False) as bar:
+
+        class _Ticker(BaseStreamer):
+            def put(self, value: Any) -> None:
+                if value.dim() == 1:  # one new token per row; the prompt comes as 2-D
+                    bar.update(1)
+
+            def end(self) -> None:
+                bar.refresh()
+
+        yield {"streamer": _Ticker()}
 
 
 def _as_list(value: Any) -> list[int]:

@@ -57,7 +57,7 @@ def ask(
     stream: bool = False,
     style: Any = None,
     indexed_by: IndexedBy = "source",
-    progress: bool = False,
+    progress: bool = True,
 ) -> Answer | AnswerStream | list[Answer]:
     """Ask ``model`` about one image or video; parse the ``[ID]`` / ``<t>`` references it uses.
 
@@ -82,7 +82,8 @@ def ask(
         style: A mark style for ``draw_marks`` (``None``: the Inst-It look).
         indexed_by: For a ``Video``: its tracks are keyed by source frame number
             (``"source"``, default, as ``Video.with_marks``) or by position (``"sample"``).
-        progress: Show a progress bar while a batch generates.
+        progress: Show a progress bar counting the tokens as they are generated (default, as
+            in :func:`ask_many` and :func:`describe_instances`; not with ``stream=True``).
 
     Returns:
         An :class:`~instit.results.Answer` for one question, a list of them for a list of
