@@ -136,3 +136,23 @@ def test_loading_keeps_no_second_copy_of_the_weights(tmp_path: Path) -> None:
         assert weights > 60e6 if dtype == "float32" else weights > 30e6
         assert peak[0] - base <= 1.3 * weights, (dtype, (peak[0] - base) / weights)
         del loaded
+
+
+def test_progress_counts_the_tokens_as_they_come(
+    model: InstIt, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    picture = image(seed=5)
+    quiet = model.generate([picture], [QUESTIONS[0]], max_new_tokens=6)
+    assert capsys.readouterr().err == ""  # progress=False is the default of the low-level call
+    shown = model.generate([picture], [QUESTIONS[0]], max_new_tokens=6, progress=True)
+    assert shown == quiet  # the bar changes nothing in the output
+    bar = capsys.readouterr().err.rsplit("\r", 1)[-1]
+    count = re.search(r"generating: 100%.* (\d+)/(\d+) ", bar)
+    assert count and count[1] == count[2] and 1 <= int(count[1]) <= 6, bar
+    assert "token" in bar
+    # several batches: one bar each, named by the batch
+    model.generate([picture] * 3, QUESTIONS, max_new_tokens=3, batch_size=2, progress=True)
+    err = capsys.readouterr().err
+    assert "batch 1/2" in err and "batch 2/2" in err and "token" in err

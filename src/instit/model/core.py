@@ -568,14 +568,15 @@ def _token_progress(
     from transformers.generation.streamers import BaseStreamer
 
     limit = getattr(config, "max_new_tokens", None)
-    with tqdm(total=limit, desc=what, unit="token", leave=False) as bar:
+    with tqdm(total=limit, desc=what, unit="token") as bar:
 
         class _Ticker(BaseStreamer):
             def put(self, value: Any) -> None:
                 if value.dim() == 1:  # one new token per row; the prompt comes as 2-D
                     bar.update(1)
 
-            def end(self) -> None:
+            def end(self) -> None:  # stopped at end of text: the bar ends full, at the count
+                bar.total = bar.n
                 bar.refresh()
 
         yield {"streamer": _Ticker()}
