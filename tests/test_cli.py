@@ -281,14 +281,60 @@ def test_describe_with_a_local_checkpoint(tiny_model: Path, example_files, capsy
             "cpu",
             "--max-new-tokens",
             "4",
-            "--quiet",
+            "--quiet",  # the old name of --no-progress still works
             "--json",
+            "--id",
+            "7",
         ]
     )
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert code == EXIT_OK
+    # the Inst-It Dataset image record, as docs/cli.md promises
+    assert list(payload) == [
+        "image_id",
+        "instance_level_caption",
+        "image_level_caption",
+        "image_path",
+    ]
+    assert payload["image_id"] == 7 and payload["image_path"] == str(image_path)
+    assert sorted(payload["instance_level_caption"]) == ids
+    assert isinstance(payload["image_level_caption"], str)
+    assert "Loading weights" not in captured.err and "generating" not in captured.err
+
+    model = ["--model", str(tiny_model), "--device", "cpu", "--max-new-tokens", "4"]
+    code = main(["describe", str(image_path), "--instances", str(instances_path), *model])
+    captured = capsys.readouterr()
+    text = captured.out.splitlines()
+    assert code == EXIT_OK and "Description(" not in captured.out  # text, not a dataclass repr
+    assert text[0] == f"image: {payload['image_level_caption']}"
+    described = [line for line in text if line.startswith("[")]
+    assert [line.split("]")[0][1:] for line in described] == ids
+    assert "token" in captured.err  # the progress bar counts tokens
+
+
+def test_describe_a_video_prints_the_dataset_video_record(tiny_model: Path, clip: Path, capsys):
+    common = ["--model", str(tiny_model), "--device", "cpu", "--max-new-tokens", "3"]
+    code = main(["describe", str(clip), "--marks", "as_is", "--num-frames", "2", "--json", *common])
     payload = _json_out(capsys)
     assert code == EXIT_OK
-    assert sorted(payload["instance_captions"]) == ids
-    assert isinstance(payload["image_caption"], str)
+    assert list(payload) == [
+        "video_id",
+        "frame_level_caption",
+        "question_answer_pairs",
+        "video_level_caption",
+        "video_path",
+    ]
+    assert payload["video_id"] == 0 and payload["video_path"] == str(clip)
+    frames = payload["frame_level_caption"]
+    assert [f["timestamp"] for f in frames] == [1, 2]
+    assert set(frames[0]) == {
+        "timestamp",
+        "frame_name",
+        "instance_level",
+        "image_level",
+        "temporal_change",
+    }
 
 
 def test_ask_with_a_missing_checkpoint_fails_cleanly(example_files, tmp_path: Path, capsys):
@@ -299,6 +345,61 @@ def test_ask_with_a_missing_checkpoint_fails_cleanly(example_files, tmp_path: Pa
     assert "no-such-model" in err and "Traceback" not in err
 
 
+def test_stream_with_json_is_refused_before_loading(example_files, tmp_path: Path, capsys):
+    image_path, _, _ = example_files
+    missing = tmp_path / "never-loaded"
+    code = main(["ask", str(image_path), "Hi?", "--stream", "--json", "--model", str(missing)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert "--stream" in err and "--json" in err and "never-loaded" not in err
+
+
+def test_one_progress_flag_name_in_every_verb(capsys: pytest.CaptureFixture[str]):
+    for verb in ["ask", "describe", "bench run", "bench score", "dataset to-llava"]:
+        with pytest.raises(SystemExit):
+            main([*verb.split(), "--help"])
+        page = capsys.readouterr().out
+        assert "--no-progress" in page and "--quiet" not in page, verb  # --quiet: hidden alias
+    for verb in ["ask", "describe", "bench run", "bench score", "dataset to-llava"]:
+        args = build_parser().parse_args([*verb.split(), *_required(verb), "--quiet"])
+        assert args.no_progress is True, verb
+
+
+def _required(verb: str) -> list[str]:
+    return {
+        "ask": ["a.png", "q"],
+        "describe": ["a.png"],
+        "bench score": ["p.json", "--format", "mc"],
+        "dataset to-llava": ["d.json", "-o", "o.jsonl"],
+    }.get(verb, [])
+
+
+def test_errors_name_the_cli_flags(tiny_model: Path, example_files, capsys):
+    image_path, _, _ = example_files
+    model = ["--model", str(tiny_model), "--device", "cpu", "--quantization", "4bit"]
+    code = main(["ask", str(image_path), "Hi?", *model])
+    err = capsys.readouterr().err
+    assert code in (EXIT_USAGE, EXIT_FAILURE)
+    assert "--quantization 4bit needs a CUDA GPU" in err and "pass --quantization none" in err
+    assert "quantization=" not in err
+
+
+def test_keywords_become_the_verbs_flags():
+    from instit.cli_support import flags_for_keywords
+
+    parser = build_parser()
+    ask = parser._subparsers._group_actions[0].choices["ask"]  # type: ignore[union-attr]
+    said = (
+        "pass overwrite=True (--overwrite); quantization=None; num_frames=8, fps=, "
+        "marks='draw', max_new_tokens=0; source_fps= and image_id=3 have no flag"
+    )
+    assert flags_for_keywords(said, ask) == (
+        "pass --overwrite; --quantization none; --num-frames 8, --fps, --marks draw, "
+        "--max-new-tokens 0; source_fps= and image_id=3 have no flag"
+    )
+    assert flags_for_keywords(said, None) == said
+
+
 def test_convert_then_refuse_to_overwrite(tiny_model: Path, tmp_path: Path, capsys):
     out = tmp_path / "hf"
     assert main(["convert", str(tiny_model), str(out), "--json"]) == EXIT_OK
@@ -307,5 +408,6 @@ def test_convert_then_refuse_to_overwrite(tiny_model: Path, tmp_path: Path, caps
     assert json.loads((out / "config.json").read_text())["model_type"] == "llava_onevision"
     before = sorted(p.name for p in out.iterdir())
     assert main(["convert", str(tiny_model), str(out)]) == EXIT_USAGE
-    assert "overwrite" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "overwrite=True" not in err  # the CLI's flag, not the API's
     assert sorted(p.name for p in out.iterdir()) == before

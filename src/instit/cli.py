@@ -21,6 +21,7 @@ from instit.cli_support import (
     EXIT_FAILURE as EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE as EXIT_USAGE,
+    add_progress_option,
     help_formatter,
     run_verb,
 )
@@ -117,13 +118,16 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="write the marked media the model saw: an image file, or a folder for a video",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace --save-marked output")
+    add_progress_option(parser, "no progress bar (it counts the tokens as they come)")
 
 
 def _load_model(args: argparse.Namespace) -> Any:
     from instit.model import InstIt
 
     quantization = None if args.quantization == "none" else args.quantization
-    return InstIt.from_pretrained(args.model, quantization=quantization, device=args.device)
+    return InstIt.from_pretrained(
+        args.model, quantization=quantization, device=args.device, progress=not args.no_progress
+    )
 
 
 def _check_output(target: str | None, overwrite: bool, *, folder: bool) -> None:
@@ -230,11 +234,16 @@ def _cmd_frames(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
+    if args.stream and args.json:
+        raise InstitValueError(
+            "--stream prints the text as it comes and --json one JSON object at the end: "
+            "pass one of them"
+        )
     _check_output(args.save_marked, args.overwrite, folder=True)
     media = _load_media(args.media, args)
     instances = _load_instances(args.instances)
     model = _load_model(args)
-    if args.stream and not args.json:
+    if args.stream:
         stream = model.ask(
             media,
             args.question,
@@ -254,6 +263,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             instances=instances,
             marks=args.marks,
             max_new_tokens=args.max_new_tokens,
+            progress=not args.no_progress,
         )
         if args.json:
             _print_json(answer.to_dict())
@@ -273,14 +283,40 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         instances,
         marks=args.marks,
         max_new_tokens=args.max_new_tokens,
-        progress=not args.quiet,
+        progress=not args.no_progress,
     )
     if args.json:
-        _print_json(description.to_dict())
+        _print_json(_dataset_record(description, args))
+        _warn_ids(description)
     else:
         print(description)
     _save_marked(description, args.save_marked)
     return EXIT_OK
+
+
+def _dataset_record(description: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The Inst-It Dataset record of a description (image or video), as docs/cli.md promises."""
+    from instit.results import ImageDescription
+
+    if isinstance(description, ImageDescription):
+        return description.to_dataset_record(image_id=args.id, image_path=args.media)
+    return description.to_dataset_record(video_id=args.id, video_path=args.media)
+
+
+def _warn_ids(description: Any) -> None:
+    """The ID checks a dataset record has no field for, on stderr."""
+    from instit.results import ImageDescription
+
+    if isinstance(description, ImageDescription):
+        missing = {0: description.missing_ids} if description.missing_ids else {}
+        extra = {0: description.extra_ids} if description.extra_ids else {}
+    else:
+        missing, extra = description.missing_ids, description.extra_ids
+    for problems, what in ((missing, "not described"), (extra, "described but not given")):
+        for frame, ids in problems.items():
+            where = f" on frame <{frame}>" if frame else ""
+            listed = " ".join(f"[{i}]" for i in ids)
+            print(f"instit describe: warning: {what}{where}: {listed}", file=sys.stderr)
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -398,12 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "describe",
         _cmd_describe,
-        "describe every marked instance (Inst-It Dataset structure)",
-        "  instit describe photo.jpg --instances instances.json --json\n"
+        "describe every marked instance (readable text, or the Inst-It Dataset record)",
+        "  instit describe photo.jpg --instances instances.json\n"
+        "  instit describe photo.jpg --instances instances.json --json --id 7\n"
         "  instit describe frames/ --marks as_is --model ./ckpt",
     )
     describe.add_argument("media", help="image file, video file or frame folder")
-    describe.add_argument("--quiet", action="store_true", help="no progress bar")
+    describe.add_argument(
+        "--id", type=int, default=0, help="image_id / video_id of the --json record (default 0)"
+    )
     _add_model_options(describe)
 
     convert = _verb(
@@ -438,7 +477,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if part
     )
-    return run_verb(args, name)
+    return run_verb(args, name, _verb_parser(parser, args))
+
+
+def _verb_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The parser of the verb ``args`` ran (``bench run`` -> the ``run`` parser)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return _verb_parser(action.choices[getattr(args, action.dest)], args)
+    return parser
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ Used by :mod:`instit.cli` and the verbs that live with their feature (:mod:`inst
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from instit.errors import InstitError, InstitTypeError, InstitValueError
@@ -22,19 +23,64 @@ def help_formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def run_verb(args: argparse.Namespace, name: str) -> int:
+_KEYWORD = r"(?<![\w.-]){}=(True|False|None|'[^']*'|\"[^\"]*\"|[^\s,;:()'\"]+)?"
+
+
+def flags_for_keywords(message: str, parser: argparse.ArgumentParser | None) -> str:
+    """``message`` with the Python keywords of ``parser``'s options written as its flags.
+
+    The library names its keyword arguments (``pass overwrite=True``); on the command line the
+    same advice must name the flag (``pass --overwrite``): ``overwrite=True`` becomes
+    ``--overwrite``, ``quantization=None`` ``--quantization none`` (where ``none`` is a
+    choice), ``num_frames=8`` ``--num-frames 8``.  Keywords without a flag stay as they are.
+    """
+    if parser is None:
+        return message
+    for action in parser._actions:
+        flags = [f for f in action.option_strings if f.startswith("--")]
+        if not flags or action.help == argparse.SUPPRESS or action.dest == "help":
+            continue
+        flag = flags[0]
+        choices = [str(c) for c in action.choices or ()]
+
+        def as_flag(match: re.Match[str], flag: str = flag, choices: list[str] = choices) -> str:
+            value = match.group(1)
+            if value is None or value == "True":
+                return flag
+            if value == "False":
+                return f"no {flag}"
+            if value == "None":
+                return f"{flag} none" if "none" in choices else match.group(0)
+            return f"{flag} {value.strip(chr(39) + chr(34))}"
+
+        message = re.sub(_KEYWORD.format(re.escape(action.dest)), as_flag, message)
+        message = message.replace(f"{flag} ({flag})", flag)
+    return message
+
+
+def add_progress_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--no-progress``, the one name of this option in every verb (``--quiet``: hidden alias)."""
+    parser.add_argument("--no-progress", action="store_true", help=help_text)
+    parser.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
+
+
+def run_verb(
+    args: argparse.Namespace, name: str, parser: argparse.ArgumentParser | None = None
+) -> int:
     """Run the verb's handler; package errors become one line on stderr and an exit code.
 
     Bad usage or input (:class:`InstitValueError`, :class:`InstitTypeError`) exits 2, any other
-    package error 1, Ctrl-C 130; anything else is a bug and keeps its traceback.
+    package error 1, Ctrl-C 130; anything else is a bug and keeps its traceback.  Advice in the
+    message that names a keyword argument names the verb's flag instead (``parser``: the verb's
+    own parser, see :func:`flags_for_keywords`).
     """
     try:
         return int(args.handler(args))
     except (InstitValueError, InstitTypeError) as exc:
-        print(f"instit {name}: error: {exc}", file=sys.stderr)
+        print(f"instit {name}: error: {flags_for_keywords(str(exc), parser)}", file=sys.stderr)
         return EXIT_USAGE
     except InstitError as exc:
-        print(f"instit {name}: failed: {exc}", file=sys.stderr)
+        print(f"instit {name}: failed: {flags_for_keywords(str(exc), parser)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"instit {name}: interrupted", file=sys.stderr)
