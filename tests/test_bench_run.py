@@ -149,7 +149,7 @@ def test_two_processes_under_accelerate_launch(bench_root, tmp_path):
         "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
         "-m", "instit.bench", "run",
-        "--model", f"{REPO / 'tests' / 'bench_model.py'}:logged_model",
+        "--callable", f"{REPO / 'tests' / 'bench_model.py'}:logged_model",
         "--bench", str(bench_root),
         "--config", "video_open_ended", "--config", "image_multi_choice",
         "--output-dir", str(tmp_path / "out"), "--no-progress", "--json",
@@ -199,7 +199,7 @@ def test_a_process_killed_with_sigkill_resumes_without_duplicates_or_losses(benc
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "instit.bench", "run",
-        "--model", f"{model_file}:answer", "--bench", str(bench_root),
+        "--callable", f"{model_file}:answer", "--bench", str(bench_root),
         "--config", "image_open_ended", "--output-dir", str(out),
         "--batch-size", "2", "--no-progress", "--json",
     ]  # fmt: skip
@@ -239,7 +239,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_an_instit_checkpoint_runs_the_bench_batched(tiny_checkpoint, tmp_path, capsys):
-    """``instit bench run --checkpoint``: a real InstIt answers every frame of each video."""
+    """``instit bench run --model``: a real InstIt answers every frame of each video."""
     from instit.cli import main as cli_main
     from instit.model import InstIt
 
@@ -247,7 +247,7 @@ def test_an_instit_checkpoint_runs_the_bench_batched(tiny_checkpoint, tmp_path, 
         tmp_path / "bench", num_questions=4, frames_per_video=2, configs=("video_open_ended",)
     )
     args = [
-        "bench", "run", "--checkpoint", str(tiny_checkpoint), "--device", "cpu",
+        "bench", "run", "--model", str(tiny_checkpoint), "--device", "cpu",
         "--bench", str(root), "--config", "video_open_ended", "--output-dir", str(tmp_path / "o"),
         "--batch-size", "2", "--max-new-tokens", "3", "--no-progress", "--json",
     ]  # fmt: skip
@@ -267,3 +267,52 @@ def test_an_instit_checkpoint_runs_the_bench_batched(tiny_checkpoint, tmp_path, 
     assert [r["model_prediction"] for r in records] == [a.strip() for a in expected]
     assert [r["question_id"] for r in records] == [q.question_id for q in questions]
     assert all(r["split"] == "video" for r in records)
+
+
+def _cli_run(bench_root: Path, out: Path, *model_flags: str) -> list[str]:
+    return [
+        "bench", "run", *model_flags, "--bench", str(bench_root),
+        "--config", "image_multi_choice", "--output-dir", str(out), "--no-progress", "--json",
+    ]  # fmt: skip
+
+
+def test_model_names_a_checkpoint_and_callable_a_callable(bench_root, tmp_path, capsys):
+    """``--model`` is a checkpoint in every verb; a callable is ``--callable``."""
+    from instit.cli import main as cli_main
+
+    callable_spec = "instit.bench.synthetic:media_model"
+    assert cli_main(_cli_run(bench_root, tmp_path / "a", "--callable", callable_spec)) == 0
+    done = capsys.readouterr()
+    assert json.loads(done.out)["runs"][0]["num_generated"] == 8 and done.err == ""
+    missing = tmp_path / "no-such-checkpoint"
+    assert cli_main(_cli_run(bench_root, tmp_path / "b", "--model", str(missing))) != 0
+    assert "no-such-checkpoint" in capsys.readouterr().err
+    assert cli_main(_cli_run(bench_root, tmp_path / "c")) == 2
+    assert "--model CHECKPOINT or --callable MODULE:CALLABLE" in capsys.readouterr().err
+    assert "--checkpoint" not in _bench_run_help(capsys)
+
+
+def _bench_run_help(capsys: pytest.CaptureFixture[str]) -> str:
+    from instit.cli import main as cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "run", "--help"])
+    return capsys.readouterr().out
+
+
+def test_old_bench_run_flags_still_work_with_a_warning(bench_root, tmp_path, capsys):
+    from instit.cli import main as cli_main
+
+    old = _cli_run(bench_root, tmp_path / "a", "--model", "instit.bench.synthetic:media_model")
+    assert cli_main(old) == 0
+    done = capsys.readouterr()
+    assert json.loads(done.out)["runs"][0]["num_generated"] == 8
+    assert "--model instit.bench.synthetic:media_model is deprecated" in done.err
+    assert "--callable instit.bench.synthetic:media_model" in done.err
+    missing = tmp_path / "no-such-checkpoint"
+    assert cli_main(_cli_run(bench_root, tmp_path / "b", "--checkpoint", str(missing))) != 0
+    err = capsys.readouterr().err
+    assert "--checkpoint PATH is deprecated" in err and "no-such-checkpoint" in err
+    both = _cli_run(bench_root, tmp_path / "c", "--checkpoint", str(missing), "--model", "x")
+    assert cli_main(both) == 2
+    assert "pass --model only" in capsys.readouterr().err

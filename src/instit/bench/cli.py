@@ -17,17 +17,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from instit.cli_support import EXIT_OK, help_formatter
+from instit.cli_support import EXIT_OK, add_progress_option, help_formatter
 from instit.errors import InstitTypeError, InstitValueError, JudgeError
 
 RUN_EXAMPLES = """\
 examples:
   # the paper's setting: an Inst-It checkpoint on every config, predictions in out/
-  instit bench run --checkpoint Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B --output-dir out
+  instit bench run --model Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B --output-dir out
   # your own system: any callable (media, prompt) -> str, from a module or a .py file
-  instit bench run --model mypkg.bench:answer --config video_multi_choice --bench ./Inst-It-Bench
+  instit bench run --callable mypkg.bench:answer --config video_multi_choice --bench ./Inst-It-Bench
   # 2 GPUs (or --cpu processes): each takes a shard, process 0 merges once
-  accelerate launch --num_processes 2 -m instit.bench run --model my_model.py:answer --json
+  accelerate launch --num_processes 2 -m instit.bench run --callable my_model.py:answer --json
 """
 
 SCORE_EXAMPLES = """\
@@ -54,13 +54,14 @@ def load_callable(spec: str) -> Any:
     module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
         raise InstitValueError(
-            f"--model {spec!r} is not MODULE:CALLABLE or FILE.py:CALLABLE (e.g. mypkg.bench:answer)"
+            f"--callable {spec!r} is not MODULE:CALLABLE or FILE.py:CALLABLE "
+            "(e.g. mypkg.bench:answer)"
         )
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
             if not path.is_file():
-                raise InstitValueError(f"--model file {path} does not exist: check the path")
+                raise InstitValueError(f"--callable file {path} does not exist: check the path")
             loader_spec = importlib.util.spec_from_file_location(path.stem, path)
             assert loader_spec is not None and loader_spec.loader is not None
             module = importlib.util.module_from_spec(loader_spec)
@@ -69,15 +70,16 @@ def load_callable(spec: str) -> Any:
             module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InstitValueError(
-            f"cannot import {module_name!r} for --model ({exc}): check the module path"
+            f"cannot import {module_name!r} for --callable ({exc}): check the module path"
         ) from exc
     try:
         target = getattr(module, attr)
     except AttributeError:
-        raise InstitValueError(f"{module_name!r} has no attribute {attr!r} (--model)") from None
+        raise InstitValueError(f"{module_name!r} has no attribute {attr!r} (--callable)") from None
     if not callable(target) and not callable(getattr(target, "generate", None)):
         raise InstitTypeError(
-            f"--model {spec!r} is a {type(target).__name__}, not a callable (media, prompt) -> str"
+            f"--callable {spec!r} is a {type(target).__name__}, not a callable "
+            "(media, prompt) -> str"
         )
     return target
 
@@ -91,10 +93,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from instit.bench.protocol import CONFIGS
     from instit.bench.run import run_bench
 
-    if (args.model is None) == (args.checkpoint is None):
-        raise InstitValueError("pass exactly one of --model MODULE:CALLABLE or --checkpoint PATH")
-    if args.model is not None:
-        model = load_callable(args.model)
+    _resolve_model_flags(args)
+    if (args.model is None) == (args.callable is None):
+        raise InstitValueError(
+            "pass exactly one of --model CHECKPOINT or --callable MODULE:CALLABLE"
+        )
+    if args.callable is not None:
+        model = load_callable(args.callable)
     else:
         from instit.model import InstIt
 
@@ -104,7 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             import torch
 
             device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-        model = InstIt.from_pretrained(args.checkpoint, device=device)
+        model = InstIt.from_pretrained(args.model, device=device, progress=not args.no_progress)
     configs = args.config or list(CONFIGS)
     results = []
     for config in configs:
@@ -129,6 +134,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ]
         _print(args, {"runs": [r.to_dict() for r in results]}, "\n".join(lines))
     return EXIT_OK
+
+
+def _looks_like_callable(value: str) -> bool:
+    """``MODULE:CALLABLE`` / ``FILE.py:CALLABLE`` (no hub id or existing folder looks so)."""
+    module, sep, attr = value.rpartition(":")
+    return bool(sep and module and attr.isidentifier()) and not Path(value).exists()
+
+
+def _resolve_model_flags(args: argparse.Namespace) -> None:
+    """Apply the deprecated spellings: ``--checkpoint`` is ``--model``; a ``--model`` value of the
+    ``MODULE:CALLABLE`` form is ``--callable`` (what ``--model`` meant here before)."""
+    if args.checkpoint is not None:
+        _deprecated("--checkpoint PATH", "--model PATH")
+        if args.model is not None:
+            raise InstitValueError("pass --model only (--checkpoint is its old name)")
+        args.model = args.checkpoint
+    if args.model is not None and args.callable is None and _looks_like_callable(args.model):
+        _deprecated(f"--model {args.model}", f"--callable {args.model}")
+        args.model, args.callable = None, args.model
+
+
+def _deprecated(old: str, new: str) -> None:
+    print(
+        f"instit bench run: warning: {old} is deprecated and will be removed; pass {new} "
+        "(--model names a checkpoint in every verb)",
+        file=sys.stderr,
+    )
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -191,9 +223,13 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "_inference.json in the reference's predictions format.\n\n" + RUN_EXAMPLES,
         formatter_class=help_formatter,
     )
-    run.add_argument("--model", help="MODULE:CALLABLE or FILE.py:CALLABLE, (media, prompt) -> str")
-    run.add_argument("--checkpoint", help="Inst-It checkpoint (hub id or folder) to load")
-    run.add_argument("--device", default="auto", help="device for --checkpoint (default auto)")
+    run.add_argument("--model", help="Inst-It checkpoint (hub id or folder) to load")
+    run.add_argument(
+        "--callable",
+        help="your model instead: MODULE:CALLABLE or FILE.py:CALLABLE, (media, prompt) -> str",
+    )
+    run.add_argument("--checkpoint", help=argparse.SUPPRESS)  # deprecated name of --model
+    run.add_argument("--device", default="auto", help="device for --model (default auto)")
     run.add_argument(
         "--bench", default=None, help="local copy of the dataset repo, or a hub id (default hub)"
     )
@@ -211,7 +247,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument(
         "--shard", type=int, nargs=2, metavar=("INDEX", "COUNT"), help="run one shard by hand"
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(run, "no progress bar")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.set_defaults(handler=_cmd_run)
 
@@ -244,7 +280,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         action="store_true",
         help="follow 307/308 redirects to the same origin (others always stop scoring)",
     )
-    score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(score, "no progress bar")
     score.add_argument("--json", action="store_true", help="print the scores as JSON")
     score.set_defaults(handler=_cmd_score)
     return bench

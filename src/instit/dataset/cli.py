@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from instit.cli_support import help_formatter
+from instit.cli_support import add_progress_option, help_formatter
 
 EXAMPLES = """\
 examples:
@@ -77,7 +77,7 @@ def add_dataset_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     )
     to_llava.add_argument("--limit", type=int, default=None, help="first N records only")
     to_llava.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    to_llava.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(to_llava, "no progress bar")
     to_llava.add_argument("--json", action="store_true", help="print the summary as JSON")
     to_llava.set_defaults(handler=_cmd_to_llava)
     return dataset
