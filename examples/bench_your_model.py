@@ -1,7 +1,7 @@
 """Put your own model on Inst-It Bench's multiple-choice questions and score it.
 
     python examples/bench_your_model.py --bench ./Inst-It-Bench           # a local copy
-    python examples/bench_your_model.py --checkpoint PATH_OR_HUB_ID        # an Inst-It model
+    python examples/bench_your_model.py --model PATH_OR_HUB_ID             # an Inst-It model
     python examples/bench_your_model.py --demo                             # tiny offline bench
 
 Any callable ``(media, prompt) -> str`` can be benched: ``media`` is a PIL image (image
@@ -45,18 +45,22 @@ def main(argv: list[str] | None = None) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--bench", help="local copy of the dataset repo, or a hub id")
     source.add_argument("--demo", action="store_true", help="a tiny generated bench (offline)")
-    parser.add_argument("--checkpoint", help="bench an Inst-It checkpoint instead of my_model")
+    parser.add_argument("--model", help="bench an Inst-It checkpoint instead of my_model")
+    parser.add_argument("--checkpoint", dest="model", help=argparse.SUPPRESS)  # old name
     parser.add_argument("--device", default="auto")
     parser.add_argument("--max-new-tokens", type=int, default=16, help="MC answers are short")
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     model: Any = my_model
-    if args.checkpoint:
+    if args.model:
         from instit.model import InstIt
 
-        model = InstIt.from_pretrained(args.checkpoint, device=args.device)
+        model = InstIt.from_pretrained(
+            args.model, device=args.device, progress=not args.no_progress
+        )
     with tempfile.TemporaryDirectory() as tmp:
         bench_source = make_tiny_bench(Path(tmp) / "bench") if args.demo else args.bench
         scores = {}
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                 bench,
                 predictions,
                 max_new_tokens=args.max_new_tokens,
-                progress=not args.quiet,
+                progress=not args.no_progress,
             )
             score = score_file(predictions, "mc", args.out / f"{split}_mc_evaluate.json")
             print(f"{config}\n{score.table()}\n")

@@ -96,7 +96,7 @@ def _check_ask_video(tmp_path: Path, model: Path | None) -> None:
 
 def _check_bench_your_model(tmp_path: Path, model: Path | None) -> None:
     assert model is not None
-    printed = _run("bench_your_model.py", "--demo", "--quiet", cwd=tmp_path)
+    printed = _run("bench_your_model.py", "--demo", "--no-progress", cwd=tmp_path)
     assert "acc %" in printed
     scores = json.loads((tmp_path / "bench_out" / "scores.json").read_text())
     for config, split in [("image_multi_choice", "image"), ("video_multi_choice", "video")]:
@@ -109,7 +109,7 @@ def _check_bench_your_model(tmp_path: Path, model: Path | None) -> None:
         )
         assert len(predictions) == 6
     # an Inst-It checkpoint through the same script, into another folder
-    args = ["--demo", "--quiet", "--checkpoint", str(model), "--device", "cpu", "--out", "ck"]
+    args = ["--demo", "--no-progress", "--model", str(model), "--device", "cpu", "--out", "ck"]
     args += ["--max-new-tokens", "4"]
     _run("bench_your_model.py", *args, cwd=tmp_path)
     assert len(json.loads((tmp_path / "ck" / "video_mc_inference.json").read_text())) == 6
