@@ -69,7 +69,7 @@ def _jpeg_base64(image: Image.Image, side: int) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def thumbnail_tags(images: Sequence[Image.Image], captions: Sequence[str]) -> list[str]:
+def _thumbnail_tags(images: Sequence[Image.Image], captions: Sequence[str]) -> list[str]:
     """One ``<figure>`` per image, all JPEG data together within :data:`NOTEBOOK_IMAGE_BYTES`.
 
     Thumbnails shrink with the number of images (one image: up to 384 px a side) and again
@@ -105,8 +105,8 @@ def thumbnail_tags(images: Sequence[Image.Image], captions: Sequence[str]) -> li
 def _media_html(media: Any) -> str:
     frames = media_frames(media)
     if len(frames) == 1 and not _is_video(media):
-        return "".join(thumbnail_tags(frames, [""]))
-    return "".join(thumbnail_tags(frames, [f"<{t}>" for t in range(1, len(frames) + 1)]))
+        return "".join(_thumbnail_tags(frames, [""]))
+    return "".join(_thumbnail_tags(frames, [f"<{t}>" for t in range(1, len(frames) + 1)]))
 
 
 def _is_video(media: Any) -> bool:
@@ -617,7 +617,7 @@ class VideoDescription:
         tags = dict(
             zip(
                 (f.timestamp for f in shown),
-                thumbnail_tags(
+                _thumbnail_tags(
                     [images[f.timestamp - 1] for f in shown], [f"<{f.timestamp}>" for f in shown]
                 ),
                 strict=True,
