@@ -411,3 +411,25 @@ def test_convert_then_refuse_to_overwrite(tiny_model: Path, tmp_path: Path, caps
     err = capsys.readouterr().err
     assert "--overwrite" in err and "overwrite=True" not in err  # the CLI's flag, not the API's
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_warnings_report_what_the_model_made_up(capsys: pytest.CaptureFixture[str]):
+    """A record or an answer keeps what is valid; what is not is reported on stderr."""
+    from instit.cli import _warn_ids, _warn_unknown
+    from instit.results import Answer, FrameDescription, ImageDescription, VideoDescription
+
+    answer = Answer.parse("[1] and [7] at <2> and <9>", "q", known_ids=[1], num_frames=8)
+    _warn_unknown(answer)
+    _warn_ids(ImageDescription({1: "a."}, "img", missing_ids=[2], extra_ids=[5]))
+    frames = [
+        FrameDescription(1, "f1", {1: "a."}, "x", ""),
+        FrameDescription(2, "f2", {}, "y", "", missing_ids=[1]),
+    ]
+    _warn_ids(VideoDescription(frames, "v"))
+    assert capsys.readouterr().err.splitlines() == [
+        "instit ask: warning: the answer mentions instances not among those given: [7]",
+        "instit ask: warning: the answer mentions frames the media does not have: <9>",
+        "instit describe: warning: not described: [2]",
+        "instit describe: warning: described but not given: [5]",
+        "instit describe: warning: not described on frame <2>: [1]",
+    ]

@@ -269,6 +269,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             _print_json(answer.to_dict())
         else:
             print(answer.text)
+    _warn_unknown(answer)
     _save_marked(answer, args.save_marked)
     return EXIT_OK
 
@@ -301,6 +302,18 @@ def _dataset_record(description: Any, args: argparse.Namespace) -> dict[str, Any
     if isinstance(description, ImageDescription):
         return description.to_dataset_record(image_id=args.id, image_path=args.media)
     return description.to_dataset_record(video_id=args.id, video_path=args.media)
+
+
+def _warn_unknown(answer: Any) -> None:
+    """Mentions of instances or frames the media does not have, on stderr (the rest is kept)."""
+    ids = " ".join(f"[{i}]" for i in answer.unknown_ids)
+    frames = " ".join(f"<{t}>" for t in answer.unknown_frames)
+    for listed, what in (
+        (ids, "instances not among those given"),
+        (frames, "frames the media does not have"),
+    ):
+        if listed:
+            print(f"instit ask: warning: the answer mentions {what}: {listed}", file=sys.stderr)
 
 
 def _warn_ids(description: Any) -> None:
