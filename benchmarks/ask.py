@@ -19,6 +19,8 @@ the 384-px tiles they encoded counted by a hook on the tower:
   generation, but every copy marked and encoded);
 * ``ask([q1..qN])``: ``model.ask(image, [questions], instances=...)`` (one mark drawing, one
   encoding, one batched generation);
+* ``ask([q1..qN]), token bar``: the same with ``progress=True``, the default (the cost of the
+  tqdm bar that counts tokens, on stderr);
 * ``ask_many, same image``: ``instit.ask_many(model, [image] * N, ...)`` (same).
 
 A last line splits one question's time into drawing the marks, encoding the image and
@@ -92,7 +94,8 @@ def main() -> None:
 
     def one_at_a_time() -> list[str]:
         return [
-            model.ask(image, q, instances=instances, max_new_tokens=tokens).text for q in questions
+            model.ask(image, q, instances=instances, max_new_tokens=tokens, progress=False).text
+            for q in questions
         ]
 
     def encode_once() -> list[str]:
@@ -111,8 +114,10 @@ def main() -> None:
         )
         return [a.text for a in answers]
 
-    def batched() -> list[str]:
-        answers = model.ask(image, questions, instances=instances, max_new_tokens=tokens)
+    def batched(progress: bool = False) -> list[str]:
+        answers = model.ask(
+            image, questions, instances=instances, max_new_tokens=tokens, progress=progress
+        )
         return [a.text for a in answers]
 
     def many_same() -> list[str]:
@@ -131,6 +136,7 @@ def main() -> None:
         (f"encode once, generate x {count}", encode_once),
         (f"ask_many, {count} copies", copies),
         (f"ask([q1..q{count}])", batched),
+        (f"ask([q1..q{count}]), token bar", lambda: batched(progress=True)),
         ("ask_many, same image", many_same),
     ]
     encoded = model.encode_media(draw_marks(image, instances))
