@@ -387,8 +387,11 @@ def test_errors_name_the_cli_flags(tiny_model: Path, example_files, capsys):
 def test_keywords_become_the_verbs_flags():
     from instit.cli_support import flags_for_keywords
 
+    from instit.cli import _verb_parser
+
     parser = build_parser()
-    ask = parser._subparsers._group_actions[0].choices["ask"]  # type: ignore[union-attr]
+    ask = _verb_parser(parser, parser.parse_args(["ask", "a.png", "q"]))
+    assert ask.prog == "instit ask"
     said = (
         "pass overwrite=True (--overwrite); quantization=None; num_frames=8, fps=, "
         "marks='draw', max_new_tokens=0; source_fps= and image_id=3 have no flag"
