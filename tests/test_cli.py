@@ -385,9 +385,8 @@ def test_errors_name_the_cli_flags(tiny_model: Path, example_files, capsys):
 
 
 def test_keywords_become_the_verbs_flags():
-    from instit.cli_support import flags_for_keywords
-
     from instit.cli import _verb_parser
+    from instit.cli_support import flags_for_keywords
 
     parser = build_parser()
     ask = _verb_parser(parser, parser.parse_args(["ask", "a.png", "q"]))
