@@ -839,7 +839,7 @@ def test_from_dict_errors(data: object, error: type[Exception], message: str) ->
 def test_from_dict_checks_masks_against_the_image_size() -> None:
     data = Instances.from_masks(two_masks()).to_dict()
     data["image_size"] = [16, 12]
-    with pytest.raises(InstancesError, match="made for a 8x6 image"):
+    with pytest.raises(InstancesError, match="8x6 mask but the image is 16x12"):
         Instances.from_dict(data)
 
 
