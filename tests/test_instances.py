@@ -1010,9 +1010,9 @@ def test_ids_are_bounded_by_int64() -> None:
             Instances.from_boxes([[0, 0, 2, 2]], [too_big])
         with pytest.raises(InstancesError, match="larger than"):
             biggest.relabel({MAX_ID: too_big})
-        with pytest.raises(InstancesError, match="frame index .* larger than"):
+        with pytest.raises(InstancesError, match=r"frame index .* larger than"):
             Tracks({too_big: biggest})
-        with pytest.raises(InstancesError, match="frame index .* larger than"):
+        with pytest.raises(InstancesError, match=r"frame index .* larger than"):
             Tracks.from_dict({"frames": {str(too_big): biggest.to_dict()}})
 
 
@@ -1100,9 +1100,7 @@ def test_polygon_vertices_beyond_the_coordinate_bound_are_refused() -> None:
     from instit.instances import MAX_COORDINATE
 
     with pytest.raises(InstancesError, match=r"instance 1: polygon has a vertex beyond"):
-        Instances.from_polygons(
-            [[[0, 0], [MAX_COORDINATE * 2, 0], [0, 5]]], image_size=(W, H)
-        )
+        Instances.from_polygons([[[0, 0], [MAX_COORDINATE * 2, 0], [0, 5]]], image_size=(W, H))
 
 
 def test_self_intersecting_polygons_fill_even_odd() -> None:

@@ -253,9 +253,9 @@ def test_clip_frame_of_854x480_is_resized_to_597_then_cropped():
     expected = frame.resize((597, 336), Image.Resampling.BICUBIC).crop((130, 0, 466, 336))
     rounded = frame.resize((598, 336), Image.Resampling.BICUBIC).crop((131, 0, 467, 336))
     ours = process_frames([frame], VICUNA_7B)[0].numpy()
-    lut = (np.arange(256) / 255 - np.array(OPENAI_CLIP_MEAN)[:, None]) / np.array(
-        OPENAI_CLIP_STD
-    )[:, None]
+    lut = (np.arange(256) / 255 - np.array(OPENAI_CLIP_MEAN)[:, None]) / np.array(OPENAI_CLIP_STD)[
+        :, None
+    ]
 
     def normalised(view: Image.Image) -> np.ndarray:
         pixels = np.asarray(view)
@@ -263,7 +263,7 @@ def test_clip_frame_of_854x480_is_resized_to_597_then_cropped():
 
     np.testing.assert_allclose(ours, normalised(expected), atol=1e-5)
     assert np.abs(ours - normalised(rounded)).max() > 0.1
-    clip, spec = _pil_processors()["clip"]
+    clip, _ = _pil_processors()["clip"]
     reference = clip(images=[frame], return_tensors="np")["pixel_values"][0]  # type: ignore[operator]
     np.testing.assert_array_equal(ours, reference)
 

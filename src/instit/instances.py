@@ -254,9 +254,7 @@ def _check_pixels(width: int, height: int, what: str) -> None:
         )
 
 
-def decode_rle(
-    rle: Mapping[str, Any], *, image_size: tuple[int, int] | None = None
-) -> np.ndarray:
+def decode_rle(rle: Mapping[str, Any], *, image_size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode a COCO RLE dict (compressed string, bytes, or list counts) to an ``HxW`` bool mask.
 
     The declared ``"size"`` is checked before anything is decoded: it must equal
@@ -423,8 +421,10 @@ def _rasterise(rings: Sequence[np.ndarray], width: int, height: int) -> np.ndarr
     import cv2
 
     margin = width + height + 16
-    low, high_x, high_y = max(-margin, -_CV_LIMIT), min(width + margin, _CV_LIMIT), min(
-        height + margin, _CV_LIMIT
+    low, high_x, high_y = (
+        max(-margin, -_CV_LIMIT),
+        min(width + margin, _CV_LIMIT),
+        min(height + margin, _CV_LIMIT),
     )
     canvas = np.zeros((height, width), dtype=np.uint8)
     fixed = []
