@@ -144,6 +144,14 @@ def _parse_image_size(size: object, *, required: bool = False) -> tuple[int, int
     return int(width), int(height)
 
 
+def _ndim(value: object) -> int:
+    """``np.ndim(value)``, or -1 for values numpy cannot read as an array (ragged lists)."""
+    try:
+        return int(np.ndim(value))
+    except (TypeError, ValueError):
+        return -1
+
+
 def _readonly(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
@@ -672,7 +680,13 @@ class Instances:
             arrays = []
             shape = None
             for item, instance_id in zip(items, id_tuple, strict=True):
-                array = np.asarray(item)
+                try:
+                    array = np.asarray(item)
+                except (TypeError, ValueError) as exc:  # ragged nested lists
+                    raise InstitTypeError(
+                        f"instance {instance_id}: mask is not an array ({exc}); pass an HxW "
+                        "array of bool or 0/1 numbers"
+                    ) from exc
                 if array.ndim != 2:
                     raise InstancesError(
                         f"instance {instance_id}: mask has shape {array.shape}; each mask must "
@@ -967,7 +981,7 @@ class Instances:
                 return cls.empty(size)
             if all(isinstance(v, Mapping) for v in obj):
                 return cls.from_rle(obj, image_size=size)
-            if all(np.ndim(v) == 2 for v in obj):
+            if all(_ndim(v) == 2 for v in obj):
                 return cls.from_masks(obj, image_size=size)
         raise InstitTypeError(
             f"cannot use a {type(obj).__name__} as instances; pass Instances, "
