@@ -797,3 +797,15 @@ def test_thousands_of_labels_keep_the_no_overlap_guarantee() -> None:
     free = {i: p for i, p in layout.items() if i not in crowded}
     assert len(free) > 700
     assert_no_overlap_and_inside(free, width, height)
+
+
+def test_style_lengths_are_bounded_before_freetype_and_opencv_see_them() -> None:
+    image = np.zeros((60, 80, 3), dtype=np.uint8)
+    boxes = Instances.from_boxes([[1, 1, 20, 20]])
+    for option, value in [("font_size", 10**6), ("line_width", 10**9), ("pad_x", 1e4)]:
+        with pytest.raises(InstitValueError, match=rf"MarkStyle\.{option} must be .*1000"):
+            draw_marks(image, boxes, **{option: value})
+    largest = MarkStyle.image().with_options(font_size=1000, line_width=1000)
+    resolved = largest.resolve(10**6, 10**6)  # a giant image: lengths stop at 8192 px
+    assert resolved.font_size == resolved.line_width == 8192
+    assert MarkStyle.image().resolve(960, 640).font_size == 25
