@@ -468,3 +468,17 @@ def test_size_mismatch_of_an_exif_rotated_image_object_names_the_tag() -> None:
         with pytest.raises(InstancesError) as info:
             draw_marks(plain, made_for_view)
         assert "EXIF" not in str(info.value)
+
+
+def test_lazy_pil_objects_that_cannot_decode_and_unusable_paths_are_media_errors() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buffer, format="PNG")
+    truncated = Image.open(io.BytesIO(buffer.getvalue()[:60]))  # header fine, pixels missing
+    with pytest.raises(MediaError, match=r"PIL image cannot be decoded .*truncated"):
+        load_image(truncated)
+    closed = Image.open(io.BytesIO(buffer.getvalue()))
+    closed.close()
+    with pytest.raises(MediaError, match="closed"):
+        load_image(closed)
+    with pytest.raises(MediaError, match=r"cannot use .* as an image path"):
+        load_image("a" * 5000 + ".png")

@@ -123,7 +123,11 @@ def _open_lazy(source: object) -> Image.Image:
         )
     if isinstance(source, (str, os.PathLike)):
         path = Path(os.fspath(source))
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except OSError as exc:  # a name too long for the file system
+            raise MediaError(f"cannot use {str(path)[:200]!r} as an image path: {exc}") from exc
+        if not exists:
             raise MediaError(f"image file {str(path)!r} does not exist; check the path")
         if path.is_dir():
             raise MediaError(f"{str(path)!r} is a directory, not an image file; pass a file")
@@ -191,6 +195,13 @@ def too_large_error(
 def _pil_to_rgb(image: Image.Image) -> Image.Image:
     if image.width == 0 or image.height == 0:
         raise MediaError(f"the image has size {image.size} (zero width or height); pass pixels")
+    try:  # an Image.open() result decodes only now: its file may be truncated or closed
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MediaError(
+            f"the PIL image cannot be decoded ({exc}): its file is truncated, corrupt or "
+            "closed; re-export the file, or pass its path"
+        ) from exc
     mode = image.mode
     if mode == "RGB" and "transparency" not in image.info:
         return image.copy()
