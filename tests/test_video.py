@@ -599,6 +599,14 @@ def test_video_dataclass_validates():
         Video(frames=[Image.new("RGB", (4, 4))], indices=[0, 1], timestamps=[0.0])
     with pytest.raises(InstitTypeError, match="not a PIL image"):
         Video(frames=[np.zeros((4, 4, 3), np.uint8)], indices=[0], timestamps=[0.0])
+    frame = [Image.new("RGB", (4, 4))]
+    for indices, timestamps in [(["x"], [0.0]), ([None], [0.0]), ([0], ["soon"])]:
+        with pytest.raises(InstitTypeError, match="integer indices and timestamps"):
+            Video(frames=frame, indices=indices, timestamps=timestamps)
+    with pytest.raises(InstitTypeError, match="integer indices"):
+        Video(frames=None, indices=[0], timestamps=[0.0])  # type: ignore[arg-type]
+    with pytest.raises(VideoError, match="finite seconds"):
+        Video(frames=frame, indices=[0], timestamps=[float("nan")])
 
 
 # -- serialisation and display ---------------------------------------------------------------
