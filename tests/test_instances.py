@@ -1132,3 +1132,19 @@ def test_from_json_errors_are_typed() -> None:
         with pytest.raises(InstitTypeError, match="str or bytes"):
             reader(42)  # type: ignore[arg-type]
     assert Instances.from_json(good.encode()) == Instances.from_json(good)
+
+
+def test_many_rle_masks_declaring_a_huge_total_are_refused_before_decoding() -> None:
+    import tracemalloc
+
+    big = {"size": [10000, 10000], "counts": [100_000_000]}  # 1e8 px each, under the limit
+    tracemalloc.start()
+    try:
+        with pytest.raises(InstancesError, match=r"20 RLE masks together .* 8 x Pillow's"):
+            Instances.from_rle([big] * 20)  # 2e9 px: a 2 GB stack from a few hundred bytes
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+    small = encode_rle(np.ones((3, 4), dtype=bool))
+    assert len(Instances.from_rle([small] * 20)) == 20

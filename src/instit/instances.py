@@ -42,6 +42,8 @@ supervision's ``tracker_id``."""
 MAX_COORDINATE = 1e15
 """Polygon vertices with a larger magnitude are refused (no image is that large: it is a unit
 error); vertices between the image and this bound are kept and clipped when rasterised."""
+# the masks of one Instances decoded from RLE: at most this many times the pixel limit together
+_MAX_MASK_LIMITS = 8
 # a COCO RLE count of a 64-bit value takes at most 13 five-bit groups
 _MAX_RLE_GROUPS = 13
 
@@ -251,15 +253,25 @@ def encode_rle(mask: np.ndarray, *, compressed: bool = True) -> dict[str, Any]:
     return {"size": [int(array.shape[0]), int(array.shape[1])], "counts": counts}
 
 
-def _check_pixels(width: int, height: int, what: str) -> None:
-    """Refuse allocating a ``width x height`` mask above :func:`instit.media.pixel_limit`."""
+def _check_pixels(pixels: int, what: str, times: int = 1) -> None:
+    """Refuse allocating masks of more than ``times`` :func:`instit.media.pixel_limit` pixels."""
     from instit.media import pixel_limit, too_large_error
 
     limit = pixel_limit()
-    if limit is not None and width * height > limit:
-        raise too_large_error(
-            f"{what} of {width}x{height}", pixels=width * height, error=InstancesError
-        )
+    if limit is not None and pixels > times * limit:
+        raise too_large_error(what, pixels=pixels, times=times, error=InstancesError)
+
+
+def _declared_pixels(rle: object) -> int:
+    """Pixels of an RLE's declared ``"size"`` (0 when it is malformed: decoding says why)."""
+    size = rle.get("size") if isinstance(rle, Mapping) else None
+    if (
+        isinstance(size, Sequence)
+        and len(size) == 2
+        and all(isinstance(v, numbers.Integral) and v >= 0 for v in size)
+    ):
+        return int(size[0]) * int(size[1])
+    return 0
 
 
 def decode_rle(rle: Mapping[str, Any], *, image_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -289,7 +301,7 @@ def decode_rle(rle: Mapping[str, Any], *, image_size: tuple[int, int] | None = N
             f'RLE "size" [{height}, {width}] (height, width) is a {width}x{height} mask but '
             f"the image is {expected[0]}x{expected[1]}; pass the RLEs made for this image"
         )
-    _check_pixels(width, height, "an RLE mask")
+    _check_pixels(width * height, f"an RLE mask of {width}x{height}")
     raw = rle["counts"]
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", errors="replace")
@@ -822,7 +834,7 @@ class Instances:
         id_tuple = _parse_ids(ids, len(items), "polygons")
         parsed = [_parse_polygon(item, i) for item, i in zip(items, id_tuple, strict=True)]
         width, height = size
-        _check_pixels(width, height, "the polygon masks")
+        _check_pixels(width * height, f"the polygon masks of {width}x{height}")
         boxes = np.zeros((len(parsed), 4), dtype=np.float64)
         outside: list[int] = []
         for index, (rings, instance_id) in enumerate(zip(parsed, id_tuple, strict=True)):
@@ -888,7 +900,8 @@ class Instances:
 
         ``rles`` is a sequence of RLE dicts or a dict ``{id: rle}``.  Each RLE's declared size
         is checked before it is decoded: against ``image_size`` (``(width, height)``) when
-        given, and against :func:`instit.media.pixel_limit` (see :func:`decode_rle`).
+        given, and against :func:`instit.media.pixel_limit` (see :func:`decode_rle`); all of
+        them together may declare at most 8 times that limit (1.4 billion pixels by default).
         """
         if isinstance(rles, Mapping) and not ("counts" in rles and "size" in rles):
             if ids is not None:
@@ -903,6 +916,8 @@ class Instances:
         items = list(rles)
         id_tuple = _parse_ids(ids, len(items), "RLEs")
         size = _parse_image_size(image_size)
+        total = sum(_declared_pixels(rle) for rle in items)
+        _check_pixels(total, f"{len(items)} RLE masks together", times=_MAX_MASK_LIMITS)
         masks = []
         for rle, instance_id in zip(items, id_tuple, strict=True):
             try:

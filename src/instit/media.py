@@ -177,14 +177,16 @@ def too_large_error(
     exc: Exception | None = None,
     *,
     pixels: int | None = None,
+    times: int = 1,
     error: type[InstitValueError] = MediaError,
 ) -> InstitValueError:
-    """The error (a :class:`MediaError` unless ``error``) for ``what`` exceeding
+    """The error (a :class:`MediaError` unless ``error``) for ``what`` exceeding ``times``
     :func:`pixel_limit`, described by Pillow's ``exc`` or a pixel count."""
     detail = f"{exc}" if exc is not None else f"{pixels:,} pixels"
+    multiple = f"{times} x " if times > 1 else ""
     return error(
-        f"{what} is too large ({detail}): more than Pillow's decompression-bomb limit of "
-        f"{pixel_limit() or 0:,} pixels; if you trust it, raise the limit with "
+        f"{what} is too large ({detail}): more than {multiple}Pillow's decompression-bomb "
+        f"limit of {pixel_limit() or 0:,} pixels; if you trust it, raise the limit with "
         "PIL.Image.MAX_IMAGE_PIXELS = <pixels> (half the limit), or None to disable it"
     )
 
