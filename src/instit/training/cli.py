@@ -8,7 +8,9 @@ finetune ...`` runs it in several processes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 
 from instit.cli_support import help_formatter
 
@@ -28,33 +30,33 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     extra = {"max_steps": args.max_steps} if args.max_steps is not None else {}
     if args.save_steps is not None:
         extra["save_steps"] = args.save_steps
-    out = finetune(
-        args.checkpoint,
-        args.data,
-        args.output,
-        method=args.method,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        gradient_accumulation=args.gradient_accumulation,
-        lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha,
-        target=args.target or ["language"],
-        max_frames=args.max_frames,
-        media_root=args.media_root,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        **extra,
-    )
+    # the trainer's bar and loss lines go to stderr, so stdout holds only the result
+    with contextlib.redirect_stdout(sys.stderr):
+        out = finetune(
+            args.checkpoint,
+            args.data,
+            args.output,
+            method=args.method,
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            gradient_accumulation=args.gradient_accumulation,
+            lora_rank=args.lora_rank,
+            lora_alpha=args.lora_alpha,
+            target=args.target or ["language"],
+            max_frames=args.max_frames,
+            media_root=args.media_root,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            **extra,
+        )
     manifest = read_manifest(out) or {}
     if args.json:
         print(json.dumps({"output": str(out), **manifest}, indent=2))
     else:
-        print(
-            f"trained {manifest.get('steps', '?')} steps (final loss "
-            f"{(manifest.get('losses') or ['?'])[-1]}); wrote {out}"
-        )
+        losses = manifest.get("losses") or ["?"]
+        print(f"trained {manifest.get('steps', '?')} steps (last loss {losses[-1]}); wrote {out}")
     return 0
 
 

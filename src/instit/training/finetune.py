@@ -10,7 +10,6 @@ the inference code path: marks drawn by :func:`instit.draw_marks`, videos sample
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -26,8 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from instit.model.core import InstIt
-
-logger = logging.getLogger("instit.finetune")
 
 Method = Literal["lora", "qlora", "full"]
 TARGETS = ("language", "projector", "vision")
@@ -124,6 +121,11 @@ def _collate(pad_id: int) -> Any:
         # images with fewer anyres tiles are zero-padded; image_sizes says how many are real
         name = "pixel_values" if "pixel_values" in rows[0] else "pixel_values_videos"
         views = max(r[name].shape[0] for r in rows)
+        if name == "pixel_values_videos" and any(len(r[name]) != views for r in rows):
+            raise ModelInputError(
+                "videos in one batch have different frame counts; use batch_size=1 with "
+                "gradient_accumulation, or sample the same number of frames for every video"
+            )
         batch[name] = torch.stack(
             [
                 torch.cat((r[name], r[name].new_zeros(views - len(r[name]), *r[name].shape[1:])))
@@ -180,18 +182,21 @@ def _materialise(
     return prepared.model_input, conversation.turns
 
 
-def _check_output(output: Path, *, resume: bool, overwrite: bool, manifest: dict[str, Any]) -> None:
+def _check_output(output: Path, *, resume: bool, overwrite: bool) -> bool:
+    """Refuse an output that cannot be written; whether it holds a run to resume."""
     if output.exists() and not output.is_dir():
         raise InstitValueError(f"output_dir {output} is a file; pass a folder")
-    if not output.is_dir() or not any(output.iterdir()):
-        return
-    if overwrite:
-        return
+    if not output.is_dir() or not any(output.iterdir()) or overwrite:
+        return False
     if not resume:
         raise InstitValueError(
             f"output_dir {output} is not empty; pass resume=True (--resume) to continue its run "
             "or overwrite=True (--overwrite) to start again"
         )
+    return True
+
+
+def _check_resumable(output: Path, manifest: dict[str, Any]) -> None:
     previous = read_manifest(output)
     if previous is None:
         raise InstitValueError(
@@ -295,7 +300,7 @@ def finetune(
             bad settings or data (checked on every example before training starts).
         DependencyError: peft is missing.
     """
-    from transformers import Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainingArguments
 
     if method not in _METHODS:
         raise InstitValueError(f"method={method!r}: choose one of {', '.join(_METHODS)}")
@@ -318,6 +323,7 @@ def finetune(
     if method != "full":
         import_peft()
     output = Path(output_dir)
+    resuming = _check_output(output, resume=resume, overwrite=overwrite)
     conversations = read_conversations(data, media_root=media_root)
     base = model if isinstance(model, (str, os.PathLike)) else None
     manifest: dict[str, Any] = {
@@ -330,7 +336,8 @@ def finetune(
         "data_fingerprint": fingerprint(conversations),
         "conversations": len(conversations),
     }
-    _check_output(output, resume=resume, overwrite=overwrite, manifest=manifest)
+    if resuming:
+        _check_resumable(output, manifest)
     instit_model = _load_model(model, method, progress)
     manifest["base"] = manifest["base"] or str(instit_model.spec.path)
     manifest["template"] = instit_model.template
@@ -383,7 +390,7 @@ def finetune(
         data_collator=_collate(instit_model._pad_id()),
     )
     if not progress:
-        logging.getLogger("transformers.trainer").setLevel(logging.WARNING)
+        trainer.remove_callback(PrinterCallback)  # no per-step log lines either
     checkpoint = _latest_checkpoint(output / "checkpoints") if resume else None
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.accelerator.wait_for_everyone()
