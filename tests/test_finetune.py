@@ -318,3 +318,29 @@ def test_two_processes_under_accelerate_train_one_adapter(checkpoints, tmp_path)
         checkpoints["vicuna-clip"], device="cpu", progress=False, adapter=out
     )
     assert reloaded.adapter == {"path": str(out), "merged": False}
+
+
+def test_qlora_trains_on_a_4bit_base_with_tower_projector_and_head_unquantized(
+    checkpoints, tmp_path
+):
+    import bitsandbytes as bnb
+
+    model = InstIt.from_pretrained(
+        checkpoints["qwen2-siglip"], quantization="4bit", device="cpu", progress=False
+    )
+    image, instances = _image()
+    out = finetune(
+        model, [(image, instances, [(QUESTION, TARGET)])], tmp_path / "q", method="qlora",
+        max_steps=1, progress=False,
+    )  # fmt: skip
+    assert json.loads((out / "instit_finetune.json").read_text())["steps"] == 1
+    modules = dict(model.module.named_modules())
+    q_proj = modules["model.language_model.layers.0.self_attn.q_proj"]
+    assert isinstance(q_proj.base_layer, bnb.nn.Linear4bit) and hasattr(q_proj, "lora_A")
+    for name, module in modules.items():
+        if name.startswith(("model.vision_tower", "model.multi_modal_projector", "lm_head")):
+            assert not isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)), name
+    assert isinstance(modules["lm_head"], torch.nn.Linear)
+    assert isinstance(model.ask(image, QUESTION, instances=instances, max_new_tokens=3).text, str)
+    with pytest.raises(InstitValueError, match="unquantized base"):
+        finetune(model, [(image, None, [(QUESTION, TARGET)])], tmp_path / "x", method="lora")
