@@ -104,7 +104,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             import torch
 
             device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-        model = InstIt.from_pretrained(args.checkpoint, device=device)
+        model = InstIt.from_pretrained(args.checkpoint, device=device, adapter=args.adapter)
     configs = args.config or list(CONFIGS)
     results = []
     for config in configs:
@@ -194,6 +194,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--model", help="MODULE:CALLABLE or FILE.py:CALLABLE, (media, prompt) -> str")
     run.add_argument("--checkpoint", help="Inst-It checkpoint (hub id or folder) to load")
     run.add_argument("--device", default="auto", help="device for --checkpoint (default auto)")
+    run.add_argument("--adapter", help="LoRA adapter folder (instit finetune) for --checkpoint")
     run.add_argument(
         "--bench", default=None, help="local copy of the dataset repo, or a hub id (default hub)"
     )
