@@ -20,6 +20,7 @@ the cases whose media are vendored), which never skips, so a plain clone runs it
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 
@@ -219,7 +220,13 @@ def test_end_to_end_from_media_files(
     generate = model.module.generate
 
     def observed(*args, **kwargs):  # InstIt.generate's own call, with the logits kept
-        out = generate(*args, **kwargs, output_logits=True, return_dict_in_generate=True)
+        keep = {"output_logits": True, "return_dict_in_generate": True}
+        if kwargs.get("generation_config") is not None:
+            kwargs["generation_config"] = copy.deepcopy(kwargs["generation_config"])
+            kwargs["generation_config"].update(**keep)
+        else:
+            kwargs.update(keep)
+        out = generate(*args, **kwargs)
         seen["ids"], seen["logits"] = out.sequences, torch.stack(out.logits, dim=1)
         return out.sequences
 
