@@ -579,24 +579,18 @@ def convert(
     only read. ``revision``, ``cache_dir`` and ``local_files_only`` are for a hub id. Returns
     ``dst``.
     """
-    from instit.model.checkpoint import snapshot
+    from instit.model.checkpoint import snapshot, stored_dtype
 
     dst = Path(dst)
     folder = snapshot(
         src, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
     )
     _check_destination(dst, folder, overwrite=overwrite)
-    config = (
-        json.loads((folder / "config.json").read_text())
-        if (folder / "config.json").exists()
-        else {}
-    )
-    stored = config.get("torch_dtype") or config.get("dtype") or "float32"
     model = InstIt.from_pretrained(
         folder,
         quantization=None,
         device="cpu",
-        dtype=stored if stored in ("bfloat16", "float16", "float32") else "float32",
+        dtype=stored_dtype(folder),
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,

@@ -113,6 +113,8 @@ def load_module(
     Raises :class:`CheckpointError` listing unexpected, missing or mis-shaped weights, and when the
     tokenizer has more tokens than the checkpoint has embedding rows.
     """
+    from safetensors import SafetensorError
+
     from instit.model.modeling import InstItLlavaForConditionalGeneration
 
     if vocab_size > spec.embedding_rows:
@@ -141,7 +143,7 @@ def load_module(
             module, info = InstItLlavaForConditionalGeneration.from_pretrained(
                 str(spec.path), **kwargs
             )
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise CheckpointError(
                 f"could not load the weights of {spec.path}: {exc}; check that the checkpoint "
                 "is complete and matches its config.json"
