@@ -357,7 +357,7 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         ) from exc
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """A UTF-8 file's text, or a :class:`DatasetError` naming the file and the bad byte's line."""
     data = path.read_bytes()
     try:
@@ -382,7 +382,7 @@ def parse_json_line(line: str, path: Path, number: int) -> Any:
 
 
 def _read_json_rows(path: Path) -> list[dict[str, Any]]:
-    text = _read_text(path)
+    text = read_text(path)
     if path.suffix == ".jsonl":
         return [
             parse_json_line(line, path, number)

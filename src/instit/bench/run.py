@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from instit.bench.data import BenchQuestion, BenchSplit
+from instit._files import output_lock
+from instit.bench.data import BenchQuestion, BenchSplit, parse_json_line, read_text
 from instit.bench.protocol import DEFAULT_MAX_NEW_TOKENS
 from instit.errors import DatasetError, InstitTypeError, InstitValueError
 
@@ -123,11 +124,17 @@ def _part_files(output: Path) -> list[Path]:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                return  # a line cut by a kill: its question is simply asked again
-            yield json.loads(line)
+    lines = read_text(path).splitlines(keepends=True)
+    for number, line in enumerate(lines, start=1):
+        if not line.endswith("\n"):
+            return  # a line cut by a kill: its question is simply asked again
+        record = parse_json_line(line, path, number)
+        if not isinstance(record, dict) or "question_id" not in record:
+            raise DatasetError(
+                f"{path}: line {number} is not a prediction record with a question_id: the "
+                "file is damaged; fix or remove that line"
+            )
+        yield record
 
 
 def _repair_tail(path: Path) -> None:
@@ -144,7 +151,7 @@ def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a predictions JSON list (the reference format) and check every record's fields."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except FileNotFoundError as exc:
         raise DatasetError(f"predictions file {path} does not exist: check the path") from exc
     except json.JSONDecodeError as exc:
@@ -195,6 +202,71 @@ def merge_predictions(output: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
+# -- who produced the answers ---------------------------------------------------------------------
+
+
+def describe_model(model: Any) -> str:
+    """A label for what answers: an :class:`instit.InstIt`'s checkpoint folder (and
+    quantization), or a callable's ``module:qualified name``."""
+    spec = getattr(model, "spec", None)
+    if spec is not None and hasattr(spec, "path"):
+        quantization = getattr(model, "quantization", None)
+        label = f"checkpoint {Path(spec.path).resolve()}"
+        return label + (f" ({quantization})" if quantization else "")
+    module = getattr(model, "__module__", type(model).__module__)
+    name = getattr(model, "__qualname__", type(model).__qualname__)
+    return f"{module}:{name}"
+
+
+def _producer_path(output: Path) -> Path:
+    return output.with_name(f"{output.name}.producer.json")
+
+
+def check_producer(
+    output: str | os.PathLike[str],
+    producer: dict[str, Any],
+    *,
+    force_resume: bool,
+    flag: str = "force_resume=True",
+) -> None:
+    """Refuse to add ``producer``'s answers to ``output`` when another producer's are there.
+
+    ``producer`` is what answers (the model and the settings that change answers); it is kept
+    in ``<output>.producer.json``.  Answers already in ``output`` or its part files count only
+    when they come from an equal producer; with ``force_resume`` they are kept anyway and the
+    record lists every producer that contributed (``earlier``).  ``flag`` is how the caller
+    spells ``force_resume`` in the message.
+    """
+    output = Path(output)
+    record = _producer_path(output)
+    data: dict[str, Any] = {}
+    if record.exists():
+        try:
+            data = json.loads(read_text(record))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{record} is not valid JSON ({exc}): fix or remove it") from exc
+        if not isinstance(data, dict):
+            raise DatasetError(f"{record} must hold a JSON object: fix or remove it")
+    previous = data.get("producer")
+    if previous == producer:
+        return
+    has_answers = bool(_done(output))
+    if has_answers and not force_resume:
+        who = json.dumps(previous) if previous else "a model that was not recorded"
+        raise InstitValueError(
+            f"{output} (or its part files) already holds answers from {who}, not from "
+            f"{json.dumps(producer)}: resuming would mix two models' answers. Write to another "
+            f"output, or pass {flag} to keep those answers and add this model's"
+        )
+    earlier = list(data.get("earlier", []))
+    if has_answers:
+        earlier.append(previous)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"producer": producer, "earlier": earlier}, indent=1) + "\n")
+    os.replace(tmp, record)
+
+
 def _batches(items: Sequence[BenchQuestion], size: int) -> Iterator[list[BenchQuestion]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -212,6 +284,8 @@ def run_bench(
     shard: tuple[int, int] | None = None,
     merge: bool = True,
     progress: bool = True,
+    producer: str | None = None,
+    force_resume: bool = False,
 ) -> RunResult:
     """Answer every question of ``bench`` with ``model`` and write the predictions file.
 
@@ -227,16 +301,56 @@ def run_bench(
             default the topology comes from ``accelerate launch`` / ``torchrun``.
         merge: merge the part files into ``output`` once all processes are done.
         progress: show a tqdm bar with ETA.
+        producer: what answers, recorded in ``<output>.producer.json`` with the settings
+            that change answers; default :func:`describe_model` (the checkpoint folder, or
+            the callable's ``module:name``).  Resuming answers of another producer is refused.
+        force_resume: keep another producer's answers and add this one's (see
+            :func:`check_producer`).
+
+    One process at a time may write each part file: a second run into the same ``output``
+    (with the same process index) fails at once.
     """
     if batch_size < 1:
         raise InstitValueError(f"batch_size must be >= 1, got {batch_size}")
-    from tqdm.auto import tqdm
-
-    started = time.perf_counter()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     generate = as_generate_fn(model, max_new_tokens=max_new_tokens, temperature=temperature)
     topo = _topology(shard)
+    record = producer_record(
+        producer or describe_model(model), max_new_tokens, temperature, media_token
+    )
+    with output_lock(_part_path(output, topo.index), "bench predictions"):
+        check_producer(output, record, force_resume=force_resume)
+        return _run(generate, bench, output, topo, batch_size, media_token, shard, merge, progress)
+
+
+def producer_record(
+    model: str, max_new_tokens: int, temperature: float, media_token: bool
+) -> dict[str, Any]:
+    """What :func:`check_producer` compares: the model's label and the settings that change
+    its answers."""
+    return {
+        "model": model,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "media_token": media_token,
+    }
+
+
+def _run(
+    generate: GenerateFn,
+    bench: BenchSplit | Sequence[BenchQuestion],
+    output: Path,
+    topo: _Topology,
+    batch_size: int,
+    media_token: bool,
+    shard: tuple[int, int] | None,
+    merge: bool,
+    progress: bool,
+) -> RunResult:
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
     questions = sorted(bench, key=lambda q: q.question_id)
     done = _done(output)
     mine = [
