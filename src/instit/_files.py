@@ -7,6 +7,7 @@ Standard library only (the CLI checks outputs with it before any heavy import). 
   a missing folder, not sent to the hub;
 * :func:`check_output` - an output path is usable (parent exists, right kind, known suffix, not
   replaced without the caller's overwrite flag), checked before any work is done;
+* :func:`check_not_an_input` - an output never replaces one of the inputs;
 * :func:`output_lock` - one writer per output at a time (fails fast, never blocks on a dead one);
 * :func:`replace_folder` - a folder's new contents replace the old ones as one unit.
 """
@@ -97,6 +98,19 @@ def check_output(
             f"{what} {path} exists and is not empty: choose another folder or pass {flag}"
         )
     return path
+
+
+def check_not_an_input(
+    output: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None], what: str
+) -> None:
+    """Refuse an ``output`` that is one of ``inputs`` or a folder holding one of them (paths
+    resolved, so ``./a``, ``a`` and links to ``a`` are the same): writing it would destroy the
+    input."""
+    for source in inputs:
+        if source is not None and Path(source).exists() and inside(source, output):
+            raise InstitValueError(
+                f"{what} {output} would replace the input {source}: write somewhere else"
+            )
 
 
 def _lock_file(target: Path) -> Path:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -544,14 +543,19 @@ class InstIt:
     def save_pretrained(
         self, directory: str | os.PathLike[str], *, overwrite: bool = False
     ) -> Path:
-        """Write a plain-transformers LLaVA-OneVision checkpoint (see :func:`convert`)."""
+        """Write a plain-transformers LLaVA-OneVision checkpoint (see :func:`convert`).
+
+        The folder is written beside ``directory`` and swapped in when complete: an existing
+        checkpoint there (``overwrite=True``) is kept until the new one is whole.
+        """
+        from instit._files import output_lock, replace_folder
         from instit.model.weights import export_transformers
 
         directory = Path(directory)
         _check_destination(directory, self.spec.path, overwrite=overwrite)
-        if directory.is_dir():
-            shutil.rmtree(directory)
-        return export_transformers(self, directory)
+        with output_lock(directory, "the checkpoint"):  # an older one is replaced whole
+            replace_folder(directory, lambda staging: export_transformers(self, staging))
+        return directory
 
 
 def _as_list(value: Any) -> list[int]:
