@@ -75,7 +75,7 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in given.items() if value is not None}
 
 
-_FRAME_FILE = re.compile(r"frame_\\d+\\.(jpg|png)")
+_FRAME_FILE = re.compile(r"frame_\d+\.(jpg|png)")
 
 
 def _write_frames(
