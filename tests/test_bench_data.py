@@ -307,3 +307,11 @@ def test_a_damaged_parquet_file_is_a_dataset_error(tmp_path):
     (root / "image_multi_choice" / "test-00000-of-00001.parquet").write_bytes(b"PAR1 garbage")
     with pytest.raises(DatasetError, match=r"test-00000-of-00001\.parquet is not a readable"):
         load_bench("image_multi_choice", root)
+
+
+def test_videos_dir_that_is_a_file_is_a_dataset_error(bench_root, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(DatasetError, match=r"videos_dir .*afile is a file"):
+        load_bench("video_open_ended", bench_root, videos_dir=afile)
+    assert afile.read_text() == "x"

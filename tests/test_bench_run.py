@@ -381,3 +381,11 @@ def test_a_stale_lock_file_of_a_dead_process_does_not_block(bench_root, tmp_path
     lock.write_text(dead)
     assert run_bench(answer_a, bench, out, progress=False).num_generated == 8
     assert not lock.exists()
+
+
+def test_an_output_that_is_a_folder_is_refused(bench_root, tmp_path):
+    (tmp_path / "p.json").mkdir()
+    bench = load_bench("image_open_ended", bench_root)
+    with pytest.raises(InstitValueError, match=r"predictions file .*p\.json is a folder"):
+        run_bench(answer_a, bench, tmp_path / "p.json", progress=False)
+    assert list((tmp_path / "p.json").iterdir()) == []

@@ -458,3 +458,16 @@ def test_convert_names_the_cli_flag(tiny_model: Path, tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "pass --overwrite" in err and "overwrite=True" not in err
     assert main(["convert", str(tiny_model), str(tmp_path / "f" / "x"), "--json"]) == EXIT_OK
+
+
+def test_a_non_utf8_or_deeply_nested_instances_file_is_a_usage_error(
+    example_files, tmp_path, capsys
+):
+    image_path, _, _ = example_files
+    for name, data in [("latin1.json", b'{"ids": "caf\xe9"}'), ("deep.json", b"[" * 100_000)]:
+        (tmp_path / name).write_bytes(data)
+        args = ["mark", str(image_path), "--instances", str(tmp_path / name)]
+        assert main([*args, "-o", str(tmp_path / "o.png")]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert f"instances file {tmp_path / name} is not valid JSON" in err
+        assert err.count("\n") == 1

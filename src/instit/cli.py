@@ -46,8 +46,8 @@ def _load_instances(path: str | None) -> Any:
         raise InstitValueError(f"instances file {file} does not exist: pass a JSON file")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InstitValueError(f"instances file {file} is not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise InstitValueError(f"instances file {file} is not valid JSON ({exc})") from None
     if isinstance(data, dict) and "frames" in data:
         return Tracks.from_dict(data)
     return Instances.from_dict(data)

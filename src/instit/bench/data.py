@@ -324,6 +324,8 @@ def _ensure_videos(root: Path, video_paths: list[str], videos_dir: Path | None) 
             f"video folder {missing!r} is not under {base} and {archive} does not exist: "
             f"put {VIDEO_ARCHIVE} into {root} or pass videos_dir= the extracted frames"
         )
+    if base.exists() and not base.is_dir():
+        raise DatasetError(f"videos_dir {base} is a file: pass a folder to extract the frames to")
     marker = base / _EXTRACTED_MARKER.format(name=archive.name)
     base.mkdir(parents=True, exist_ok=True)
     with _locked(base / ".instit-extract.lock"):  # several processes may load the bench at once

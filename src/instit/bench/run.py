@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from instit._files import output_lock
+from instit._files import check_output, output_lock
 from instit.bench.data import BenchQuestion, BenchSplit, parse_json_line, read_text
 from instit.bench.protocol import DEFAULT_MAX_NEW_TOKENS
 from instit.errors import DatasetError, InstitTypeError, InstitValueError
@@ -191,14 +192,18 @@ def merge_predictions(output: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """
     output = Path(output)
     records = sorted(_done(output).values(), key=lambda r: r["question_id"])
-    tmp = output.with_name(output.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(records, f, indent=4, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, output)
+    # a fresh temporary file: two shards finishing together never write into the same one
+    handle, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with open(handle, "w", encoding="utf-8") as f:
+            json.dump(records, f, indent=4, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(name, output)
+    finally:
+        Path(name).unlink(missing_ok=True)
     for part in _part_files(output):
-        part.unlink()
+        part.unlink(missing_ok=True)
     return records
 
 
@@ -314,6 +319,7 @@ def run_bench(
         raise InstitValueError(f"batch_size must be >= 1, got {batch_size}")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    check_output(output, kind="file", overwrite=True, flag="", what="predictions file")
     generate = as_generate_fn(model, max_new_tokens=max_new_tokens, temperature=temperature)
     topo = _topology(shard)
     record = producer_record(
