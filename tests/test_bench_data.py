@@ -15,7 +15,7 @@ from instit.bench import CONFIGS, load_bench, make_tiny_bench, safe_extract
 from instit.bench.data import video_frame_files
 from instit.bench.protocol import compose_prompt
 from instit.bench.synthetic import frame_colour, image_colour
-from instit.errors import DatasetError, MediaError
+from instit.errors import DatasetError, InstitValueError, MediaError
 
 
 @pytest.fixture
@@ -315,3 +315,10 @@ def test_videos_dir_that_is_a_file_is_a_dataset_error(bench_root, tmp_path):
     with pytest.raises(DatasetError, match=r"videos_dir .*afile is a file"):
         load_bench("video_open_ended", bench_root, videos_dir=afile)
     assert afile.read_text() == "x"
+
+
+def test_make_tiny_bench_never_writes_into_an_existing_bench(bench_root):
+    archive = (bench_root / "videos_vpt.zip").read_bytes()
+    with pytest.raises(InstitValueError, match="make_tiny_bench writes only into a new or empty"):
+        make_tiny_bench(bench_root, num_questions=2)
+    assert (bench_root / "videos_vpt.zip").read_bytes() == archive

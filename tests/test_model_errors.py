@@ -231,11 +231,27 @@ def test_shards_outside_the_folder_are_refused(qwen_copy: Path, tmp_path: Path, 
         _point_index_at(qwen_copy, "../elsewhere.safetensors")
     else:
         (qwen_copy / "model-00002-of-00002.safetensors").symlink_to(outside)
-    with pytest.raises(CheckpointError, match="leaves the checkpoint folder"):
+    refusal = "link leading out of the checkpoint" if how == "symlink" else "leaves the checkpoint"
+    with pytest.raises(CheckpointError, match=refusal):
         load(qwen_copy)
-    with pytest.raises(CheckpointError, match="leaves the checkpoint folder"):
+    with pytest.raises(CheckpointError, match=refusal):
         convert(qwen_copy, tmp_path / "converted")
     assert not (tmp_path / "converted").exists()
+
+
+def test_tokenizer_and_config_links_out_of_the_folder_are_refused(
+    qwen_copy: Path, tmp_path: Path
+) -> None:
+    for name in ("tokenizer.json", "config.json"):
+        shutil.move(qwen_copy / name, tmp_path / name)
+        (qwen_copy / name).symlink_to(tmp_path / name)
+        with pytest.raises(CheckpointError, match=rf"{name} is a link leading out"):
+            load(qwen_copy)
+        (qwen_copy / name).unlink()
+        shutil.move(tmp_path / name, qwen_copy / name)
+    # a link that stays inside is fine
+    (qwen_copy / "tokenizer-copy.json").symlink_to(qwen_copy / "tokenizer.json")
+    assert load(qwen_copy).spec.path == qwen_copy
 
 
 def test_a_hub_cache_snapshot_whose_files_link_to_its_blobs_still_loads(

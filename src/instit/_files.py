@@ -100,6 +100,17 @@ def check_output(
     return path
 
 
+def require_new_folder(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a ``Path`` when it does not exist or is an empty folder, else an error: for
+    writers that fill a whole folder and must never write into someone's data."""
+    path = Path(path).expanduser()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InstitValueError(
+            f"{path} exists and is not empty: {what} writes only into a new or empty folder"
+        )
+    return path
+
+
 def check_not_an_input(
     output: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None], what: str
 ) -> None:

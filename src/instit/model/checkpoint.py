@@ -486,6 +486,13 @@ def read_checkpoint(
 ) -> CheckpointSpec:
     """Read ``folder``'s config, weight index and vision tower into a :class:`CheckpointSpec`."""
     folder = Path(folder)
+    root = _shard_root(folder)
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if entry.is_symlink() and not inside(entry, root):
+            raise CheckpointError(
+                f"{entry} is a link leading out of the checkpoint folder {folder}; instit reads "
+                "only files inside it: copy the file into the folder"
+            )
     config = _check_settings(_read_json(folder / "config.json"), folder / "config.json")
     model_type = config.get("model_type")
     weight_map = tensor_index(folder)
