@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+import threading
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from instit.bench.data import video_frame_files
 from instit.bench.protocol import compose_prompt
 from instit.bench.synthetic import frame_colour, image_colour
 from instit.errors import DatasetError, InstitValueError, MediaError
+from lock_holder import lock_held_elsewhere
 
 
 @pytest.fixture
@@ -322,3 +324,18 @@ def test_make_tiny_bench_never_writes_into_an_existing_bench(bench_root):
     with pytest.raises(InstitValueError, match="make_tiny_bench writes only into a new or empty"):
         make_tiny_bench(bench_root, num_questions=2)
     assert (bench_root / "videos_vpt.zip").read_bytes() == archive
+
+
+def test_a_second_loader_waits_for_the_extraction_in_progress(bench_root):
+    marker = bench_root / ".instit-extracted-videos_vpt.zip"
+    loaded: list[int] = []
+    with lock_held_elsewhere(marker):  # another process is extracting
+        waiter = threading.Thread(
+            target=lambda: loaded.append(len(load_bench("video_open_ended", bench_root)))
+        )
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and not (bench_root / "videos_vpt").exists()
+    waiter.join(timeout=60)
+    assert loaded == [6] and (bench_root / "videos_vpt" / "video_000").is_dir()
+    assert not (bench_root / ".instit-extracted-videos_vpt.zip.instit-lock").exists()

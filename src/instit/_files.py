@@ -129,13 +129,16 @@ def _lock_file(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def output_lock(target: str | os.PathLike[str], what: str = "output") -> Iterator[None]:
+def output_lock(
+    target: str | os.PathLike[str], what: str = "output", *, wait: bool = False
+) -> Iterator[None]:
     """Hold an exclusive lock on ``target`` (a file or folder, existing or not) while writing.
 
     A second writer fails at once with :class:`~instit.errors.InstitValueError` naming the
-    holder's process id.  The lock is the operating system's (``flock`` on a sibling
-    ``.<name>.instit-lock`` file, removed on release): a killed holder releases it, so a stale
-    lock file never blocks.  Without ``fcntl`` (Windows) no lock is taken.
+    holder's process id (or, with ``wait=True``, waits for it).  The lock is the operating
+    system's (``flock`` on a sibling ``.<name>.instit-lock`` file, removed on release): a killed
+    holder releases it, so a stale lock file never blocks.  Without ``fcntl`` (Windows) no lock
+    is taken.
     """
     try:
         import fcntl
@@ -145,27 +148,27 @@ def output_lock(target: str | os.PathLike[str], what: str = "output") -> Iterato
     target = Path(target)
     lock = _lock_file(target)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # the holder may have removed the file between our open and our lock
-            current = os.stat(lock).st_ino if lock.exists() else None
-            if current != os.fstat(fd).st_ino:
-                raise BlockingIOError
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
             raise InstitValueError(
                 f"another instit process (pid {holder}) is writing {what} {target}; wait for "
                 "it to finish or write somewhere else"
             ) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)  # the holder removed this file as it released it: lock the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        try:
-            yield
-        finally:
-            lock.unlink(missing_ok=True)
+        yield
     finally:
+        lock.unlink(missing_ok=True)
         os.close(fd)  # releases the flock
 
 

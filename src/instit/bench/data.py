@@ -19,7 +19,6 @@ writes.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from instit._files import inside, looks_like_local_path, missing_path
+from instit._files import inside, looks_like_local_path, missing_path, output_lock
 from instit.bench.protocol import BENCH_REPO_ID, CONFIGS, Format, Split, compose_prompt
 from instit.errors import DatasetError, DependencyError, MediaError
 
@@ -294,22 +293,6 @@ def _default_videos_dir(root: Path) -> Path:
     return cache / "inst-it-bench" / root.name if hub else cache / "inst-it-bench"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive inter-process lock (POSIX ``flock``; no-op where unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: processes there are launched one per GPU on one host anyway
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _ensure_videos(root: Path, video_paths: list[str], videos_dir: Path | None) -> Path:
     """The folder under which every ``video_path`` exists, extracting the archive if needed."""
     candidates = [videos_dir] if videos_dir is not None else [root, _default_videos_dir(root)]
@@ -328,7 +311,8 @@ def _ensure_videos(root: Path, video_paths: list[str], videos_dir: Path | None) 
         raise DatasetError(f"videos_dir {base} is a file: pass a folder to extract the frames to")
     marker = base / _EXTRACTED_MARKER.format(name=archive.name)
     base.mkdir(parents=True, exist_ok=True)
-    with _locked(base / ".instit-extract.lock"):  # several processes may load the bench at once
+    # several processes may load the bench at once: the first extracts, the others wait
+    with output_lock(marker, "the extracted videos", wait=True):
         if not marker.exists():
             safe_extract(archive, base)
             marker.write_text(str(archive), encoding="utf-8")
