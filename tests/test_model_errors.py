@@ -304,15 +304,18 @@ def test_damaged_shards_are_checkpoint_errors_naming_the_file(
         ({"mm_vision_select_layer": "last"}, "mm_vision_select_layer is 'last'"),
         ({"tokenizer_model_max_length": "4k"}, "tokenizer_model_max_length is '4k'"),
         ({"num_hidden_layers": True}, "num_hidden_layers is True"),
+        ({"rope_theta": None}, "rope_theta is None, not a number"),
+        ({"use_cache": "yes"}, "field 'use_cache'"),
+        ({"id2label": "x"}, "AttributeError"),
+        ({"hidden_act": "swishy"}, "hidden_act is 'swishy', not an activation"),
     ],
 )
 def test_config_json_of_the_wrong_shape_names_the_field(
     qwen_copy: Path, config: object, field: str
 ) -> None:
-    if isinstance(config, dict):
-        edit_json(qwen_copy / "config.json", **config)
-    else:
-        (qwen_copy / "config.json").write_text(json.dumps(config))
+    if isinstance(config, dict):  # set the values (None included) as given
+        config = {**read_json(qwen_copy / "config.json"), **config}
+    (qwen_copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=re.escape(field)):
         load(qwen_copy)
 
@@ -321,6 +324,7 @@ def test_transformers_config_of_the_wrong_shape_names_the_field(
     checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
     out = convert(checkpoints["qwen2-siglip"], tmp_path / "hf", progress=False)
+    original = read_json(out / "config.json")
     config = read_json(out / "config.json")
     config["text_config"]["num_attention_heads"] = "four"
     (out / "config.json").write_text(json.dumps(config))
@@ -330,6 +334,15 @@ def test_transformers_config_of_the_wrong_shape_names_the_field(
     (out / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="text_config is a JSON list"):
         load(out)
+    for key, value, message in [
+        ("image_grid_pinpoints", "x", "image_grid_pinpoints 'x' is not a list"),
+        ("dtype", "x", "module 'torch' has no attribute 'x'"),
+        ("vision_config", {**original["vision_config"], "model_type": "x"}, "KeyError: 'x'"),
+        ("tie_word_embeddings", "x", "field 'tie_word_embeddings'"),
+    ]:
+        (out / "config.json").write_text(json.dumps({**original, key: value}))
+        with pytest.raises(CheckpointError, match=re.escape(message)):
+            load(out)
 
 
 @pytest.mark.parametrize("typo", ["ck/typo", "./typo", "ck/sub/typo", "ABSOLUTE"])

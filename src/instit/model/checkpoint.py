@@ -443,8 +443,19 @@ _NUMBER_FIELDS = (
 )  # fmt: skip
 
 
+#: Of those, the ones that may not be ``null`` either.
+_REQUIRED_NUMBERS = frozenset(
+    {
+        "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "max_position_embeddings", "rms_norm_eps", "layer_norm_eps", "rope_theta",
+        "image_size", "patch_size", "vocab_size",
+    }
+)  # fmt: skip
+
+
 def _check_settings(config: Any, file: Path, where: str = "") -> dict[str, Any]:
-    """``config`` (a JSON object) with every :data:`_NUMBER_FIELDS` entry a number."""
+    """``config`` (a JSON object) with every :data:`_NUMBER_FIELDS` entry present a number
+    (``null`` allowed where transformers has a default)."""
     if not isinstance(config, dict):
         raise CheckpointError(
             f"{file}: {where.rstrip('.') or 'the config'} is a JSON {type(config).__name__}, "
@@ -452,7 +463,9 @@ def _check_settings(config: Any, file: Path, where: str = "") -> dict[str, Any]:
         )
     for name in _NUMBER_FIELDS:
         value = config.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        if value is None and not (name in config and name in _REQUIRED_NUMBERS):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise CheckpointError(
                 f"{file}: {where}{name} is {value!r}, not a number; fix the field in the file "
                 "or re-download the checkpoint"
@@ -582,6 +595,14 @@ def _read_transformers(
     preprocessor_file = folder / "preprocessor_config.json"
     preprocessor = _read_json(preprocessor_file) if preprocessor_file.exists() else {}
     pinpoints = config.get("image_grid_pinpoints") or preprocessor.get("image_grid_pinpoints") or []
+    if not isinstance(pinpoints, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair)
+        for pair in pinpoints
+    ):
+        raise CheckpointError(
+            f"{folder}/config.json: image_grid_pinpoints {pinpoints!r} is not a list of "
+            "[height, width] pairs; fix the field or re-download the checkpoint"
+        )
     if config["model_type"] == "llava_next":
         aspect = "anyres"
     else:

@@ -183,13 +183,14 @@ class InstIt:
 
         from instit.model import quantization as q
         from instit.model.checkpoint import read_checkpoint, snapshot
-        from instit.model.weights import load_module
+        from instit.model.weights import checked_config, load_module
         from instit.prompting.templates import template_for
 
         folder = snapshot(
             name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
         )
         spec = read_checkpoint(folder, cache_dir=cache_dir, local_files_only=local_files_only)
+        checked_config(spec, spec.embedding_rows)  # before the tokenizer reads config.json too
         resolved_device = q.resolve_device(device)
         dtype_name = q.resolve_dtype(dtype, resolved_device)
         mode = q.resolve_quantization(quantization, resolved_device)
