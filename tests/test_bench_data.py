@@ -339,3 +339,33 @@ def test_a_second_loader_waits_for_the_extraction_in_progress(bench_root):
     waiter.join(timeout=60)
     assert loaded == [6] and (bench_root / "videos_vpt" / "video_000").is_dir()
     assert not (bench_root / ".instit-extracted-videos_vpt.zip.instit-lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (7, r"question_ids mix strings and integers \(for example 7\)"),
+        ({"id": 1}, r"question_id \{'id': 1\} is a dict, not a string or an integer"),
+        (True, "is a bool, not a string"),
+        (None, "lacks the field 'question_id'"),
+    ],
+)
+def test_question_ids_of_mixed_or_unusable_types_are_refused(bench_root, value, message):
+    _edit_rows(bench_root / "image_open_ended" / "test.jsonl", question_id=value)
+    with pytest.raises(DatasetError, match=message):
+        load_bench("image_open_ended", bench_root)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"question_id": ' + b"1" * 5000 + b"}", "Exceeds the limit"),
+        (b"[" * 100_000, "recursion"),
+    ],
+)
+def test_huge_numbers_and_deep_nesting_name_file_and_line(bench_root, line, message):
+    path = bench_root / "video_open_ended" / "test.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([lines[0], line + b"\n", *lines[1:]]))
+    with pytest.raises(DatasetError, match=rf"test\.jsonl: line 2 is not valid JSON .*{message}"):
+        load_bench("video_open_ended", bench_root)

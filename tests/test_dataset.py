@@ -562,3 +562,19 @@ def test_a_second_conversion_into_the_same_output_fails_fast(tmp_path):
         assert (tmp_path / ".sft.jsonl.instit-lock").exists()
         assert convert_to_llava(source, output, progress=False).conversations == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sft.jsonl", "v.json"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'[{"video_id": ' + b"1" * 5000 + b"}]", "record 0 cannot be read .*4300 digits"),
+        (b"[" + b"[" * 100_000, "record 0 cannot be read .*recursion"),
+        (b'[{"video_id": 1, "x": ' + b"[" * 100_000, "record 0 cannot be read .*recursion"),
+    ],
+)
+def test_huge_numbers_and_deep_nesting_are_dataset_errors(tmp_path, data, message):
+    source = tmp_path / "v.json"
+    source.write_bytes(data)
+    with pytest.raises(DatasetError, match=message):
+        convert_to_llava(source, tmp_path / "o.jsonl", kind="video", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json"]

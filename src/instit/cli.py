@@ -46,7 +46,7 @@ def _load_instances(path: str | None) -> Any:
         raise InstitValueError(f"instances file {file} does not exist: pass a JSON file")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge numbers, nesting
         raise InstitValueError(f"instances file {file} is not valid JSON ({exc})") from None
     if isinstance(data, dict) and "frames" in data:
         return Tracks.from_dict(data)

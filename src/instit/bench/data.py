@@ -360,7 +360,7 @@ def parse_json_line(line: str, path: Path, number: int) -> Any:
     """One JSON Lines record; a :class:`DatasetError` naming file and line when it is not JSON."""
     try:
         return json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
         raise DatasetError(
             f"{path}: line {number} is not valid JSON ({exc}): the file is damaged; fix or "
             "remove that line"
@@ -377,7 +377,7 @@ def _read_json_rows(path: Path) -> list[dict[str, Any]]:
         ]
     try:
         rows = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
         raise DatasetError(f"{path} is not valid JSON ({exc}): download it again") from None
     if not isinstance(rows, list):
         raise DatasetError(f"{path} must hold a JSON array of question objects")
@@ -550,6 +550,18 @@ def load_bench(
     for q in questions:
         if q.image_path is not None:
             _within(q.image_path, media_root, f"image of question {q.question_id!r}")
+    for q in questions:
+        if type(q.question_id) not in (str, int):
+            raise DatasetError(
+                f"{folder}: question_id {q.question_id!r} is a {type(q.question_id).__name__}, "
+                "not a string or an integer: the copy is damaged"
+            )
+    if len({type(q.question_id) for q in questions}) > 1:
+        raise DatasetError(
+            f"{folder}: question_ids mix strings and integers (for example "
+            f"{next(q.question_id for q in questions if isinstance(q.question_id, int))!r}): "
+            "the copy is damaged; the bench's ids are all of one kind"
+        )
     seen: set[Any] = set()
     for q in questions:
         if q.question_id in seen:

@@ -152,10 +152,12 @@ def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a predictions JSON list (the reference format) and check every record's fields."""
     path = Path(path)
     try:
-        data = json.loads(read_text(path))
+        text = read_text(path)
     except FileNotFoundError as exc:
         raise DatasetError(f"predictions file {path} does not exist: check the path") from exc
-    except json.JSONDecodeError as exc:
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
         raise DatasetError(f"predictions file {path} is not valid JSON ({exc})") from exc
     if not isinstance(data, list):
         raise DatasetError(
@@ -246,9 +248,10 @@ def check_producer(
     record = _producer_path(output)
     data: dict[str, Any] = {}
     if record.exists():
+        text = read_text(record)
         try:
-            data = json.loads(read_text(record))
-        except json.JSONDecodeError as exc:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
             raise DatasetError(f"{record} is not valid JSON ({exc}): fix or remove it") from exc
         if not isinstance(data, dict):
             raise DatasetError(f"{record} must hold a JSON object: fix or remove it")

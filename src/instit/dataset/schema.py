@@ -100,6 +100,11 @@ class JsonArrayReader:
                     ) from exc
                 size *= 2
                 continue
+            except (ValueError, RecursionError) as exc:  # 5000-digit numbers, deep nesting
+                raise DatasetError(
+                    f"{self.path}: record {index} cannot be read ({exc}): the file is damaged "
+                    "or not an Inst-It Dataset file"
+                ) from None
             if end < len(buf.text) or not buf.more(size):  # a number may go on in the next read
                 buf.pos = end
                 return value

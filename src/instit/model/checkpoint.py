@@ -202,7 +202,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path.name} is missing in {path.parent}; pass a complete checkpoint folder"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # bad JSON or UTF-8, 5000-digit numbers
         raise CheckpointError(f"{path} is not valid JSON ({exc}); re-download it") from exc
     except RecursionError:
         raise CheckpointError(
