@@ -471,3 +471,9 @@ def test_a_non_utf8_or_deeply_nested_instances_file_is_a_usage_error(
         err = capsys.readouterr().err
         assert f"instances file {tmp_path / name} is not valid JSON" in err
         assert err.count("\n") == 1
+
+
+def test_an_output_where_nothing_can_be_written_is_a_usage_error(clip: Path, capsys):
+    assert main(["frames", str(clip), "-o", "/proc/instit-frames/out"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "cannot write -o/--output /proc/instit-frames/out" in err and err.count("\n") == 1

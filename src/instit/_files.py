@@ -147,9 +147,15 @@ def output_lock(
         return
     target = Path(target)
     lock = _lock_file(target)
-    lock.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # read-only or special file systems, permissions
+            raise InstitValueError(
+                f"cannot write {what} {target}: {exc.strerror or exc} ({lock.parent}); choose a "
+                "folder you can write to"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
