@@ -389,3 +389,15 @@ def test_an_output_that_is_a_folder_is_refused(bench_root, tmp_path):
     with pytest.raises(InstitValueError, match=r"predictions file .*p\.json is a folder"):
         run_bench(answer_a, bench, tmp_path / "p.json", progress=False)
     assert list((tmp_path / "p.json").iterdir()) == []
+
+
+def test_answers_holding_unicode_line_breaks_resume_intact(bench_root, tmp_path):
+    bench = load_bench("image_open_ended", bench_root)
+    out = tmp_path / "p.json"
+    odd = "one\u2028two\u2029three\x85four\x1cfive"
+
+    def model(media, prompt):
+        return odd
+
+    run_bench(model, bench, out, shard=(0, 2), merge=False, progress=False)
+    assert [r["model_prediction"] for r in merge_predictions(out)] == [odd] * 4

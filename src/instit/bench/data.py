@@ -372,7 +372,7 @@ def _read_json_rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".jsonl":
         return [
             parse_json_line(line, path, number)
-            for number, line in enumerate(text.splitlines(), start=1)
+            for number, line in enumerate(text.split("\n"), start=1)  # not U+2028 ...
             if line.strip()
         ]
     try:

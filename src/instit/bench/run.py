@@ -125,10 +125,9 @@ def _part_files(output: Path) -> list[Path]:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    lines = read_text(path).splitlines(keepends=True)
+    # split on "\n" only: answers may hold other line breaks (U+2028 ...), which JSON keeps raw
+    *lines, _cut = read_text(path).split("\n")  # _cut: a line cut by a kill, asked again
     for number, line in enumerate(lines, start=1):
-        if not line.endswith("\n"):
-            return  # a line cut by a kill: its question is simply asked again
         record = parse_json_line(line, path, number)
         if not isinstance(record, dict) or "question_id" not in record:
             raise DatasetError(
