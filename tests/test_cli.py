@@ -477,3 +477,29 @@ def test_an_output_where_nothing_can_be_written_is_a_usage_error(clip: Path, cap
     assert main(["frames", str(clip), "-o", "/proc/instit-frames/out"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "cannot write -o/--output /proc/instit-frames/out" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["ask", "IMAGE", "Hi?", "--max-new-tokens", "0"], "--max-new-tokens"),
+        (["describe", "IMAGE", "--max-new-tokens", "-3"], "--max-new-tokens"),
+        (["bench", "run", "--model", "m:f", "--batch-size", "0"], "--batch-size"),
+        (["bench", "run", "--model", "m:f", "--max-new-tokens", "x"], "--max-new-tokens"),
+        (["bench", "run", "--model", "m:f", "--shard", "2", "2"], "--shard 2 2 is invalid"),
+    ],
+)
+def test_bad_numbers_are_usage_errors_naming_the_flag_before_a_model_loads(
+    example_files, broken_model: Path, capsys, args, flag
+):
+    image_path, _, _ = example_files
+    argv = [str(image_path) if a == "IMAGE" else a for a in args]
+    if argv[0] in ("ask", "describe"):
+        argv += ["--model", str(broken_model)]
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse reports bad option values itself
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and flag in err
+    assert "batch_size" not in err and "max_new_tokens" not in err

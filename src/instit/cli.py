@@ -24,6 +24,7 @@ from instit.cli_support import (
     EXIT_OK,
     EXIT_USAGE as EXIT_USAGE,
     help_formatter,
+    positive_int,
     run_verb,
 )
 from instit.errors import InstitValueError
@@ -131,7 +132,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--num-frames", type=int, default=None, help="frames sampled from a video (8)"
     )
     parser.add_argument("--fps", type=float, default=None, help="sample by rate instead")
-    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=512)
     parser.add_argument(
         "--save-marked",
         help="write the marked media the model saw: an image file, or a folder for a video",

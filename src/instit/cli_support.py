@@ -23,6 +23,17 @@ def help_formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1 (else a usage error naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def run_verb(args: argparse.Namespace, name: str) -> int:
     """Run the verb's handler; package errors become one line on stderr and an exit code.
 

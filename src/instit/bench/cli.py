@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from instit.cli_support import EXIT_OK, help_formatter
+from instit.cli_support import EXIT_OK, help_formatter, positive_int
 from instit.errors import InstitTypeError, InstitValueError
 
 RUN_EXAMPLES = """\
@@ -104,6 +104,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if (args.model is None) == (args.checkpoint is None):
         raise InstitValueError("pass exactly one of --model MODULE:CALLABLE or --checkpoint PATH")
+    if args.shard and not 0 <= args.shard[0] < args.shard[1]:
+        raise InstitValueError(
+            f"--shard {args.shard[0]} {args.shard[1]} is invalid: use INDEX COUNT with "
+            "0 <= INDEX < COUNT"
+        )
     configs = args.config or list(CONFIGS)
     # every output problem is reported before a model is loaded
     check_output(args.output_dir, kind="folder", overwrite=True, flag="", what="--output-dir")
@@ -210,8 +215,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--output-dir", default="output", help="where predictions go (default output)")
     run.add_argument("--videos-dir", default=None, help="extracted videos_vpt folder")
     run.add_argument("--offline", action="store_true", help="use only the local hub cache")
-    run.add_argument("--batch-size", type=int, default=1)
-    run.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    run.add_argument("--batch-size", type=positive_int, default=1)
+    run.add_argument("--max-new-tokens", type=positive_int, default=DEFAULT_MAX_NEW_TOKENS)
     run.add_argument(
         "--media-token", action="store_true", help="prefix prompts with '<image>\\n' for callables"
     )
