@@ -27,6 +27,7 @@ from instit.dataset import (
 from instit.dataset.schema import detect_kind
 from instit.errors import DatasetError, InstitValueError
 from instit.results import FrameDescription, VideoDescription
+from lock_holder import lock_held_elsewhere
 
 
 def video_record(video_id: int = 12) -> dict:
@@ -495,7 +496,9 @@ def test_convert_writes_jsonl_and_refuses_to_overwrite(tmp_path):
     assert json.loads(result.to_json())["output"] == str(output)
 
     output.write_text("keep me\n")
-    with pytest.raises(InstitValueError, match=r"exists.*overwrite=True \(--overwrite\)"):
+    with pytest.raises(
+        InstitValueError, match=r"exists: choose another output or pass overwrite=True$"
+    ):
         convert_to_llava(source, output, progress=False)
     assert output.read_text() == "keep me\n"
     again = convert_to_llava(source, output, overwrite=True, limit=2, progress=False)
@@ -597,3 +600,60 @@ def test_unicode_line_separators_stay_inside_one_jsonl_line(tmp_path):
     assert item == image_to_llava(
         ImageRecord.from_dict({**image_record(1), "instance_level_caption": captions})
     )
+
+
+# -- hardening: outputs ------------------------------------------------------------------------
+
+
+def test_to_llava_never_overwrites_its_own_source(tmp_path, monkeypatch, capsys):
+    source = write_json(tmp_path / "v.json", [video_record(i) for i in range(2)])
+    before = source.read_bytes()
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(source)
+    monkeypatch.chdir(tmp_path)
+    for output in (source, Path("./v.json"), link):
+        with pytest.raises(InstitValueError, match="would replace the input"):
+            convert_to_llava(source, output, overwrite=True, progress=False)
+    args = ["dataset", "to-llava", str(source), "-o", "link.jsonl", "--overwrite"]
+    assert cli_main([*args, "--no-progress"]) == 2
+    assert "would replace the input" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("missing/sft.jsonl", "folder {tmp}/missing does not exist"),
+        ("sft.json", "unknown extension '.json': use one of .jsonl"),
+        ("folder.jsonl", "is a folder: pass a file path"),
+        ("afile/sft.jsonl", "afile is a file, not a folder"),
+        ("old.jsonl", "exists: choose another path or pass --overwrite"),
+    ],
+)
+def test_to_llava_output_problems_are_one_line_usage_errors(tmp_path, capsys, output, message):
+    source = write_json(tmp_path / "v.json", [video_record(1)])
+    (tmp_path / "folder.jsonl").mkdir()
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "old.jsonl").write_text("keep me\n")
+    code = cli_main(["dataset", "to-llava", str(source), "-o", str(tmp_path / output)])
+    err = capsys.readouterr().err
+    assert code == 2 and message.format(tmp=tmp_path) in err
+    assert err.count("\n") == 1 and "overwrite=True" not in err
+    assert (tmp_path / "old.jsonl").read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "afile", "folder.jsonl", "old.jsonl", "v.json"
+    ]  # fmt: skip
+
+
+def test_a_second_conversion_into_the_same_output_fails_fast(tmp_path):
+    source = write_json(tmp_path / "v.json", [video_record(i) for i in range(3)])
+    output = tmp_path / "sft.jsonl"
+    with lock_held_elsewhere(output) as holder:
+        with pytest.raises(InstitValueError, match=rf"another instit process \(pid {holder.pid}\)"):
+            convert_to_llava(source, output, progress=False)
+        assert not output.exists()
+        holder.kill()  # a crashed run: its lock file stays behind but holds nothing
+        holder.wait()
+        assert (tmp_path / ".sft.jsonl.instit-lock").exists()
+        assert convert_to_llava(source, output, progress=False).conversations == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sft.jsonl", "v.json"]

@@ -7,6 +7,7 @@ Used by :mod:`instit.cli` and the verbs that live with their feature (:mod:`inst
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from instit.errors import InstitError, InstitTypeError, InstitValueError
@@ -22,14 +23,29 @@ def help_formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1 (else a usage error naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def run_verb(args: argparse.Namespace, name: str) -> int:
     """Run the verb's handler; package errors become one line on stderr and an exit code.
 
     Bad usage or input (:class:`InstitValueError`, :class:`InstitTypeError`) exits 2, any other
-    package error 1, Ctrl-C 130; anything else is a bug and keeps its traceback.
+    package error 1, Ctrl-C 130; anything else is a bug and keeps its traceback.  The handler
+    finds a :class:`contextlib.ExitStack` in ``args.exit_stack`` for what it holds until it
+    returns (output locks).
     """
     try:
-        return int(args.handler(args))
+        with contextlib.ExitStack() as stack:
+            args.exit_stack = stack
+            return int(args.handler(args))
     except (InstitValueError, InstitTypeError) as exc:
         print(f"instit {name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

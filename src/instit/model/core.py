@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -192,7 +191,7 @@ class InstIt:
         from instit.model import quantization as q
         from instit.model.adapters import attach_adapter, check_adapter_folder
         from instit.model.checkpoint import read_checkpoint, snapshot
-        from instit.model.weights import load_module
+        from instit.model.weights import checked_config, load_module
         from instit.prompting.templates import template_for
 
         if adapter is not None:
@@ -204,6 +203,7 @@ class InstIt:
             name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
         )
         spec = read_checkpoint(folder, cache_dir=cache_dir, local_files_only=local_files_only)
+        checked_config(spec, spec.embedding_rows)  # before the tokenizer reads config.json too
         resolved_device = q.resolve_device(device)
         dtype_name = q.resolve_dtype(dtype, resolved_device)
         mode = q.resolve_quantization(quantization, resolved_device)
@@ -573,14 +573,19 @@ class InstIt:
     def save_pretrained(
         self, directory: str | os.PathLike[str], *, overwrite: bool = False
     ) -> Path:
-        """Write a plain-transformers LLaVA-OneVision checkpoint (see :func:`convert`)."""
+        """Write a plain-transformers LLaVA-OneVision checkpoint (see :func:`convert`).
+
+        The folder is written beside ``directory`` and swapped in when complete: an existing
+        checkpoint there (``overwrite=True``) is kept until the new one is whole.
+        """
+        from instit._files import output_lock, replace_folder
         from instit.model.weights import export_transformers
 
         directory = Path(directory)
         _check_destination(directory, self.spec.path, overwrite=overwrite)
-        if directory.is_dir():
-            shutil.rmtree(directory)
-        return export_transformers(self, directory)
+        with output_lock(directory, "the checkpoint"):  # an older one is replaced whole
+            replace_folder(directory, lambda staging: export_transformers(self, staging))
+        return directory
 
 
 def _as_list(value: Any) -> list[int]:
@@ -610,24 +615,18 @@ def convert(
     ``dst``. With ``adapter`` (a LoRA folder from :func:`instit.finetune`), the adapter is merged
     into the written weights.
     """
-    from instit.model.checkpoint import snapshot
+    from instit.model.checkpoint import snapshot, stored_dtype
 
     dst = Path(dst)
     folder = snapshot(
         src, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
     )
     _check_destination(dst, folder, overwrite=overwrite)
-    config = (
-        json.loads((folder / "config.json").read_text())
-        if (folder / "config.json").exists()
-        else {}
-    )
-    stored = config.get("torch_dtype") or config.get("dtype") or "float32"
     model = InstIt.from_pretrained(
         folder,
         quantization=None,
         device="cpu",
-        dtype=stored if stored in ("bfloat16", "float16", "float32") else "float32",
+        dtype=stored_dtype(folder),
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,

@@ -23,7 +23,13 @@ if TYPE_CHECKING:
     from instit.model.checkpoint import CheckpointSpec
     from instit.model.modeling import InstItLlavaForConditionalGeneration
 
-__all__ = ["ORIGINAL_KEY_MAPPING", "TRANSFORMERS_KEY_MAPPING", "build_config", "load_module"]
+__all__ = [
+    "ORIGINAL_KEY_MAPPING",
+    "TRANSFORMERS_KEY_MAPPING",
+    "build_config",
+    "checked_config",
+    "load_module",
+]
 
 #: regex -> replacement from LLaVA-NeXT's weight names to transformers' LLaVA-OneVision names.
 ORIGINAL_KEY_MAPPING: dict[str, str] = {
@@ -84,6 +90,45 @@ def build_config(spec: CheckpointSpec, vocab_size: int) -> Any:
     )
 
 
+def checked_config(spec: CheckpointSpec, vocab_size: int) -> Any:
+    """:func:`build_config`, with transformers' validation of every field (a string where a
+    number or flag belongs, ``null``, a bad ``id2label`` ...) as a :class:`CheckpointError`
+    naming the field."""
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import CONFIG_MAPPING
+    from transformers.activations import ACT2FN
+
+    file = spec.path / "config.json"
+    try:
+        config = build_config(spec, vocab_size)
+        # the file as transformers' AutoConfig reads it (the tokenizer and plain users do)
+        CONFIG_MAPPING[spec.config["model_type"]].from_dict(spec.config)
+    except (
+        StrictDataclassError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as exc:
+        reason = f"{type(exc).__name__}: " + " ".join(str(exc).split())
+        raise CheckpointError(
+            f"{file} does not describe a model transformers can build ({reason}); fix that "
+            "field or re-download the checkpoint"
+        ) from exc
+    for name, act in [
+        ("hidden_act", config.text_config.hidden_act),
+        ("vision_config.hidden_act", config.vision_config.hidden_act),
+        ("projector_hidden_act", config.projector_hidden_act),
+    ]:
+        if not isinstance(act, str) or act not in ACT2FN:
+            raise CheckpointError(
+                f"{file}: {name} is {act!r}, not an activation transformers knows (such as "
+                "'silu', 'gelu', 'gelu_pytorch_tanh', 'quick_gelu'); fix the field"
+            )
+    return config
+
+
 @contextlib.contextmanager
 def _quiet_progress(progress: bool) -> Iterator[None]:
     from transformers.utils import logging as hf_logging
@@ -113,6 +158,8 @@ def load_module(
     Raises :class:`CheckpointError` listing unexpected, missing or mis-shaped weights, and when the
     tokenizer has more tokens than the checkpoint has embedding rows.
     """
+    from safetensors import SafetensorError
+
     from instit.model.modeling import InstItLlavaForConditionalGeneration
 
     if vocab_size > spec.embedding_rows:
@@ -120,7 +167,7 @@ def load_module(
             f"the tokenizer has {vocab_size} tokens but the checkpoint only {spec.embedding_rows} "
             "embedding rows; the tokenizer does not belong to this checkpoint"
         )
-    config = build_config(spec, vocab_size)
+    config = checked_config(spec, vocab_size)
     kwargs: dict[str, Any] = {
         "config": config,
         "dtype": dtype,
@@ -141,7 +188,7 @@ def load_module(
             module, info = InstItLlavaForConditionalGeneration.from_pretrained(
                 str(spec.path), **kwargs
             )
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise CheckpointError(
                 f"could not load the weights of {spec.path}: {exc}; check that the checkpoint "
                 "is complete and matches its config.json"
