@@ -284,13 +284,15 @@ def merge_predictions(output: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def describe_model(model: Any) -> str:
-    """A label for what answers: an :class:`instit.InstIt`'s checkpoint folder (and
-    quantization), or a callable's ``module:qualified name``."""
+    """A label for what answers: an :class:`instit.InstIt`'s checkpoint folder (quantization,
+    LoRA adapter), or a callable's ``module:qualified name``."""
     spec = getattr(model, "spec", None)
     if spec is not None and hasattr(spec, "path"):
         quantization = getattr(model, "quantization", None)
         label = f"checkpoint {Path(spec.path).resolve()}"
-        return label + (f" ({quantization})" if quantization else "")
+        label += f" ({quantization})" if quantization else ""
+        adapter = getattr(model, "adapter", None)
+        return label + (f" + adapter {Path(adapter['path']).resolve()}" if adapter else "")
     module = getattr(model, "__module__", type(model).__module__)
     name = getattr(model, "__qualname__", type(model).__qualname__)
     return f"{module}:{name}"
