@@ -22,6 +22,7 @@ processor call (``default`` vs ``pil``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -75,8 +76,6 @@ def median_ms(fn: Any, repeats: int) -> float:
 
 
 def run_case(model: Any, processor: Any, case: Path, repeats: int) -> dict[str, Any]:
-    import json
-
     meta = json.loads((case / "meta.json").read_text())
     golden = np.load(case / "case.npz")
     golden_pixels = torch.from_numpy(np.load(case / "pixel_values.npz")["pixel_values"])
@@ -111,9 +110,7 @@ def run_case(model: Any, processor: Any, case: Path, repeats: int) -> dict[str, 
                 "visual_tokens": int((feed["input_ids"][0] == placeholder).sum()),
                 "reference_tokens": int(golden["num_visual_tokens"]),
                 "pixel_diff": float((fed_pixels - golden_pixels).abs().max()),
-                "logit_diff": float(
-                    (logits - torch.from_numpy(golden["logits_last"])).abs().max()
-                ),
+                "logit_diff": float((logits - torch.from_numpy(golden["logits_last"])).abs().max()),
                 "greedy_equal": new == golden["generated_ids"].tolist(),
                 "ms": ms,
             }
