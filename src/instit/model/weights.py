@@ -423,7 +423,7 @@ def load_processor(name_or_path: str | os.PathLike[str]) -> Any:
     if importlib.util.find_spec("torchvision") is None:
         raise DependencyError(
             "transformers' LLaVA-OneVision processor needs torchvision for its video processor; "
-            "pip install torchvision (the version matching your torch)"
+            'pip install "instit[processor]" (or the torchvision build matching your torch)'
         )
     from transformers import AutoImageProcessor, AutoProcessor
 
