@@ -219,7 +219,7 @@ def test_bad_instances_file_is_a_usage_error(example_files, tmp_path: Path, caps
 
 
 def test_ask_with_a_local_checkpoint(tiny_model: Path, example_files, tmp_path: Path, capsys):
-    image_path, instances_path, _ = example_files
+    image_path, instances_path, instances = example_files
     marked = tmp_path / "seen.png"
     common = ["--model", str(tiny_model), "--device", "cpu", "--max-new-tokens", "4"]
     code = main(
@@ -237,15 +237,44 @@ def test_ask_with_a_local_checkpoint(tiny_model: Path, example_files, tmp_path: 
     )
     payload = _json_out(capsys)
     assert code == EXIT_OK
-    assert payload["question"] == "What is [1] doing?" and isinstance(payload["text"], str)
     seen = np.asarray(Image.open(marked).convert("RGB"))
     assert (seen != np.asarray(Image.open(image_path).convert("RGB"))).any()
+    # the same answer as the API gives for the same checkpoint, image, instances and settings
+    from instit.model.core import InstIt
 
+    model = InstIt.from_pretrained(tiny_model, device="cpu", progress=False)
+    direct = model.ask(image_path, "What is [1] doing?", instances=instances, max_new_tokens=4)
+    assert payload["question"] == "What is [1] doing?"
+    assert payload["text"] == direct.text and payload["instance_ids"] == direct.instance_ids
+
+    code = main(["ask", str(image_path), "Describe it.", "--json", *common])
+    whole = _json_out(capsys)["text"]
     code = main(["ask", str(image_path), "Describe it.", "--stream", *common])
-    assert code == EXIT_OK and capsys.readouterr().out.endswith("\n")
+    assert code == EXIT_OK and capsys.readouterr().out == whole + "\n"  # streamed = whole
 
 
-def test_ask_a_video_maps_frames(tiny_model: Path, clip: Path, capsys):
+def test_ask_a_video_maps_frames(tiny_model: Path, clip: Path, capsys, monkeypatch):
+    """``<t>`` in the answer maps to the sampled frames' seconds in ``--json``.
+
+    The tiny model really runs on the sampled frames; its random-weight text is then replaced by
+    a reply that refers to frames, since random weights never write ``<t>``.
+    """
+    from instit.model.core import EncodedMedia, InstIt
+
+    generate, encode = InstIt.generate, InstIt.encode_media
+    seen: list[int] = []
+
+    def encode_and_count(self: InstIt, media) -> EncodedMedia:
+        encoded = encode(self, media)
+        seen.append(encoded.num_frames)
+        return encoded
+
+    def generate_then_reply(self: InstIt, media, prompts, **kwargs) -> list[str]:
+        generate(self, media, prompts, **kwargs)
+        return ["[1] moves at <3>, then <1>-<2>."] * len(prompts)
+
+    monkeypatch.setattr(InstIt, "encode_media", encode_and_count)
+    monkeypatch.setattr(InstIt, "generate", generate_then_reply)
     code = main(
         [
             "ask",
@@ -263,7 +292,12 @@ def test_ask_a_video_maps_frames(tiny_model: Path, clip: Path, capsys):
         ]
     )
     payload = _json_out(capsys)
-    assert code == EXIT_OK and isinstance(payload["text"], str)
+    assert code == EXIT_OK and seen == [3]  # the model saw the three sampled frames
+    times = load_video(clip, num_frames=3).timestamps
+    assert payload["text"] == "[1] moves at <3>, then <1>-<2>."
+    assert payload["frames"] == [3, 1, 2] and payload["unknown_frames"] == []
+    assert payload["seconds"] == pytest.approx([times[2], times[0], times[1]])
+    assert payload["instance_ids"] == [1]
 
 
 def test_describe_with_a_local_checkpoint(tiny_model: Path, example_files, capsys):

@@ -98,6 +98,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="auto: 4-bit NF4 on CUDA, none elsewhere",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--adapter", help="a LoRA adapter folder (from instit finetune) to apply")
     parser.add_argument(
         "--instances", help="instances JSON (Instances.to_json; Tracks.to_json for videos)"
     )
@@ -123,7 +124,9 @@ def _load_model(args: argparse.Namespace) -> Any:
     from instit.model import InstIt
 
     quantization = None if args.quantization == "none" else args.quantization
-    return InstIt.from_pretrained(args.model, quantization=quantization, device=args.device)
+    return InstIt.from_pretrained(
+        args.model, quantization=quantization, device=args.device, adapter=args.adapter
+    )
 
 
 def _check_output(target: str | None, overwrite: bool, *, folder: bool) -> None:
@@ -286,7 +289,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from instit.model import convert
 
-    out = convert(args.source, args.destination, overwrite=args.overwrite)
+    out = convert(args.source, args.destination, overwrite=args.overwrite, adapter=args.adapter)
     if args.json:
         _print_json({"source": args.source, "destination": str(out)})
     else:
@@ -416,12 +419,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source", help="hub id or local folder")
     convert.add_argument("destination", help="output folder (must be empty or new)")
     convert.add_argument("--overwrite", action="store_true")
+    convert.add_argument(
+        "--adapter", help="merge this LoRA adapter folder (from instit finetune) into the output"
+    )
 
     from instit.bench.cli import add_bench_parser
     from instit.dataset.cli import add_dataset_parser
+    from instit.training.cli import add_finetune_parser
 
     add_bench_parser(sub)
     add_dataset_parser(sub)
+    add_finetune_parser(sub)
     return parser
 
 

@@ -13,11 +13,12 @@ import importlib
 import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from instit.cli_support import EXIT_OK, help_formatter
-from instit.errors import InstitTypeError, InstitValueError
+from instit.errors import InstitTypeError, InstitValueError, JudgeError
 
 RUN_EXAMPLES = """\
 examples:
@@ -103,7 +104,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             import torch
 
             device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-        model = InstIt.from_pretrained(args.checkpoint, device=device)
+        model = InstIt.from_pretrained(args.checkpoint, device=device, adapter=args.adapter)
     configs = args.config or list(CONFIGS)
     results = []
     for config in configs:
@@ -131,7 +132,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from instit.bench.score import score_file
+    from instit.bench.score import OEScore, score_file
 
     judge = None
     if args.format == "oe":
@@ -145,6 +146,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             max_retries=args.retries,
             backoff=args.backoff,
             concurrency=args.concurrency,
+            follow_redirects=args.follow_redirects,
         )
     score = score_file(
         args.predictions, args.format, args.log, judge=judge, progress=not args.no_progress
@@ -152,6 +154,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
     payload = {"format": args.format, "log": args.log, **score.to_dict()}
     text = score.table() + (f"\nlog: {args.log}" if args.log else "")
     _print(args, payload, text)
+    if isinstance(score, OEScore) and score.invalid_num:
+        where = f"error_in_gpt_eval in {args.log}" if args.log else "the errors with --log"
+        if not score.valid_num:
+            raise JudgeError(
+                f"the judge scored none of the {score.total_num} answers (see {where}); "
+                "check --base-url, --judge-model and the server, then run again"
+            )
+        print(
+            f"instit bench score: warning: {score.invalid_num} of {score.total_num} answers could "
+            f"not be judged and are left out of the score (see {where}); run again to retry them",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -180,6 +194,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--model", help="MODULE:CALLABLE or FILE.py:CALLABLE, (media, prompt) -> str")
     run.add_argument("--checkpoint", help="Inst-It checkpoint (hub id or folder) to load")
     run.add_argument("--device", default="auto", help="device for --checkpoint (default auto)")
+    run.add_argument("--adapter", help="LoRA adapter folder (instit finetune) for --checkpoint")
     run.add_argument(
         "--bench", default=None, help="local copy of the dataset repo, or a hub id (default hub)"
     )
@@ -218,10 +233,17 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     score.add_argument("--judge-model", default=DEFAULT_JUDGE_MODEL)
     score.add_argument("--api-key-env", default="OPENAI_API_KEY", help="variable with the key")
     score.add_argument("--concurrency", type=int, default=8, help="requests in flight")
-    score.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    score.add_argument(
+        "--timeout", type=float, default=60.0, help="deadline in s for each whole request"
+    )
     score.add_argument("--retries", type=int, default=4, help="retries per failed item")
     score.add_argument(
         "--backoff", type=float, default=1.0, help="first retry delay in s (doubles, + jitter)"
+    )
+    score.add_argument(
+        "--follow-redirects",
+        action="store_true",
+        help="follow 307/308 redirects to the same origin (others always stop scoring)",
     )
     score.add_argument("--no-progress", action="store_true", help="no progress bar")
     score.add_argument("--json", action="store_true", help="print the scores as JSON")

@@ -139,9 +139,13 @@ def video_frame_files(folder: str | os.PathLike[str]) -> list[Path]:
 def _open_rgb(source: Any, what: str) -> Image.Image:
     from PIL import Image, UnidentifiedImageError
 
+    from instit.media import too_large_error
+
     try:
         with Image.open(source) as image:
             return image.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise too_large_error(f"the {what}", exc) from exc
     except (OSError, UnidentifiedImageError) as exc:
         raise MediaError(f"cannot read the {what} ({exc}): the bench copy is damaged") from exc
 

@@ -140,29 +140,103 @@ def _repair_tail(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a predictions JSON list (the reference format) and check every record's fields."""
-    path = Path(path)
+#: ``question_id`` integers must fit in 64 bits (the bench's IDs are strings like "001-01").
+_MAX_INT_ID = 2**63
+
+
+def parse_json(text: str, where: str) -> Any:
+    """``json.loads(text)``; bad JSON, numbers of more than 4300 digits and nesting deeper than
+    Python's recursion limit become a :class:`DatasetError` naming ``where``."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DatasetError(f"predictions file {path} does not exist: check the path") from exc
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"predictions file {path} is not valid JSON ({exc})") from exc
-    if not isinstance(data, list):
+        return json.loads(text)
+    except RecursionError:
+        raise DatasetError(f"{where} is nested too deeply to be read") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+        reason = str(exc).split(";")[0]
+        raise DatasetError(f"{where} is not valid JSON ({reason})") from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path`` (a leading BOM dropped); a :class:`DatasetError` naming
+    ``what`` and the path when it is missing, a folder, unreadable or not UTF-8."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"{what} {path} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{what} {path} is a folder: give the JSON file inside it") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise DatasetError(f"{what} {path!s:.200} cannot be read: {reason}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise DatasetError(
-            f"predictions file {path} must hold a JSON list of prediction objects "
+            f"{what} {path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset "
+            f"{exc.start}): save it as UTF-8"
+        ) from None
+
+
+def check_predictions(records: object, where: str) -> list[dict[str, Any]]:
+    """``records`` if they are prediction objects in the reference format, else a
+    :class:`DatasetError` naming ``where``, the record and the field.
+
+    Rules: ``question``, ``model_prediction`` and ``ground_truth`` are strings, ``split`` (when
+    present) too; ``question_id`` is a string or a 64-bit integer, the same kind in every
+    record, and no (``split``, ``question_id``) pair appears twice.
+    """
+    if not isinstance(records, list):
+        raise DatasetError(
+            f"{where} must hold a JSON list of prediction objects "
             "(question_id, question, model_prediction, ground_truth, split)"
         )
-    for i, record in enumerate(data):
+    seen: dict[tuple[Any, Any], int] = {}
+    kind: type | None = None
+    for i, record in enumerate(records):
+        qid = record.get("question_id") if isinstance(record, dict) else None
+        shown = (
+            repr(qid[:60])
+            if isinstance(qid, str)
+            else repr(qid)
+            if isinstance(qid, int) and -_MAX_INT_ID <= qid < _MAX_INT_ID
+            else f"of type {type(qid).__name__}"
+        )
+        at = f"{where}: record {i} (question_id {shown})"
         for name in PREDICTION_FIELDS[:4]:
             if not isinstance(record, dict) or name not in record:
-                qid = record.get("question_id") if isinstance(record, dict) else None
                 raise DatasetError(
-                    f"{path}: record {i} (question_id {qid!r}) lacks the field {name!r}: "
-                    "write predictions in the reference format"
+                    f"{at} lacks the field {name!r}: write predictions in the reference format"
                 )
-    return data
+        for name in PREDICTION_FIELDS[1:]:
+            value = record.get(name, "")
+            if not isinstance(value, str):
+                raise DatasetError(f"{at} has a {type(value).__name__} {name}: it must be a string")
+        if isinstance(qid, bool) or not isinstance(qid, int | str):
+            raise DatasetError(f"{at}: question_id must be a string or an integer")
+        if isinstance(qid, int) and not -_MAX_INT_ID <= qid < _MAX_INT_ID:
+            raise DatasetError(f"{at}: question_id integers must fit in 64 bits")
+        if kind is not None and type(qid) is not kind:
+            names = {str: "a string", int: "an integer"}
+            raise DatasetError(
+                f"{at}: question_id is {names[type(qid)]} but earlier ones are not: use one "
+                "kind in a file (the bench uses strings)"
+            )
+        kind = type(qid)
+        first = seen.setdefault((record.get("split"), qid), i)
+        if first != i:
+            raise DatasetError(
+                f"{at} repeats record {first}: each question must be answered once; "
+                "remove the duplicate"
+            )
+    return records
+
+
+def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a predictions JSON list (the reference format) and check it with
+    :func:`check_predictions`; every problem is a :class:`DatasetError` naming the file."""
+    path = Path(path)
+    data = parse_json(read_text(path, "predictions file"), f"predictions file {path}")
+    return check_predictions(data, f"predictions file {path}")
 
 
 def _done(output: Path) -> dict[Any, dict[str, Any]]:

@@ -22,8 +22,10 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import math
 import os
 import re
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,8 +34,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from instit.bench.protocol import JUDGE_PROMPTS
-from instit.bench.run import read_predictions
-from instit.errors import DatasetError, InstitValueError
+from instit.bench.run import (
+    _repair_tail,
+    check_predictions,
+    parse_json,
+    read_predictions,
+    read_text,
+)
+from instit.errors import DatasetError, InstitError, InstitTypeError, InstitValueError
 
 if TYPE_CHECKING:
     from instit.bench.judge import Judge, JudgeResult
@@ -60,7 +68,13 @@ _LETTER = re.compile(r"[ABCD]")
 
 
 def extract_mc_answer(response: str) -> str:
-    """The option letter in a multiple-choice response, or ``""`` when there is none."""
+    """The option letter in a multiple-choice response, or ``""`` when there is none.
+
+    The prefixes are removed wherever they occur, as the reference's ``str.replace`` does:
+    ``"I think Answer: C"`` gives ``"C"``.
+    """
+    if not isinstance(response, str):
+        raise InstitTypeError(f"a response must be a str, got {type(response).__name__}")
     text = response.strip()
     for prefix in MC_ANSWER_PREFIXES:
         text = text.replace(prefix, "")
@@ -148,6 +162,15 @@ def _timestamp() -> str:
     return datetime.now().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _records(predictions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The predictions as a checked list (see :func:`~instit.bench.run.check_predictions`)."""
+    if isinstance(predictions, str | bytes) or not isinstance(predictions, Sequence):
+        raise DatasetError(
+            f"predictions must be a list of prediction dicts, got {type(predictions).__name__}"
+        )
+    return check_predictions(list(predictions), "predictions")
+
+
 def _mc_counts(items: Sequence[dict[str, Any]]) -> MCScore:
     valid = sum(1 for r in items if r["extracted_model_prediction"] != "")
     correct = sum(
@@ -163,12 +186,12 @@ def score_mc(predictions: Sequence[dict[str, Any]]) -> tuple[MCScore, list[dict[
     """Score multiple-choice predictions; returns the score and annotated copies of the records.
 
     Each copy gains ``extracted_model_prediction`` (the reference's field); the input records are
-    not modified.
+    not modified.  Records that break the format rules raise :class:`DatasetError`.
     """
     items = []
-    for record in predictions:
+    for record in _records(predictions):
         item = dict(record)
-        item["extracted_model_prediction"] = extract_mc_answer(str(record["model_prediction"]))
+        item["extracted_model_prediction"] = extract_mc_answer(record["model_prediction"])
         items.append(item)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in items:
@@ -202,15 +225,42 @@ def _item_key(record: dict[str, Any]) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
+def _cache_entry(entry: object) -> str | None:
+    """Why a judge-cache entry is unusable, or ``None`` when it is a well-formed verdict."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        return "is not a verdict object with a string key"
+    if not isinstance(entry.get("valid"), bool):
+        return "has no true/false valid field"
+    score = entry.get("score")
+    if not entry["valid"]:
+        return None if isinstance(entry.get("error"), str | None) else "has a non-text error"
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        return "is valid but has no numeric score"
+    if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+        return f"has the score {score}, outside [0, 1]"
+    return None
+
+
 def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    """The verdicts of a judge cache (JSONL); a cut last line (a kill mid-write) is ignored,
+    any other bad line is a :class:`DatasetError` naming the file and line."""
     cache: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return cache
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.endswith("\n"):
-                entry = json.loads(line)
-                cache[entry["key"]] = entry
+    lines = read_text(path, "judge cache").split("\n")
+    for number, line in enumerate(lines[:-1], 1):  # lines[-1]: "" or a cut last line
+        if not line.strip():
+            continue
+        where = f"judge cache {path} line {number}"
+        fix = "delete that line (its item is judged again) or the file"
+        try:
+            entry = parse_json(line, where)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}: {fix}") from None
+        problem = _cache_entry(entry)
+        if problem is not None:
+            raise DatasetError(f"{where} {problem}: {fix}")
+        cache[entry["key"]] = entry
     return cache
 
 
@@ -234,7 +284,10 @@ def score_oe(
     Each copy gains the reference's ``score``, ``valid`` and ``error_in_gpt_eval`` fields.
     With ``cache`` (a JSONL file), every verdict is appended as it arrives and valid verdicts
     found there are reused: a killed scoring run resumes; failed items are judged again.
+    Records that break the format rules, and a judge cache with a bad line (corrupt, or a score
+    outside [0, 1]), raise :class:`DatasetError` before anything is judged.
     """
+    predictions = _records(predictions)
     for i, record in enumerate(predictions):
         if record.get("split") not in JUDGE_PROMPTS:
             raise DatasetError(
@@ -257,11 +310,8 @@ def score_oe(
             with open(cache_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(entry) + "\n")
 
-    if cache_path is not None and cache_path.exists():
-        data = cache_path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(cache_path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+    if cache_path is not None:
+        _repair_tail(cache_path)
     judge.judge_many(todo.items(), on_result=record_verdict, progress=progress)
     items = []
     for key, record in zip(keys, predictions, strict=True):
@@ -328,13 +378,63 @@ def oe_log(score: OEScore, items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_log(path: str | os.PathLike[str], log: dict[str, Any]) -> Path:
-    """Write an evaluation log atomically (JSON, indent 4 like the reference)."""
+    """Write an evaluation log atomically (JSON, indent 4 like the reference).
+
+    The text goes to a new uniquely named file beside ``path`` first, which then replaces
+    ``path``: no other file is ever overwritten.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(log, indent=4, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    check_output(path, "the log (--log)")
+    try:
+        text = json.dumps(log, indent=4, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate from a \ud800 escape: keep it escaped
+        text = json.dumps(log, indent=4)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise DatasetError(
+            f"the log {path} cannot be written as JSON: a record holds a value JSON cannot "
+            f"represent or nested too deeply ({str(exc)[:100]})"
+        ) from None
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    created = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "x", encoding="utf-8") as f:  # "x": a new file, never another one
+            created = True
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if created:
+            tmp.unlink(missing_ok=True)
+        raise InstitError(f"cannot write the log {path}: {exc.strerror or exc}") from None
     return path
+
+
+def check_output(path: Path, what: str, inputs: Sequence[Path] = ()) -> None:
+    """Refuse an output ``path`` that is an input (symlinks and hard links resolved), a folder,
+    or under a file: usage errors, raised before any work is done."""
+    try:
+        for source in inputs:
+            if path.resolve() == source.resolve() or (
+                path.exists() and source.exists() and path.samefile(source)
+            ):
+                raise InstitValueError(
+                    f"{what} {path} is the input {source}: writing it would replace the input; "
+                    "choose another path"
+                )
+        if path.is_dir():
+            raise InstitValueError(f"{what} {path} is a folder: give a file path")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise InstitValueError(
+                f"{what} {path} is inside {parent}, which is a file, not a folder"
+            )
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long ...
+        if isinstance(exc, InstitValueError):
+            raise
+        raise InstitValueError(f"{what} {path!s:.200} is not a usable path: {exc}") from None
 
 
 def score_file(
@@ -347,19 +447,27 @@ def score_file(
 ) -> MCScore | OEScore:
     """Score a predictions file (``fmt`` ``"mc"`` or ``"oe"``) and write the evaluation log.
 
-    Open-ended scoring needs ``judge`` and resumes from ``<log>.judge.jsonl``.
+    Open-ended scoring needs ``judge`` and resumes from ``<log>.judge.jsonl``.  A log (or judge
+    cache) path that is the predictions file itself (after resolving symlinks), a folder, or
+    under a file is refused before anything is read or judged.
     """
-    records = read_predictions(predictions)
+    if fmt not in ("mc", "oe"):
+        raise InstitValueError(f"unknown format {fmt!r}: use 'mc' or 'oe'")
+    if fmt == "oe" and judge is None:
+        raise InstitValueError("open-ended scoring needs a judge: pass judge=Judge(...)")
+    source = Path(predictions)
+    cache = Path(str(log) + ".judge.jsonl") if log is not None and fmt == "oe" else None
+    if log is not None:
+        check_output(Path(log), "the log (--log)", [source])
+    if cache is not None:
+        check_output(cache, "the judge cache (<log>.judge.jsonl)", [source])
+    records = read_predictions(source)
     if fmt == "mc":
         mc, items = score_mc(records)
         if log is not None:
             write_log(log, mc_log(mc, items))
         return mc
-    if fmt != "oe":
-        raise InstitValueError(f"unknown format {fmt!r}: use 'mc' or 'oe'")
-    if judge is None:
-        raise InstitValueError("open-ended scoring needs a judge: pass judge=Judge(...)")
-    cache = Path(str(log) + ".judge.jsonl") if log is not None else None
+    assert judge is not None
     oe, items = score_oe(records, judge, cache=cache, progress=progress)
     if log is not None:
         write_log(log, oe_log(oe, items))

@@ -65,6 +65,10 @@ PROMPT_VIDEO = (
 #: Turn types that :func:`video_to_llava` / :func:`image_to_llava` can include.
 TURN_TYPES = ("instance", "holistic", "temporal", "video", "qa")
 
+# JSON leaves these unescaped with ensure_ascii=False, but str.splitlines() (and other readers
+# that follow Unicode) break lines at them: escaped, one conversation stays one line for all.
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
 
 def _instances_text(captions: dict[str, str], ids: list[str]) -> str:
     return "\n".join(f"[{iid}]: {captions[iid]}" for iid in ids)
@@ -232,7 +236,16 @@ def convert_to_llava(
                 else:
                     conversations += 1
                     turns += len(item["conversations"]) // 2
-                    out.write(json.dumps(item, ensure_ascii=False) + "\n")
+                    try:
+                        out.write(
+                            json.dumps(item, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
+                        )
+                    except UnicodeEncodeError as exc:
+                        raise DatasetError(
+                            f"{source}: record {records - 1} holds text that is not valid "
+                            f"Unicode ({exc.object[exc.start : exc.end]!r}, a lone surrogate "
+                            "escape such as \\ud800 in the JSON): fix or drop that record"
+                        ) from exc
                 bar.update(reader.bytes_read - bar.n)
         os.replace(tmp, output)
     finally:

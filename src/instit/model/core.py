@@ -142,6 +142,8 @@ class InstIt:
         self.template = template
         self.quantization = quantization
         self.vision = _vision_spec(spec)
+        self.adapter: dict[str, Any] | None = None
+        """The LoRA adapter on the model (``{"path": ..., "merged": bool}``), if any."""
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -158,6 +160,8 @@ class InstIt:
         local_files_only: bool | None = None,
         attn_implementation: str = "sdpa",
         progress: bool = True,
+        adapter: str | os.PathLike[str] | None = None,
+        merge: bool = False,
     ) -> InstIt:
         """Load a checkpoint folder or hub id (LLaVA-NeXT's layout or transformers').
 
@@ -173,6 +177,9 @@ class InstIt:
             revision, cache_dir, local_files_only: passed to the hub download.
             attn_implementation: transformers' attention backend (``"sdpa"``, ``"eager"`` ...).
             progress: show the weight-loading progress bar.
+            adapter: a LoRA adapter folder written by :func:`instit.finetune`, put on the
+                loaded model (see :func:`instit.model.adapters.attach_adapter`).
+            merge: fold ``adapter`` into the weights (unquantized models only).
 
         Raises:
             CheckpointError: missing files, shards or weights, unknown architecture, a
@@ -183,9 +190,15 @@ class InstIt:
         from transformers import AutoTokenizer
 
         from instit.model import quantization as q
+        from instit.model.adapters import attach_adapter, check_adapter_folder
         from instit.model.checkpoint import read_checkpoint, snapshot
         from instit.model.weights import load_module
         from instit.prompting.templates import template_for
+
+        if adapter is not None:
+            check_adapter_folder(adapter)  # before reading any weight
+        elif merge:
+            raise InstitValueError("merge=True needs an adapter; pass adapter=FOLDER as well")
 
         folder = snapshot(
             name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
@@ -213,7 +226,10 @@ class InstIt:
             progress=progress,
         )
         label = mode if isinstance(mode, str) or mode is None else "custom"
-        return cls(module, tokenizer, spec, template=template, quantization=label)
+        model = cls(module, tokenizer, spec, template=template, quantization=label)
+        if adapter is not None:
+            attach_adapter(model, adapter, merge=merge)
+        return model
 
     # -- information -------------------------------------------------------------------------------
 
@@ -253,6 +269,7 @@ class InstIt:
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "quantization": self.quantization,
+            "adapter": self.adapter,
             "vocab_size": len(self.tokenizer),
         }
 
@@ -310,14 +327,26 @@ class InstIt:
         """Inputs for ``module(**inputs)``: the reference's ids with the visual placeholders
         expanded, attention mask and pixel values (``image_sizes`` as (height, width)).
         """
+        return self.prepare_ids(media, self._token_ids(question, True))
+
+    def prepare_ids(self, media: MediaLike, ids: Sequence[int]) -> dict[str, torch.Tensor]:
+        """:meth:`prepare` for token ids the caller built (one ``-200`` media placeholder), e.g.
+        a whole multi-turn conversation for training: the placeholder is expanded to the media's
+        visual tokens and the pixel values are made exactly as for a question.
+        """
         import torch
 
         from instit.model.processing import process_frames, process_image
         from instit.prompting.templates import IMAGE_TOKEN_INDEX
 
+        ids = list(ids)
+        if ids.count(IMAGE_TOKEN_INDEX) != 1:
+            raise ModelInputError(
+                f"the ids hold {ids.count(IMAGE_TOKEN_INDEX)} media placeholders "
+                f"({IMAGE_TOKEN_INDEX}); build them with one media placeholder"
+            )
         modality, content = self._load_media(media)
         count = self._visual_tokens(modality, content)
-        ids = self._token_ids(question, True)
         self._check_length(len(ids) - 1 + count, "the prompt with its media")
         placeholder = (
             self.config.image_token_id if modality == "image" else self.config.video_token_id
@@ -569,6 +598,7 @@ def convert(
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool | None = None,
+    adapter: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Convert a LLaVA-NeXT checkpoint into transformers' LLaVA-OneVision layout.
 
@@ -577,7 +607,8 @@ def convert(
     for images; weights keep the checkpoint's stored dtype. Refuses a non-empty ``dst`` unless
     ``overwrite=True``, and a ``dst`` that is, contains or lies inside the source: the source is
     only read. ``revision``, ``cache_dir`` and ``local_files_only`` are for a hub id. Returns
-    ``dst``.
+    ``dst``. With ``adapter`` (a LoRA folder from :func:`instit.finetune`), the adapter is merged
+    into the written weights.
     """
     from instit.model.checkpoint import snapshot
 
@@ -600,6 +631,8 @@ def convert(
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,
+        adapter=adapter,
+        merge=adapter is not None,
     )
     return model.save_pretrained(dst, overwrite=overwrite)
 
