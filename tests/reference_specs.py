@@ -111,3 +111,11 @@ VICUNA_7B = VisionSpec(  # Inst-It Vicuna-7B: CLIP-336, anyres over its four pin
     image_aspect_ratio="anyres",
     grid_pinpoints=((336, 336), (336, 672), (672, 336), (672, 672)),
 )
+
+
+def rounding_matters(size_wh: tuple[int, int], grid_hw: tuple[int, int]) -> bool:
+    """Whether transformers' unpad ``int(round(x, 7))`` differs from the reference's ``int(x)``."""
+    width, height = size_wh
+    rows, cols = grid_hw
+    value = height * (cols / width) if width / height > cols / rows else width * (rows / height)
+    return int(value) != int(round(value, 7))

@@ -12,7 +12,10 @@ rows (Qwen: 152064 -> 151646) so the logits have the reference's width.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from instit.errors import CheckpointError
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 
     from instit.model.checkpoint import CheckpointSpec
     from instit.model.modeling import InstItLlavaForConditionalGeneration
+    from instit.model.processing import VisionSpec
 
 __all__ = [
     "ORIGINAL_KEY_MAPPING",
@@ -29,6 +33,7 @@ __all__ = [
     "build_config",
     "checked_config",
     "load_module",
+    "load_processor",
 ]
 
 #: regex -> replacement from LLaVA-NeXT's weight names to transformers' LLaVA-OneVision names.
@@ -257,7 +262,9 @@ _CHAT_TEMPLATES = {
         "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
         "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
         "{% for part in message['content'] %}"
-        "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'video' %}<video>\n"
+        # "<image> \n": the reference tokenises the text after the image on its own, and
+        # sentencepiece starts that piece with a "▁"; the space gives the same ids in one pass
+        "{% if part['type'] == 'image' %}<image> \n{% elif part['type'] == 'video' %}<video> \n"
         "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
         "{% if message['role'] == 'user' %} {% else %}</s>{% endif %}{% endfor %}"
         "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
@@ -354,10 +361,26 @@ def export_transformers(model: Any, folder: Any, shard_bytes: int = 4 * 1024**3)
     generation.save_pretrained(str(folder))
     tokenizer.chat_template = _CHAT_TEMPLATES[model.template]
     tokenizer.save_pretrained(str(folder))
-    vision = model.vision
-    processor = {
-        # the PIL class reproduces the reference's bicubic resizing exactly (the torchvision one
-        # differs by up to 12 levels), whether or not torchvision is installed
+    tower_tokens = module.model.vision_tower.embeddings.num_positions
+    for name, content in _processor_configs(model.vision, config, tower_tokens).items():
+        (folder / name).write_text(json.dumps(content, indent=1))
+    (folder / "README.md").write_text(_model_card(model.vision.tower))
+    return folder
+
+
+def _processor_configs(vision: VisionSpec, config: Any, tower_tokens: int) -> dict[str, Any]:
+    """``preprocessor_config.json``, ``video_preprocessor_config.json``, ``processor_config.json``.
+
+    ``tower_tokens`` is the tower's output length *including* CLIP's CLS token (577 for
+    CLIP-336, 729 for SigLIP-384): ``LlavaOnevisionProcessor`` counts ``num_image_tokens`` per
+    view and removes one token again when ``vision_feature_select_strategy`` is ``"default"``
+    (CLS dropped), exactly as the model does with the features.
+    """
+    mean, std = list(vision.mean), list(vision.std)
+    image = {
+        # the PIL class reproduces the reference's bicubic resizing exactly; AutoImageProcessor
+        # still resolves it to the torchvision class when torchvision is installed (see
+        # load_processor)
         "image_processor_type": "LlavaOnevisionImageProcessorPil",
         "processor_class": "LlavaOnevisionProcessor",
         "do_resize": True,
@@ -366,21 +389,92 @@ def export_transformers(model: Any, folder: Any, shard_bytes: int = 4 * 1024**3)
         "do_rescale": True,
         "rescale_factor": 1 / 255,
         "do_normalize": True,
-        "image_mean": list(vision.mean),
-        "image_std": list(vision.std),
+        "image_mean": mean,
+        "image_std": std,
         "do_pad": True,
         "do_convert_rgb": True,
         "image_grid_pinpoints": [list(p) for p in config.image_grid_pinpoints],
     }
-    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=1))
-    side = vision.patches_per_side
-    extras = {
+    side = vision.image_size
+    # video frames go through the tower's own processor in the reference: SigLIP squashes to
+    # S x S, CLIP resizes the shortest edge to S and crops the centre
+    frame = (
+        {"size": {"shortest_edge": side}, "do_center_crop": True}
+        if vision.tower == "clip"
+        else {"size": {"height": side, "width": side}, "do_center_crop": False}
+    )
+    video = {
+        "video_processor_type": "LlavaOnevisionVideoProcessor",
         "processor_class": "LlavaOnevisionProcessor",
-        "num_image_tokens": side * side,
+        "do_resize": True,
+        **frame,
+        "crop_size": {"height": side, "width": side},
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": mean,
+        "image_std": std,
+        "do_convert_rgb": True,
+        "do_sample_frames": False,
+    }
+    processor = {
+        "processor_class": "LlavaOnevisionProcessor",
+        "num_image_tokens": tower_tokens,
         "vision_feature_select_strategy": config.vision_feature_select_strategy,
         "vision_aspect_ratio": config.vision_aspect_ratio,
         "image_token": "<image>",
         "video_token": "<video>",
     }
-    (folder / "processor_config.json").write_text(json.dumps(extras, indent=1))
-    return folder
+    return {
+        "preprocessor_config.json": image,
+        "video_preprocessor_config.json": video,
+        "processor_config.json": processor,
+    }
+
+
+def _model_card(tower: str) -> str:
+    """The exported folder's ``README.md`` (how to run it with plain transformers, its limits)."""
+    from importlib import resources
+    from string import Template
+
+    text = resources.files("instit").joinpath("assets", "export_README.md").read_text()
+    frames = "squashed to S x S" if tower == "siglip" else "shortest edge to S, centre crop"
+    return Template(text).substitute(video_frames=frames)
+
+
+def load_processor(name_or_path: str | os.PathLike[str]) -> Any:
+    """transformers' ``LlavaOnevisionProcessor`` for an exported checkpoint, PIL image backend.
+
+    Equivalent to ``AutoProcessor.from_pretrained(path, image_processor=
+    AutoImageProcessor.from_pretrained(path, backend="pil"))``: token ids, pixel values and
+    logits are then the reference's (a plain ``AutoProcessor.from_pretrained(path)`` uses the
+    torchvision resampler whenever torchvision is installed). Needs torchvision, which
+    transformers' video processor requires.
+    """
+    from instit.errors import DependencyError
+
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and not (path / "processor_config.json").is_file():
+        raise CheckpointError(
+            f"{path} has no processor_config.json; pass a folder written by instit convert "
+            "(or InstIt.save_pretrained); load original checkpoints with InstIt.from_pretrained"
+        )
+    if not path.is_dir() and path.exists():
+        raise CheckpointError(f"{path} is a file; pass the exported checkpoint's folder")
+    if importlib.util.find_spec("torchvision") is None:
+        raise DependencyError(
+            "transformers' LLaVA-OneVision processor needs torchvision for its video processor; "
+            'pip install "instit[processor]" (or the torchvision build matching your torch)'
+        )
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    source = str(path) if path.is_dir() else str(name_or_path)
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(source, backend="pil")
+        return AutoProcessor.from_pretrained(source, image_processor=image_processor)
+    except OSError as exc:
+        raise CheckpointError(
+            f"could not load the processor of {source} ({exc}); pass an exported checkpoint "
+            "folder or hub id"
+        ) from exc
