@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from test_bench_judge import FakeJudgeServer
+from test_bench_judge import FakeJudgeServer, serving
 from video_clips import write_clip
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -109,13 +108,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def judge_server() -> Iterator[FakeJudgeServer]:
-    server = FakeJudgeServer()
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving() as server:
+        yield server
 
 
 @pytest.fixture

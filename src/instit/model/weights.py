@@ -376,26 +376,29 @@ def _processor_configs(vision: VisionSpec, config: Any, tower_tokens: int) -> di
     view and removes one token again when ``vision_feature_select_strategy`` is ``"default"``
     (CLS dropped), exactly as the model does with the features.
     """
-    mean, std = list(vision.mean), list(vision.std)
+    side = vision.image_size
+    # pixels: resize bicubic, rescale to [0, 1], normalise with the tower's mean/std, RGB
+    pixels = {
+        "processor_class": "LlavaOnevisionProcessor",
+        "do_resize": True,
+        "resample": 3,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(vision.mean),
+        "image_std": list(vision.std),
+        "do_convert_rgb": True,
+    }
     image = {
         # the PIL class reproduces the reference's bicubic resizing exactly; AutoImageProcessor
         # still resolves it to the torchvision class when torchvision is installed (see
         # load_processor)
         "image_processor_type": "LlavaOnevisionImageProcessorPil",
-        "processor_class": "LlavaOnevisionProcessor",
-        "do_resize": True,
-        "size": {"height": vision.image_size, "width": vision.image_size},
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": mean,
-        "image_std": std,
+        **pixels,
+        "size": {"height": side, "width": side},
         "do_pad": True,
-        "do_convert_rgb": True,
         "image_grid_pinpoints": [list(p) for p in config.image_grid_pinpoints],
     }
-    side = vision.image_size
     # video frames go through the tower's own processor in the reference: SigLIP squashes to
     # S x S, CLIP resizes the shortest edge to S and crops the centre
     frame = (
@@ -405,17 +408,9 @@ def _processor_configs(vision: VisionSpec, config: Any, tower_tokens: int) -> di
     )
     video = {
         "video_processor_type": "LlavaOnevisionVideoProcessor",
-        "processor_class": "LlavaOnevisionProcessor",
-        "do_resize": True,
+        **pixels,
         **frame,
         "crop_size": {"height": side, "width": side},
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": mean,
-        "image_std": std,
-        "do_convert_rgb": True,
         "do_sample_frames": False,
     }
     processor = {
