@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
+import threading
 import zipfile
 from pathlib import Path
 
@@ -14,7 +16,8 @@ from instit.bench import CONFIGS, load_bench, make_tiny_bench, safe_extract
 from instit.bench.data import video_frame_files
 from instit.bench.protocol import compose_prompt
 from instit.bench.synthetic import frame_colour, image_colour
-from instit.errors import DatasetError, MediaError
+from instit.errors import DatasetError, InstitValueError, MediaError
+from lock_holder import lock_held_elsewhere
 
 
 @pytest.fixture
@@ -96,7 +99,7 @@ def test_duplicate_ids_and_unknown_config_and_missing_folder(bench_root, tmp_pat
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no video_open_ended/ folder"):
         load_bench("video_open_ended", tmp_path / "empty")
-    with pytest.raises(DatasetError, match="neither a folder nor a hub dataset id"):
+    with pytest.raises(DatasetError, match=r"bench folder .* does not exist: .* has no 'does'"):
         load_bench("video_open_ended", tmp_path / "does" / "not" / "exist")
 
 
@@ -213,3 +216,156 @@ def test_loads_offline_from_the_hub_cache_without_writing_into_it(tmp_path, monk
 def test_offline_without_a_cached_copy_says_what_to_do(tmp_path):
     with pytest.raises(DatasetError, match=r"could not get the bench.*local copy"):
         load_bench("image_open_ended", cache_dir=tmp_path / "empty-cache", offline=True)
+
+
+# -- hardening: media paths, bombs, damaged files ------------------------------------------------
+
+
+def _edit_rows(path: Path, **changes) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[1].update(changes)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("value", ["/etc/hostname", "../../outside.png", "images/../../../x.png"])
+def test_image_paths_outside_the_bench_are_refused(bench_root, value):
+    _edit_rows(bench_root / "image_open_ended" / "test.jsonl", image=value)
+    with pytest.raises(DatasetError, match=r"row 1 .*absolute or climbs out of the bench"):
+        load_bench("image_open_ended", bench_root)
+
+
+@pytest.mark.parametrize("value", ["/tmp", "../..", "videos_vpt/../../secret", "C:/frames"])
+def test_video_paths_outside_the_bench_are_refused(bench_root, value):
+    _edit_rows(bench_root / "video_open_ended" / "test.jsonl", video_path=value)
+    with pytest.raises(DatasetError, match=r"video_path .* climbs out of the bench"):
+        load_bench("video_open_ended", bench_root)
+
+
+def test_symlinked_media_leading_out_of_the_bench_are_refused(bench_root, tmp_path):
+    outside = tmp_path / "private.png"
+    Image.new("RGB", (4, 4)).save(outside)
+    image = bench_root / "image_open_ended" / "images" / "001-02.png"
+    image.unlink()
+    image.symlink_to(outside)
+    with pytest.raises(DatasetError, match="link leading out of"):
+        load_bench("image_open_ended", bench_root)
+    load_bench("video_open_ended", bench_root)  # extract the frames
+    frames = bench_root / "videos_vpt" / "video_001"
+    shutil.rmtree(frames)
+    frames.symlink_to(tmp_path)
+    with pytest.raises(DatasetError, match=r"video folder of question .* link leading out"):
+        load_bench("video_open_ended", bench_root)
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("videos/a/001.png", b"x" * 2000)
+        zf.writestr("videos/b/001.png", bytes(64 * 1024**2))  # 64 MiB of zeros: ~64 KiB
+    assert archive.stat().st_size < 200_000
+    target = tmp_path / "out"
+    with pytest.raises(DatasetError, match=r"'videos/b/001.png' inflates \d+x.*INSTIT_ZIP_MAX"):
+        safe_extract(archive, target)
+    assert list(target.iterdir()) == []
+    with pytest.raises(DatasetError, match=r"over the 0.0 GiB limit.*max_bytes"):
+        safe_extract(archive, target, max_bytes=1024**2)
+    assert list(target.iterdir()) == []
+    monkeypatch.setenv("INSTIT_ZIP_MAX_BYTES", "lots")
+    with pytest.raises(DatasetError, match="INSTIT_ZIP_MAX_BYTES='lots'"):
+        safe_extract(archive, target)
+    monkeypatch.delenv("INSTIT_ZIP_MAX_BYTES")
+    monkeypatch.setenv("INSTIT_ZIP_MAX_RATIO", "2000")  # the documented override
+    assert safe_extract(archive, target) == [target / "videos"]
+    assert (target / "videos" / "b" / "001.png").stat().st_size == 64 * 1024**2
+
+
+def test_a_bomb_in_the_bench_archive_is_refused_by_load_bench(bench_root):
+    archive = bench_root / "videos_vpt.zip"
+    with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("videos_vpt/video_009/001.png", bytes(32 * 1024**2))
+    with pytest.raises(DatasetError, match="inflates"):
+        load_bench("video_open_ended", bench_root)
+    assert not (bench_root / "videos_vpt").exists()
+
+
+def test_non_utf8_and_corrupt_lines_name_file_and_line(bench_root):
+    path = bench_root / "image_open_ended" / "test.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([*lines[:2], b'{"question_id": "caf\xe9"}\n', *lines[2:]]))
+    with pytest.raises(DatasetError, match=r"test\.jsonl: line 3 is not UTF-8"):
+        load_bench("image_open_ended", bench_root)
+    path.write_bytes(b"".join([*lines[:3], b'{"question_id": "003-01", "quest\n', *lines[3:]]))
+    with pytest.raises(DatasetError, match=r"test\.jsonl: line 4 is not valid JSON"):
+        load_bench("image_open_ended", bench_root)
+    whole = bench_root / "image_multi_choice" / "test.jsonl"
+    whole.unlink()
+    (bench_root / "image_multi_choice" / "test.json").write_bytes(b"[\xff]")
+    with pytest.raises(DatasetError, match=r"test\.json: line 1 is not UTF-8"):
+        load_bench("image_multi_choice", bench_root)
+
+
+def test_a_damaged_parquet_file_is_a_dataset_error(tmp_path):
+    root = make_tiny_bench(tmp_path / "hub", file_format="parquet", num_questions=4)
+    (root / "image_multi_choice" / "test-00000-of-00001.parquet").write_bytes(b"PAR1 garbage")
+    with pytest.raises(DatasetError, match=r"test-00000-of-00001\.parquet is not a readable"):
+        load_bench("image_multi_choice", root)
+
+
+def test_videos_dir_that_is_a_file_is_a_dataset_error(bench_root, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(DatasetError, match=r"videos_dir .*afile is a file"):
+        load_bench("video_open_ended", bench_root, videos_dir=afile)
+    assert afile.read_text() == "x"
+
+
+def test_make_tiny_bench_never_writes_into_an_existing_bench(bench_root):
+    archive = (bench_root / "videos_vpt.zip").read_bytes()
+    with pytest.raises(InstitValueError, match="make_tiny_bench writes only into a new or empty"):
+        make_tiny_bench(bench_root, num_questions=2)
+    assert (bench_root / "videos_vpt.zip").read_bytes() == archive
+
+
+def test_a_second_loader_waits_for_the_extraction_in_progress(bench_root):
+    marker = bench_root / ".instit-extracted-videos_vpt.zip"
+    loaded: list[int] = []
+    with lock_held_elsewhere(marker):  # another process is extracting
+        waiter = threading.Thread(
+            target=lambda: loaded.append(len(load_bench("video_open_ended", bench_root)))
+        )
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive() and not (bench_root / "videos_vpt").exists()
+    waiter.join(timeout=60)
+    assert loaded == [6] and (bench_root / "videos_vpt" / "video_000").is_dir()
+    assert not (bench_root / ".instit-extracted-videos_vpt.zip.instit-lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (7, r"question_ids mix strings and integers \(for example 7\)"),
+        ({"id": 1}, r"question_id \{'id': 1\} is a dict, not a string or an integer"),
+        (True, "is a bool, not a string"),
+        (None, "lacks the field 'question_id'"),
+    ],
+)
+def test_question_ids_of_mixed_or_unusable_types_are_refused(bench_root, value, message):
+    _edit_rows(bench_root / "image_open_ended" / "test.jsonl", question_id=value)
+    with pytest.raises(DatasetError, match=message):
+        load_bench("image_open_ended", bench_root)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"question_id": ' + b"1" * 5000 + b"}", "Exceeds the limit"),
+        (b"[" * 100_000, "recursion"),
+    ],
+)
+def test_huge_numbers_and_deep_nesting_name_file_and_line(bench_root, line, message):
+    path = bench_root / "video_open_ended" / "test.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join([lines[0], line + b"\n", *lines[1:]]))
+    with pytest.raises(DatasetError, match=rf"test\.jsonl: line 2 is not valid JSON .*{message}"):
+        load_bench("video_open_ended", bench_root)

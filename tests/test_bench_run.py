@@ -12,7 +12,7 @@ import pytest
 
 from instit.bench import load_bench, make_tiny_bench, merge_predictions, run_bench
 from instit.bench.synthetic import media_model
-from instit.errors import InstitTypeError, InstitValueError
+from instit.errors import DatasetError, InstitTypeError, InstitValueError
 
 REPO = Path(__file__).resolve().parents[1]
 FIELDS = ["question_id", "question", "model_prediction", "ground_truth", "split"]
@@ -60,10 +60,11 @@ def test_predictions_in_the_reference_format_sorted(bench_root, tmp_path):
         "ground_truth": q.answer,
         "split": "video",
     }
-    assert all(n == 3 for n, _ in seen)  # every frame of the folder
+    assert len(seen) == 8 and all(n == 3 for n, _ in seen)  # every frame of the folder
     assert {p for _, p in seen} == {q.prompt() for q in bench}
     assert (result.num_generated, result.num_resumed, result.merged) == (8, 0, True)
-    assert list(out.parent.iterdir()) == [out]  # part files merged away
+    # part files merged away, the producer kept beside the predictions
+    assert sorted(out.parent.iterdir()) == [out, out.with_name(out.name + ".producer.json")]
 
 
 def test_batched_generate_is_used_with_settings(bench_root, tmp_path):
@@ -73,7 +74,7 @@ def test_batched_generate_is_used_with_settings(bench_root, tmp_path):
     assert model.batches == [3, 3, 2]
     assert model.kwargs[0] == {"max_new_tokens": 7, "temperature": 0.0, "progress": False}
     records = json.loads((tmp_path / "p.json").read_text())
-    assert all(not r["model_prediction"].endswith(" ") for r in records)
+    assert len(records) == 8 and all(not r["model_prediction"].endswith(" ") for r in records)
 
 
 def test_killed_run_resumes_without_duplicates_or_losses(bench_root, tmp_path):
@@ -91,7 +92,7 @@ def test_killed_run_resumes_without_duplicates_or_losses(bench_root, tmp_path):
         return "first run"
 
     with pytest.raises(Killed):
-        run_bench(dying, bench, out, batch_size=2, progress=False)
+        run_bench(dying, bench, out, batch_size=2, progress=False, producer="test model")
     assert not out.exists()
     part = tmp_path / "p.json.part-0.jsonl"
     assert len(part.read_text().splitlines()) == 4  # two full batches were saved
@@ -105,13 +106,13 @@ def test_killed_run_resumes_without_duplicates_or_losses(bench_root, tmp_path):
         resumed.append(prompt)
         return "second run"
 
-    result = run_bench(model, bench, out, batch_size=2, progress=False)
+    result = run_bench(model, bench, out, batch_size=2, progress=False, producer="test model")
     records = json.loads(out.read_text())
     assert [r["question_id"] for r in records] == sorted(q.question_id for q in bench)
     assert [r["model_prediction"] for r in records] == ["first run"] * 4 + ["second run"] * 4
     assert (result.num_generated, result.num_resumed, len(resumed)) == (4, 4, 4)
     # running again answers nothing
-    again = run_bench(model, bench, out, progress=False)
+    again = run_bench(model, bench, out, progress=False, producer="test model")
     assert again.num_generated == 0 and len(json.loads(out.read_text())) == 8
 
 
@@ -170,7 +171,9 @@ def test_two_processes_under_accelerate_launch(bench_root, tmp_path):
         assert len(records) == 8 == len({r["question_id"] for r in records})
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "image_mc_inference.json",
+        "image_mc_inference.json.producer.json",
         "video_oe_inference.json",
+        "video_oe_inference.json.producer.json",
     ]
 
 
@@ -228,7 +231,11 @@ def test_a_process_killed_with_sigkill_resumes_without_duplicates_or_losses(benc
     ids = [r["question_id"] for r in records]
     assert ids == sorted(ids) and len(set(ids)) == 8
     assert [r["model_prediction"].split(":")[0] for r in records] == ["first"] * 4 + ["second"] * 4
-    assert sorted(p.name for p in out.iterdir()) == ["image_oe_inference.json"]
+    # the killed run's lock file did not block the resume, and the resume removed it
+    assert sorted(p.name for p in out.iterdir()) == [
+        "image_oe_inference.json",
+        "image_oe_inference.json.producer.json",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +323,130 @@ def test_old_bench_run_flags_still_work_with_a_warning(bench_root, tmp_path, cap
     both = _cli_run(bench_root, tmp_path / "c", "--checkpoint", str(missing), "--model", "x")
     assert cli_main(both) == 2
     assert "pass --model only" in capsys.readouterr().err
+
+
+# -- hardening: who answered, damaged part files, one writer at a time -------------------------
+
+
+def answer_a(media, prompt):
+    return "A"
+
+
+def answer_b(media, prompt):
+    return "B"
+
+
+def test_a_second_model_into_the_same_output_is_refused_unless_forced(bench_root, tmp_path):
+    bench = load_bench("image_multi_choice", bench_root)
+    out = tmp_path / "p.json"
+    run_bench(answer_a, bench[:4], out, progress=False)
+    with pytest.raises(InstitValueError, match=r"answers from .*answer_a.*force_resume=True"):
+        run_bench(answer_b, bench, out, progress=False)
+    with pytest.raises(InstitValueError, match=r'"max_new_tokens": 7'):
+        run_bench(answer_a, bench, out, max_new_tokens=7, progress=False)
+    assert [r["model_prediction"] for r in json.loads(out.read_text())] == ["A"] * 4
+    # the same model and settings resume
+    assert run_bench(answer_a, bench, out, progress=False).num_resumed == 4
+    forced = run_bench(answer_b, bench, out, progress=False, force_resume=True)
+    assert forced.num_resumed == 8 and forced.num_generated == 0
+    record = json.loads((tmp_path / "p.json.producer.json").read_text())
+    assert record["producer"]["model"].endswith(":answer_b")
+    assert [e["model"].rsplit(":", 1)[1] for e in record["earlier"]] == ["answer_a"]
+
+
+def test_a_second_model_is_refused_in_the_part_files_too(bench_root, tmp_path):
+    bench = load_bench("image_open_ended", bench_root)
+    out = tmp_path / "p.json"
+    run_bench(answer_a, bench, out, shard=(0, 2), merge=False, progress=False)
+    assert not out.exists()
+    with pytest.raises(InstitValueError, match="mix two models"):
+        run_bench(answer_b, bench, out, shard=(1, 2), progress=False)
+
+
+def test_the_cli_refuses_another_producer_before_loading_a_model(bench_root, tmp_path, capsys):
+    from instit.cli import main as cli_main
+
+    out = tmp_path / "o"
+    common = ["bench", "run", "--bench", str(bench_root), "--config", "image_open_ended"]
+    common += ["--output-dir", str(out), "--no-progress"]
+    model = f"{REPO / 'tests' / 'test_bench_run.py'}:answer_a"
+    assert cli_main([*common, "--callable", model]) == 0
+    capsys.readouterr()
+    broken = tmp_path / "broken-checkpoint"
+    broken.mkdir()  # loading it would fail: the refusal must come first
+    assert cli_main([*common, "--model", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "--force-resume" in err and "force_resume=True" not in err
+    assert f"checkpoint {broken}" in err and err.count("\n") == 1
+    file_dir = tmp_path / "file"
+    file_dir.write_text("not a folder")
+    assert cli_main([*common[:-3], "--output-dir", str(file_dir), "--callable", model]) == 2
+    assert "is a file: pass a folder" in capsys.readouterr().err
+
+
+def test_a_corrupt_middle_line_of_a_part_file_names_file_and_line(bench_root, tmp_path):
+    bench = load_bench("image_open_ended", bench_root)
+    out = tmp_path / "p.json"
+    run_bench(answer_a, bench, out, shard=(0, 2), merge=False, progress=False)
+    part = tmp_path / "p.json.part-0.jsonl"
+    lines = part.read_text().splitlines(keepends=True)
+    part.write_text("".join([lines[0], '{"question_id": "002-01", "que\n', *lines[1:]]))
+    with pytest.raises(DatasetError, match=r"p\.json\.part-0\.jsonl: line 2 is not valid JSON"):
+        run_bench(answer_a, bench, out, shard=(0, 2), progress=False)
+    part.write_text("".join([lines[0], "[1, 2]\n", *lines[1:]]))
+    with pytest.raises(DatasetError, match=r"line 2 is not a prediction record"):
+        merge_predictions(out)
+    part.write_bytes(lines[0].encode() + b'{"question_id": "\xff"}\n')
+    with pytest.raises(DatasetError, match=r"part-0\.jsonl: line 2 is not UTF-8"):
+        merge_predictions(out)
+
+
+def test_two_runs_into_the_same_output_at_once_the_second_fails_fast(bench_root, tmp_path):
+    bench = load_bench("image_open_ended", bench_root)
+    out = tmp_path / "p.json"
+    refused: list[str] = []
+
+    def model(media, prompt):
+        if not refused:  # while this run writes, start another into the same output
+            with pytest.raises(InstitValueError) as caught:
+                run_bench(model, bench, out, progress=False)
+            refused.append(str(caught.value))
+        return "answer"
+
+    result = run_bench(model, bench, out, progress=False)
+    assert result.num_generated == 8
+    assert f"another instit process (pid {os.getpid()}) is writing" in refused[0]
+    assert "p.json.part-0.jsonl" in refused[0]
+    # released afterwards: the next run goes ahead (and finds everything answered)
+    assert run_bench(model, bench, out, progress=False).num_resumed == 8
+
+
+def test_a_stale_lock_file_of_a_dead_process_does_not_block(bench_root, tmp_path):
+    bench = load_bench("image_open_ended", bench_root)
+    out = tmp_path / "p.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True).stdout.strip()  # fmt: skip
+    lock = tmp_path / ".p.json.part-0.jsonl.instit-lock"
+    lock.write_text(dead)
+    assert run_bench(answer_a, bench, out, progress=False).num_generated == 8
+    assert not lock.exists()
+
+
+def test_an_output_that_is_a_folder_is_refused(bench_root, tmp_path):
+    (tmp_path / "p.json").mkdir()
+    bench = load_bench("image_open_ended", bench_root)
+    with pytest.raises(InstitValueError, match=r"predictions file .*p\.json is a folder"):
+        run_bench(answer_a, bench, tmp_path / "p.json", progress=False)
+    assert list((tmp_path / "p.json").iterdir()) == []
+
+
+def test_answers_holding_unicode_line_breaks_resume_intact(bench_root, tmp_path):
+    bench = load_bench("image_open_ended", bench_root)
+    out = tmp_path / "p.json"
+    odd = "one\u2028two\u2029three\x85four\x1cfive"
+
+    def model(media, prompt):
+        return odd
+
+    run_bench(model, bench, out, shard=(0, 2), merge=False, progress=False)
+    assert [r["model_prediction"] for r in merge_predictions(out)] == [odd] * 4

@@ -21,6 +21,7 @@ from instit.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
 from instit.examples_data import example_image
 from instit.instances import Instances, Tracks
 from instit.video import load_video, uniform_positions
+from lock_holder import lock_held_elsewhere
 from video_clips import frame_code, write_clip
 
 VERBS = ["mark", "frames", "ask", "describe", "convert", "bench run", "bench score"]
@@ -219,7 +220,7 @@ def test_bad_instances_file_is_a_usage_error(example_files, tmp_path: Path, caps
 
 
 def test_ask_with_a_local_checkpoint(tiny_model: Path, example_files, tmp_path: Path, capsys):
-    image_path, instances_path, _ = example_files
+    image_path, instances_path, instances = example_files
     marked = tmp_path / "seen.png"
     common = ["--model", str(tiny_model), "--device", "cpu", "--max-new-tokens", "4"]
     code = main(
@@ -237,15 +238,44 @@ def test_ask_with_a_local_checkpoint(tiny_model: Path, example_files, tmp_path: 
     )
     payload = _json_out(capsys)
     assert code == EXIT_OK
-    assert payload["question"] == "What is [1] doing?" and isinstance(payload["text"], str)
     seen = np.asarray(Image.open(marked).convert("RGB"))
     assert (seen != np.asarray(Image.open(image_path).convert("RGB"))).any()
+    # the same answer as the API gives for the same checkpoint, image, instances and settings
+    from instit.model.core import InstIt
 
+    model = InstIt.from_pretrained(tiny_model, device="cpu", progress=False)
+    direct = model.ask(image_path, "What is [1] doing?", instances=instances, max_new_tokens=4)
+    assert payload["question"] == "What is [1] doing?"
+    assert payload["text"] == direct.text and payload["instance_ids"] == direct.instance_ids
+
+    code = main(["ask", str(image_path), "Describe it.", "--json", *common])
+    whole = _json_out(capsys)["text"]
     code = main(["ask", str(image_path), "Describe it.", "--stream", *common])
-    assert code == EXIT_OK and capsys.readouterr().out.endswith("\n")
+    assert code == EXIT_OK and capsys.readouterr().out == whole + "\n"  # streamed = whole
 
 
-def test_ask_a_video_maps_frames(tiny_model: Path, clip: Path, capsys):
+def test_ask_a_video_maps_frames(tiny_model: Path, clip: Path, capsys, monkeypatch):
+    """``<t>`` in the answer maps to the sampled frames' seconds in ``--json``.
+
+    The tiny model really runs on the sampled frames; its random-weight text is then replaced by
+    a reply that refers to frames, since random weights never write ``<t>``.
+    """
+    from instit.model.core import EncodedMedia, InstIt
+
+    generate, encode = InstIt.generate, InstIt.encode_media
+    seen: list[int] = []
+
+    def encode_and_count(self: InstIt, media) -> EncodedMedia:
+        encoded = encode(self, media)
+        seen.append(encoded.num_frames)
+        return encoded
+
+    def generate_then_reply(self: InstIt, media, prompts, **kwargs) -> list[str]:
+        generate(self, media, prompts, **kwargs)
+        return ["[1] moves at <3>, then <1>-<2>."] * len(prompts)
+
+    monkeypatch.setattr(InstIt, "encode_media", encode_and_count)
+    monkeypatch.setattr(InstIt, "generate", generate_then_reply)
     code = main(
         [
             "ask",
@@ -263,7 +293,12 @@ def test_ask_a_video_maps_frames(tiny_model: Path, clip: Path, capsys):
         ]
     )
     payload = _json_out(capsys)
-    assert code == EXIT_OK and isinstance(payload["text"], str)
+    assert code == EXIT_OK and seen == [3]  # the model saw the three sampled frames
+    times = load_video(clip, num_frames=3).timestamps
+    assert payload["text"] == "[1] moves at <3>, then <1>-<2>."
+    assert payload["frames"] == [3, 1, 2] and payload["unknown_frames"] == []
+    assert payload["seconds"] == pytest.approx([times[2], times[0], times[1]])
+    assert payload["instance_ids"] == [1]
 
 
 def test_describe_with_a_local_checkpoint(tiny_model: Path, example_files, capsys):
@@ -355,12 +390,13 @@ def test_stream_with_json_is_refused_before_loading(example_files, tmp_path: Pat
 
 
 def test_one_progress_flag_name_in_every_verb(capsys: pytest.CaptureFixture[str]):
-    for verb in ["ask", "describe", "bench run", "bench score", "dataset to-llava"]:
+    verbs = ["ask", "describe", "bench run", "bench score", "dataset to-llava", "finetune"]
+    for verb in verbs:
         with pytest.raises(SystemExit):
             main([*verb.split(), "--help"])
         page = capsys.readouterr().out
         assert "--no-progress" in page and "--quiet" not in page, verb  # --quiet: hidden alias
-    for verb in ["ask", "describe", "bench run", "bench score", "dataset to-llava"]:
+    for verb in verbs:
         args = build_parser().parse_args([*verb.split(), *_required(verb), "--quiet"])
         assert args.no_progress is True, verb
 
@@ -371,6 +407,7 @@ def _required(verb: str) -> list[str]:
         "describe": ["a.png"],
         "bench score": ["p.json", "--format", "mc"],
         "dataset to-llava": ["d.json", "-o", "o.jsonl"],
+        "finetune": ["ckpt", "d.jsonl", "-o", "out"],
     }.get(verb, [])
 
 
@@ -435,3 +472,196 @@ def test_warnings_report_what_the_model_made_up(capsys: pytest.CaptureFixture[st
         "instit describe: warning: described but not given: [5]",
         "instit describe: warning: not described on frame <2>: [1]",
     ]
+
+
+# -- hardening: output paths, checked before any model loads -------------------------------------
+
+
+@pytest.fixture
+def broken_model(tmp_path: Path) -> Path:
+    """A checkpoint folder that fails to load: a verb that reaches the model exits 1."""
+    folder = tmp_path / "broken-model"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("verb", ["ask", "describe"])
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("missing/x.png", "folder {tmp}/missing does not exist"),
+        ("x.xyz", "unknown extension '.xyz'"),
+        ("adir", "is a folder: pass a file path"),
+        ("afile/x.png", "afile is a file, not a folder"),
+        ("existing.png", "exists: choose another path or pass --overwrite"),
+        ("photo.png", "would replace the input"),
+    ],
+)
+def test_save_marked_problems_exit_2_before_the_model_loads(
+    example_files, broken_model: Path, tmp_path: Path, capsys, verb: str, target: str, message
+):
+    image_path, instances_path, _ = example_files
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "existing.png").write_bytes(b"mine")
+    extra = ["Hi?"] if verb == "ask" else []
+    args = [verb, str(image_path), *extra, "--instances", str(instances_path)]
+    args += ["--model", str(broken_model), "--save-marked", str(tmp_path / target)]
+    if target == "photo.png":
+        args.append("--overwrite")
+    assert main(args) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and "--save-marked" in err
+    assert err.count("\n") == 1 and "overwrite=True" not in err
+    assert (tmp_path / "existing.png").read_bytes() == b"mine"
+    assert not (tmp_path / "x.xyz").exists()
+
+
+def test_save_marked_for_a_video_must_be_a_folder(clip: Path, broken_model: Path, tmp_path, capsys):
+    (tmp_path / "afile.png").write_bytes(b"mine")
+    args = ["ask", str(clip), "Hi?", "--model", str(broken_model), "--save-marked"]
+    assert main([*args, str(tmp_path / "afile.png"), "--overwrite"]) == EXIT_USAGE
+    assert "is a file: pass a folder" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "new-folder")]) == EXIT_FAILURE  # reached the model
+    assert "broken-model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("missing/m.png", "folder {tmp}/missing does not exist"),
+        ("m.txt", "unknown extension '.txt'"),
+        ("adir", "is a folder"),
+        ("instances.json", "unknown extension '.json'"),
+    ],
+)
+def test_mark_output_problems_exit_2(example_files, tmp_path: Path, capsys, target, message):
+    image_path, instances_path, _ = example_files
+    (tmp_path / "adir").mkdir()
+    args = ["mark", str(image_path), "--instances", str(instances_path)]
+    assert main([*args, "-o", str(tmp_path / target), "--overwrite"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and err.count("\n") == 1
+
+
+def test_mark_never_overwrites_its_source_image(example_files, tmp_path: Path, capsys):
+    image_path, instances_path, _ = example_files
+    before = image_path.read_bytes()
+    args = ["mark", str(image_path), "--instances", str(instances_path), "--overwrite", "-o"]
+    assert main([*args, str(tmp_path / "." / "photo.png")]) == EXIT_USAGE
+    assert "would replace the input" in capsys.readouterr().err
+    assert image_path.read_bytes() == before
+
+
+def test_frames_overwrite_replaces_the_older_runs_frames_as_one_unit(clip: Path, tmp_path, capsys):
+    out = tmp_path / "frames"
+    assert main(["frames", str(clip), "--num-frames", "6", "-o", str(out)]) == EXIT_OK
+    assert len(list(out.iterdir())) == 6
+    assert main(["frames", str(clip), "--num-frames", "3", "-o", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["frame_1.jpg", "frame_2.jpg", "frame_3.jpg"]
+    codes = [frame_code(Image.open(out / f"frame_{t}.jpg")) for t in (1, 2, 3)]
+    assert codes == list(uniform_positions(30, 3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "frames"]  # no leftovers
+    # a failing run (bad video) leaves the older frames in place
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert main(["frames", str(broken), "-o", str(out), "--overwrite"]) == EXIT_USAGE
+    assert len(list(out.iterdir())) == 3
+    capsys.readouterr()
+
+
+def test_mark_video_overwrite_replaces_the_older_frames(clip: Path, tmp_path: Path):
+    size = (160, 120)
+    box = Instances.from_boxes([[10, 10, 60, 60]], ids=[7], image_size=size)
+    tracks_path = tmp_path / "tracks.json"
+    tracks_path.write_text(Tracks({k: box for k in range(30)}, image_size=size).to_json())
+    out = tmp_path / "marked"
+    args = ["mark", str(clip), "--instances", str(tracks_path), "-o", str(out)]
+    assert main([*args, "--num-frames", "5"]) == EXIT_OK
+    assert main([*args, "--num-frames", "2", "--overwrite"]) == EXIT_OK
+    assert sorted(p.name for p in out.iterdir()) == ["frame_1.png", "frame_2.png"]
+
+
+def test_frames_overwrite_refuses_folders_holding_other_files(clip: Path, tmp_path, capsys):
+    out = tmp_path / "mixed"
+    out.mkdir()
+    (out / "frame_1.jpg").write_bytes(b"old frame")
+    (out / "notes.txt").write_text("the user's notes")
+    assert main(["frames", str(clip), "-o", str(out), "--overwrite"]) == EXIT_USAGE
+    assert "holds files that are not frames (notes.txt)" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "the user's notes"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["frames", str(clip), "-o", str(afile), "--overwrite"]) == EXIT_USAGE
+    assert "is a file: pass a folder" in capsys.readouterr().err
+    # a frame folder as its own output would be deleted by the swap
+    source = tmp_path / "source-frames"
+    assert main(["frames", str(clip), "--num-frames", "3", "-o", str(source)]) == EXIT_OK
+    assert main(["frames", str(source), "-o", str(source), "--overwrite"]) == EXIT_USAGE
+    assert "would replace the input" in capsys.readouterr().err
+    assert len(list(source.iterdir())) == 3
+
+
+def test_frames_into_a_folder_another_run_writes_fails_fast(clip: Path, tmp_path: Path, capsys):
+    out = tmp_path / "frames"
+    with lock_held_elsewhere(out) as holder:
+        assert main(["frames", str(clip), "-o", str(out)]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert f"another instit process (pid {holder.pid}) is writing -o/--output" in err
+        assert not out.exists()
+    assert main(["frames", str(clip), "--num-frames", "2", "-o", str(out)]) == EXIT_OK
+
+
+def test_convert_names_the_cli_flag(tiny_model: Path, tmp_path: Path, capsys):
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    assert main(["convert", str(tiny_model), str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "pass --overwrite" in err and "overwrite=True" not in err
+    assert main(["convert", str(tiny_model), str(tmp_path / "f" / "x"), "--json"]) == EXIT_OK
+
+
+def test_a_non_utf8_or_deeply_nested_instances_file_is_a_usage_error(
+    example_files, tmp_path, capsys
+):
+    image_path, _, _ = example_files
+    for name, data in [("latin1.json", b'{"ids": "caf\xe9"}'), ("deep.json", b"[" * 100_000)]:
+        (tmp_path / name).write_bytes(data)
+        args = ["mark", str(image_path), "--instances", str(tmp_path / name)]
+        assert main([*args, "-o", str(tmp_path / "o.png")]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert f"instances file {tmp_path / name} is not valid JSON" in err
+        assert err.count("\n") == 1
+
+
+def test_an_output_where_nothing_can_be_written_is_a_usage_error(clip: Path, capsys):
+    assert main(["frames", str(clip), "-o", "/proc/instit-frames/out"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "cannot write -o/--output /proc/instit-frames/out" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["ask", "IMAGE", "Hi?", "--max-new-tokens", "0"], "--max-new-tokens"),
+        (["describe", "IMAGE", "--max-new-tokens", "-3"], "--max-new-tokens"),
+        (["bench", "run", "--callable", "m:f", "--batch-size", "0"], "--batch-size"),
+        (["bench", "run", "--callable", "m:f", "--max-new-tokens", "x"], "--max-new-tokens"),
+        (["bench", "run", "--callable", "m:f", "--shard", "2", "2"], "--shard 2 2 is invalid"),
+    ],
+)
+def test_bad_numbers_are_usage_errors_naming_the_flag_before_a_model_loads(
+    example_files, broken_model: Path, capsys, args, flag
+):
+    image_path, _, _ = example_files
+    argv = [str(image_path) if a == "IMAGE" else a for a in args]
+    if argv[0] in ("ask", "describe"):
+        argv += ["--model", str(broken_model)]
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse reports bad option values itself
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and flag in err
+    assert "batch_size" not in err and "max_new_tokens" not in err

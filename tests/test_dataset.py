@@ -27,6 +27,7 @@ from instit.dataset import (
 from instit.dataset.schema import detect_kind
 from instit.errors import DatasetError, InstitValueError
 from instit.results import FrameDescription, VideoDescription
+from lock_holder import lock_held_elsewhere
 
 
 def video_record(video_id: int = 12) -> dict:
@@ -196,6 +197,86 @@ def test_unreadable_files(tmp_path):
         list(iter_json_array(latin))
     with pytest.raises(InstitValueError, match="chunk_size"):
         JsonArrayReader(latin, chunk_size=0)
+
+
+def _image_file(tmp_path: Path, middle: bytes, name: str = "bad.json") -> Path:
+    """An image file whose second of three records is ``middle`` (raw bytes)."""
+    good = [json.dumps(image_record(i), ensure_ascii=False).encode() for i in (1, 3)]
+    path = tmp_path / name
+    path.write_bytes(b"[" + good[0] + b",\n" + middle + b",\n" + good[1] + b"]\n")
+    return path
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 1 << 16])
+def test_a_byte_that_is_not_utf8_names_its_record_and_offset(tmp_path, chunk_size):
+    middle = json.dumps(image_record(2), ensure_ascii=False).encode().replace(b"child", b"ch\xefld")
+    path = _image_file(tmp_path, middle)
+    offset = path.read_bytes().index(b"\xef")
+    reader = JsonArrayReader(path, chunk_size=chunk_size)
+    records = iter(read_records(path, "image", reader=reader))
+    assert next(records).image_id == 1  # records before the bad byte are still read
+    with pytest.raises(DatasetError, match=rf"record 1 is not UTF-8.*byte {offset} .*re-encode"):
+        next(records)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 1 << 16])
+def test_a_utf8_byte_order_mark_is_skipped(tmp_path, chunk_size):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([image_record(1)]).encode())
+    assert [r.image_id for r in read_image_records(path)] == [1]
+    assert list(iter_json_array(path, chunk_size=chunk_size)) == [image_record(1)]
+
+
+@pytest.mark.parametrize(
+    ("middle", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, r"record 1 \(from character \d+ of the file\) nests"),
+        (
+            b'{"image_id": ' + b"9" * 5000 + b"}",
+            r"record 1 \(from character \d+ of the file\) holds an integer with more than 4300",
+        ),
+        (b'{"image_id": 2, "instance_le\n', r"record 1 is not valid JSON"),
+        (b'{"image_id": 2, "image_path": "a\x00b"}', r"record 1 is not valid JSON"),
+    ],
+    ids=["deep nesting", "5000-digit integer", "corrupt middle line", "control character"],
+)
+def test_damaged_middle_records_are_named(tmp_path, middle, message):
+    path = _image_file(tmp_path, middle)
+    raw = iter(iter_json_array(path))
+    assert next(raw) == image_record(1)  # the records before the damage are read
+    with pytest.raises(DatasetError, match=message):
+        next(raw)
+    for read in (read_image_records, read_records):
+        records = iter(read(path))
+        assert next(records) == ImageRecord.from_dict(image_record(1))
+        with pytest.raises(DatasetError, match=message):
+            next(records)
+
+
+@pytest.mark.parametrize("tail", [b"garbage", b"]", b",", b'[{"image_id": 9}]', b"\x00", b"\xff"])
+@pytest.mark.parametrize("chunk_size", [1, 1 << 16])
+def test_anything_after_the_closing_bracket_is_refused(tmp_path, tail, chunk_size):
+    path = tmp_path / "joined.json"
+    path.write_bytes(json.dumps([image_record(1)]).encode() + b"\n" + tail)
+    with pytest.raises(DatasetError, match=r"(after the array's closing '\]'|not UTF-8)"):
+        list(iter_json_array(path, chunk_size=chunk_size))
+    empty = tmp_path / "empty.json"
+    empty.write_bytes(b"[] " + tail)
+    with pytest.raises(DatasetError, match=r"(after the array's closing '\]'|not UTF-8)"):
+        list(iter_json_array(empty, chunk_size=chunk_size))
+    path.write_bytes(json.dumps([image_record(1)]).encode() + b" \n\t\r\n")
+    assert list(iter_json_array(path, chunk_size=chunk_size)) == [image_record(1)]
+
+
+def test_text_that_is_not_unicode_stops_a_conversion_cleanly(tmp_path):
+    source = tmp_path / "i.json"
+    source.write_text(
+        '[{"image_id": 1, "instance_level_caption": {"1": "a \\ud800"}, '
+        '"image_level_caption": "x", "image_path": "a.jpg"}]'
+    )
+    with pytest.raises(DatasetError, match=r"record 0 holds text that is not valid Unicode"):
+        convert_to_llava(source, tmp_path / "o.jsonl", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.json"]
 
 
 def _break(record: dict, path: str, value: object) -> dict:
@@ -415,7 +496,9 @@ def test_convert_writes_jsonl_and_refuses_to_overwrite(tmp_path):
     assert json.loads(result.to_json())["output"] == str(output)
 
     output.write_text("keep me\n")
-    with pytest.raises(InstitValueError, match=r"exists.*overwrite=True \(--overwrite\)"):
+    with pytest.raises(
+        InstitValueError, match=r"exists: choose another output or pass overwrite=True$"
+    ):
         convert_to_llava(source, output, progress=False)
     assert output.read_text() == "keep me\n"
     again = convert_to_llava(source, output, overwrite=True, limit=2, progress=False)
@@ -502,3 +585,75 @@ def test_installed_console_script_converts(tmp_path):
         timeout=120,
     )
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_unicode_line_separators_stay_inside_one_jsonl_line(tmp_path):
+    captions = {"1": "a\x85b", "2": "c\u2028d\u2029e"}
+    source = write_json(
+        tmp_path / "i.json", [{**image_record(1), "instance_level_caption": captions}]
+    )
+    output = tmp_path / "o.jsonl"
+    convert_to_llava(source, output, progress=False)
+    text = output.read_text(encoding="utf-8")
+    assert len(text.splitlines()) == 1
+    [item] = [json.loads(line) for line in text.splitlines()]
+    assert item == image_to_llava(
+        ImageRecord.from_dict({**image_record(1), "instance_level_caption": captions})
+    )
+
+
+# -- hardening: outputs ------------------------------------------------------------------------
+
+
+def test_to_llava_never_overwrites_its_own_source(tmp_path, monkeypatch, capsys):
+    source = write_json(tmp_path / "v.json", [video_record(i) for i in range(2)])
+    before = source.read_bytes()
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(source)
+    monkeypatch.chdir(tmp_path)
+    for output in (source, Path("./v.json"), link):
+        with pytest.raises(InstitValueError, match="would replace the input"):
+            convert_to_llava(source, output, overwrite=True, progress=False)
+    args = ["dataset", "to-llava", str(source), "-o", "link.jsonl", "--overwrite"]
+    assert cli_main([*args, "--no-progress"]) == 2
+    assert "would replace the input" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("missing/sft.jsonl", "folder {tmp}/missing does not exist"),
+        ("sft.json", "unknown extension '.json': use one of .jsonl"),
+        ("folder.jsonl", "is a folder: pass a file path"),
+        ("afile/sft.jsonl", "afile is a file, not a folder"),
+        ("old.jsonl", "exists: choose another path or pass --overwrite"),
+    ],
+)
+def test_to_llava_output_problems_are_one_line_usage_errors(tmp_path, capsys, output, message):
+    source = write_json(tmp_path / "v.json", [video_record(1)])
+    (tmp_path / "folder.jsonl").mkdir()
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "old.jsonl").write_text("keep me\n")
+    code = cli_main(["dataset", "to-llava", str(source), "-o", str(tmp_path / output)])
+    err = capsys.readouterr().err
+    assert code == 2 and message.format(tmp=tmp_path) in err
+    assert err.count("\n") == 1 and "overwrite=True" not in err
+    assert (tmp_path / "old.jsonl").read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "afile", "folder.jsonl", "old.jsonl", "v.json"
+    ]  # fmt: skip
+
+
+def test_a_second_conversion_into_the_same_output_fails_fast(tmp_path):
+    source = write_json(tmp_path / "v.json", [video_record(i) for i in range(3)])
+    output = tmp_path / "sft.jsonl"
+    with lock_held_elsewhere(output) as holder:
+        with pytest.raises(InstitValueError, match=rf"another instit process \(pid {holder.pid}\)"):
+            convert_to_llava(source, output, progress=False)
+        assert not output.exists()
+        holder.kill()  # a crashed run: its lock file stays behind but holds nothing
+        holder.wait()
+        assert (tmp_path / ".sft.jsonl.instit-lock").exists()
+        assert convert_to_llava(source, output, progress=False).conversations == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sft.jsonl", "v.json"]

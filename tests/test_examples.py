@@ -115,6 +115,15 @@ def _check_bench_your_model(tmp_path: Path, model: Path | None) -> None:
     assert len(json.loads((tmp_path / "ck" / "video_mc_inference.json").read_text())) == 6
 
 
+def _check_finetune_on_your_instances(tmp_path: Path, model: Path | None) -> None:
+    assert model is not None
+    args = ["--model", str(model), "--steps", "12", "--learning-rate", "1e-2", "--no-progress"]
+    report = json.loads(_run("finetune_on_your_instances.py", *args, "--out", "a", cwd=tmp_path))
+    assert report["steps"] == 12 and report["losses"][-1] < report["losses"][0]
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+    assert report["before"] != report["target"]
+
+
 RUNS: dict[str, tuple[Callable[[Path, Any], None], bool]] = {
     # script: (check, needs the tiny model)
     "mark_image.py": (_check_mark_image, False),
@@ -122,6 +131,7 @@ RUNS: dict[str, tuple[Callable[[Path, Any], None], bool]] = {
     "describe_image.py": (_check_describe_image, True),
     "ask_video.py": (_check_ask_video, True),
     "bench_your_model.py": (_check_bench_your_model, True),
+    "finetune_on_your_instances.py": (_check_finetune_on_your_instances, True),
 }
 
 

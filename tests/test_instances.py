@@ -839,7 +839,7 @@ def test_from_dict_errors(data: object, error: type[Exception], message: str) ->
 def test_from_dict_checks_masks_against_the_image_size() -> None:
     data = Instances.from_masks(two_masks()).to_dict()
     data["image_size"] = [16, 12]
-    with pytest.raises(InstancesError, match="made for a 8x6 image"):
+    with pytest.raises(InstancesError, match="8x6 mask but the image is 16x12"):
         Instances.from_dict(data)
 
 
@@ -994,3 +994,157 @@ def test_torch_tensors_are_read_as_arrays() -> None:
     assert instances.masks().any()
     boxes = Instances.from_boxes(torch.tensor([[0.0, 0.0, 2.0, 3.0]]))
     np.testing.assert_array_equal(boxes.boxes(), [[0, 0, 2, 3]])
+
+
+# -- hardening: ID bounds, hostile RLEs, huge and self-intersecting polygons, bad JSON ----------
+
+
+def test_ids_are_bounded_by_int64() -> None:
+    from instit.instances import MAX_ID
+
+    assert MAX_ID == 2**63 - 1
+    biggest = Instances.from_boxes([[0, 0, 2, 2]], [MAX_ID])
+    assert biggest.to_supervision().tracker_id.tolist() == [MAX_ID]
+    for too_big in (2**63, 10**30):
+        with pytest.raises(InstancesError, match="larger than 9223372036854775807"):
+            Instances.from_boxes([[0, 0, 2, 2]], [too_big])
+        with pytest.raises(InstancesError, match="larger than"):
+            biggest.relabel({MAX_ID: too_big})
+        with pytest.raises(InstancesError, match=r"frame index .* larger than"):
+            Tracks({too_big: biggest})
+        with pytest.raises(InstancesError, match=r"frame index .* larger than"):
+            Tracks.from_dict({"frames": {str(too_big): biggest.to_dict()}})
+
+
+def test_rle_with_huge_runs_or_endless_numbers_is_corrupt_not_an_overflow() -> None:
+    for counts in ([2**63], [0, 2**64, 1], [-(2**63) - 1, 1]):
+        with pytest.raises(InstancesError, match="RLE"):
+            decode_rle({"size": [2, 2], "counts": counts})
+    endless = "o" * 5000 + "0"  # one number continued for 5000 characters
+    with pytest.raises(InstancesError, match="more than 13 characters"):
+        decode_rle({"size": [2, 2], "counts": endless})
+    # the largest 13-character number still parses (then fails the pixel count, cleanly)
+    with pytest.raises(InstancesError, match="cover"):
+        decode_rle({"size": [2, 2], "counts": "o" * 12 + "?"})
+
+
+def test_rle_declaring_a_huge_mask_is_refused_before_decoding() -> None:
+    import tracemalloc
+
+    huge = encode_rle(np.zeros((1, 1), dtype=bool))
+    huge["size"] = [30000, 30000]
+    huge["counts"] = "0" + "o" * 6 + "3" + "0"  # runs 0, ~9e8, 0: a few bytes declaring 9e8 px
+    tracemalloc.start()
+    try:
+        with pytest.raises(InstancesError, match="MAX_IMAGE_PIXELS"):
+            decode_rle(huge)
+        with pytest.raises(InstancesError, match=r"instance 7: .*30000x30000 mask but the image"):
+            Instances.from_rle([huge], [7], image_size=(W, H))
+        data = {"kind": "mask", "image_size": [W, H], "instances": [{"id": 1, "mask": huge}]}
+        with pytest.raises(InstancesError, match="the image is 8x6"):
+            Instances.from_dict(data)
+        with pytest.raises(InstancesError, match="the image is 8x6"):
+            Instances.coerce([huge], image_size=(W, H))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+
+
+def test_the_mask_pixel_limit_follows_pillows_setting(monkeypatch) -> None:
+    rle = encode_rle(np.ones((10, 10), dtype=bool))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)
+    with pytest.raises(InstancesError, match="limit of 80 pixels"):
+        decode_rle(rle)
+    with pytest.raises(InstancesError, match="limit of 80 pixels"):
+        Instances.from_polygons([[[0, 0], [5, 0], [0, 5]]], image_size=(10, 10))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert decode_rle(rle).all()
+
+
+def _signed_depth(points: np.ndarray, corners: list[tuple[float, float]]) -> np.ndarray:
+    """How far each point lies inside a convex polygon (negative: outside), in pixels."""
+    xs, ys = zip(*corners, strict=True)
+    turn = np.sign(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1)))
+    depth = np.full(len(points), np.inf)
+    for (x0, y0), (x1, y1) in zip(corners, corners[1:] + corners[:1], strict=True):
+        nx, ny = turn * (y0 - y1), turn * (x1 - x0)  # inward normal
+        distance = ((points[:, 0] - x0) * nx + (points[:, 1] - y0) * ny) / np.hypot(nx, ny)
+        depth = np.minimum(depth, distance)
+    return depth
+
+
+@pytest.mark.parametrize("far", [1.4e8, 1e9, 3e12, 9e14])
+def test_polygons_with_far_away_vertices_rasterise_exactly(far: float) -> None:
+    size = 40
+    # a thin wedge from (2, 3) whose far vertices set the slopes of its edges in the image
+    corners = [(2.0, 3.0), (2.0 + far, 3.0 + 0.25 * far), (2.0 + far, 3.0 + 0.75 * far)]
+    with pytest.warns(GeometryWarning):
+        wedge = Instances.from_polygons([corners], image_size=(size, size))
+    mask = wedge.masks()[0]
+    ys, xs = np.mgrid[0:size, 0:size]
+    centres = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(float)
+    depth = _signed_depth(centres, corners).reshape(size, size)
+    assert (depth >= 1).sum() > 100
+    assert mask[depth >= 1].all() and not mask[depth <= -1].any()
+    assert wedge.boxes()[0].tolist() == [2.0, 3.0, size, size]
+    # a square far beyond every side covers the whole image
+    with pytest.warns(GeometryWarning):
+        square = Instances.from_polygons(
+            [[[-far, -far], [far, -far], [far, far], [-far, far]]], image_size=(8, 6)
+        )
+    assert square.masks()[0].all()
+
+
+def test_polygon_vertices_beyond_the_coordinate_bound_are_refused() -> None:
+    from instit.instances import MAX_COORDINATE
+
+    with pytest.raises(InstancesError, match=r"instance 1: polygon has a vertex beyond"):
+        Instances.from_polygons([[[0, 0], [MAX_COORDINATE * 2, 0], [0, 5]]], image_size=(W, H))
+
+
+def test_self_intersecting_polygons_fill_even_odd() -> None:
+    bowtie = [[0, 0], [10, 10], [10, 0], [0, 10]]  # signed area 0: the lobes cancel out
+    mask = Instances.from_polygons([bowtie], image_size=(12, 12)).masks()[0]
+    assert mask[5, 2] and mask[5, 8]  # inside the left and the right lobe
+    assert not mask[1, 5] and not mask[9, 5]  # above and below the crossing
+    assert mask[:, 11].sum() == 0
+    star = [(50, 5), (79, 95), (2, 35), (98, 35), (21, 95)]  # a pentagram, drawn in one stroke
+    star_mask = Instances.from_polygons([star], image_size=(100, 100)).masks()[0]
+    assert not star_mask[50, 50]  # the centre is covered twice: outside with even-odd
+    assert star_mask[15, 50] and star_mask[40, 10]  # the points of the star are inside
+
+
+def test_from_json_errors_are_typed() -> None:
+    good = Instances.from_boxes([[0, 0, 2, 2]]).to_json()
+    bad_inputs = [
+        "{not json",
+        good + "]",
+        "[" * 100_000 + "]" * 100_000,
+        '{"kind": "box", "instances": [{"id": 1' + "0" * 5000 + ', "box": [0, 0, 1, 1]}]}',
+        b"\xff\xfe\x00{",
+    ]
+    for text in bad_inputs:
+        for reader in (Instances.from_json, Tracks.from_json):
+            with pytest.raises(InstancesError, match="JSON cannot be read"):
+                reader(text)
+    for reader in (Instances.from_json, Tracks.from_json):
+        with pytest.raises(InstitTypeError, match="str or bytes"):
+            reader(42)  # type: ignore[arg-type]
+    assert Instances.from_json(good.encode()) == Instances.from_json(good)
+
+
+def test_many_rle_masks_declaring_a_huge_total_are_refused_before_decoding() -> None:
+    import tracemalloc
+
+    big = {"size": [10000, 10000], "counts": [100_000_000]}  # 1e8 px each, under the limit
+    tracemalloc.start()
+    try:
+        with pytest.raises(InstancesError, match=r"20 RLE masks together .* 8 x Pillow's"):
+            Instances.from_rle([big] * 20)  # 2e9 px: a 2 GB stack from a few hundred bytes
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+    small = encode_rle(np.ones((3, 4), dtype=bool))
+    assert len(Instances.from_rle([small] * 20)) == 20

@@ -738,3 +738,74 @@ def test_video_style_matches_the_reference_frames(reference_dir: Path) -> None:
         ours[ours_region].min(axis=2) > 100
     ].mean()
     assert abs(ref_alpha - 0.75) < 0.08 and abs(our_alpha - ref_alpha) < 0.08
+
+
+# -- placement at scale ---------------------------------------------------------------------------
+
+
+def test_blocked_maps_answer_exactly_the_all_pairs_overlap_test() -> None:
+    from instit.marks.layout import _Occupancy
+
+    rng = np.random.default_rng(11)
+    width, height = 90, 60
+    for round_ in range(6):
+        occupancy = _Occupancy((width, height))
+        early = [(int(w), int(h)) for w in rng.integers(1, 40, 2) for h in rng.integers(1, 30, 1)]
+        for size in early:  # maps made before the labels arrive: updated box by box
+            occupancy.blocked(size)
+        placed = []
+        for _ in range(int(rng.integers(1, 25))):
+            w, h = (int(v) for v in rng.integers(1, 100, 2))  # some wider/taller than the image
+            x0 = int(rng.integers(0, max(0, width - w) + 1))
+            y0 = int(rng.integers(0, max(0, height - h) + 1))
+            box = (x0, y0, x0 + w, y0 + h)
+            occupancy.add(box)
+            placed.append(box)
+        late = [(int(w), int(h)) for w, h in rng.integers(1, 100, (3, 2))]  # made from the list
+        boxes = np.array(placed)
+        for w, h in early + late:
+            blocked = occupancy.blocked((w, h))
+            ys, xs = np.mgrid[0 : max(0, height - h) + 1, 0 : max(0, width - w) + 1]
+            x0, y0 = xs.ravel()[:, None], ys.ravel()[:, None]
+            overlap = (
+                (x0 < boxes[None, :, 2])
+                & (boxes[None, :, 0] < x0 + w)
+                & (y0 < boxes[None, :, 3])
+                & (boxes[None, :, 1] < y0 + h)
+            ).any(axis=1)
+            np.testing.assert_array_equal(
+                blocked.ravel(), overlap, err_msg=f"round {round_}, size {w}x{h}"
+            )
+
+
+def test_thousands_of_labels_keep_the_no_overlap_guarantee() -> None:
+    import warnings
+
+    rng = np.random.default_rng(3)
+    width, height, count = 1920, 1080, 3000
+    corners = rng.uniform(0, [width - 60, height - 60], (count, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(8, 60, (count, 2))], axis=1)
+    instances = Instances.from_boxes(boxes, image_size=(width, height))
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layout = layout_marks(image, instances, font_size=12)
+    import re
+
+    crowded = {int(re.findall(r"instance (\d+)", str(w.message))[0]) for w in caught}
+    assert crowded and len(crowded) < count  # many labels fit, the image cannot hold them all
+    free = {i: p for i, p in layout.items() if i not in crowded}
+    assert len(free) > 700
+    assert_no_overlap_and_inside(free, width, height)
+
+
+def test_style_lengths_are_bounded_before_freetype_and_opencv_see_them() -> None:
+    image = np.zeros((60, 80, 3), dtype=np.uint8)
+    boxes = Instances.from_boxes([[1, 1, 20, 20]])
+    for option, value in [("font_size", 10**6), ("line_width", 10**9), ("pad_x", 1e4)]:
+        with pytest.raises(InstitValueError, match=rf"MarkStyle\.{option} must be .*1000"):
+            draw_marks(image, boxes, **{option: value})
+    largest = MarkStyle.image().with_options(font_size=1000, line_width=1000)
+    resolved = largest.resolve(10**6, 10**6)  # a giant image: lengths stop at 8192 px
+    assert resolved.font_size == resolved.line_width == 8192
+    assert MarkStyle.image().resolve(960, 640).font_size == 25

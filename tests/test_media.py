@@ -345,3 +345,140 @@ def test_import_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- hardening: decompression bombs, La, EXIF orientation of image objects ---------------------
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width x height`` grey pixels (IHDR) and stops: a bomb's header."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def _is_bomb_error(exc: BaseException) -> None:
+    text = str(exc)
+    assert isinstance(exc, MediaError), type(exc)
+    assert "900,000,000" in text.replace("900000000", "900,000,000")  # the size
+    assert "PIL.Image.MAX_IMAGE_PIXELS" in text  # the setting that allows it
+
+
+def test_decompression_bomb_is_a_media_error_from_every_entry_point(tmp_path: Path, capsys):
+    from instit.bench import load_bench, make_tiny_bench
+    from instit.cli import EXIT_USAGE, main
+    from instit.marks import draw_marks
+    from instit.video import load_video
+
+    bomb = _png_header(30000, 30000)
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb)
+    calls = {
+        "load_image(path)": lambda: load_image(path),
+        "load_image(file object)": lambda: load_image(io.BytesIO(bomb)),
+        "image_size(path)": lambda: image_size(path),
+        "to_numpy_rgb(path)": lambda: to_numpy_rgb(path),
+        "draw_marks(path)": lambda: draw_marks(str(path), None),
+    }
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    Image.new("RGB", (8, 6)).save(folder / "000.png")
+    (folder / "001.png").write_bytes(bomb)
+    calls["load_video(folder)"] = lambda: load_video(folder, num_frames=None, progress=False)
+    root = make_tiny_bench(tmp_path / "bench", num_questions=2, frames_per_video=2)
+    (root / "image_open_ended" / "images" / "001-01.png").write_bytes(bomb)
+    bench = load_bench("image_open_ended", root)
+    calls["bench item"] = lambda: bench[0].load_media()
+    for name, call in calls.items():
+        with pytest.raises(MediaError) as info:
+            call()
+        _is_bomb_error(info.value)
+        assert name  # which call failed shows in the traceback
+    from instit.instances import Instances
+
+    instances = tmp_path / "instances.json"
+    instances.write_text(Instances.from_boxes([[1, 1, 5, 5]]).to_json())
+    out = tmp_path / "marked.png"
+    assert main(["mark", str(path), "--instances", str(instances), "-o", str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "MAX_IMAGE_PIXELS" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_bomb_limit_follows_pillows_setting(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "small.png"
+    Image.new("RGB", (20, 10)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # limit: 2 * 50 pixels
+    with pytest.raises(MediaError, match="limit of 100 pixels"):
+        load_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 200 pixels: allowed (with a warning)
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert load_image(path).size == (20, 10)
+
+
+def test_premultiplied_la_is_composited_like_la() -> None:
+    premultiplied = Image.frombytes("La", (3, 1), bytes([200, 255, 0, 0, 45, 128]))
+    assert premultiplied.mode == "La"
+    out = pixels(load_image(premultiplied))
+    # stored grey is already multiplied by alpha: composited over black it stays (+-1 rounding)
+    np.testing.assert_array_equal(out[0], [[200] * 3, [0] * 3, [45] * 3])
+    np.testing.assert_array_equal(out, pixels(load_image(premultiplied.convert("LA"))))
+
+
+def _rotated_object(orientation: int) -> Image.Image:
+    """A 40x20 image object whose EXIF tag says viewers show it rotated."""
+    image = Image.new("RGB", (40, 20), (90, 90, 90))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def test_size_mismatch_of_an_exif_rotated_image_object_names_the_tag() -> None:
+    from instit.errors import InstancesError
+    from instit.instances import Instances
+    from instit.marks import draw_marks
+    from instit.tasks._media import prepare
+
+    image = _rotated_object(6)
+    made_for_view = Instances.from_boxes([[2, 2, 12, 30]], image_size=(20, 40))
+    for call in (
+        lambda: draw_marks(image, made_for_view),
+        lambda: prepare(image, made_for_view, marks="draw", style=None),
+    ):
+        with pytest.raises(InstancesError) as info:
+            call()
+        text = str(info.value)
+        assert "EXIF orientation tag (6)" in text and "exif_transpose" in text
+        assert "made for a 20x40 image but this image is 40x20" in text
+    # the fix it names works
+    from PIL import ImageOps
+
+    assert draw_marks(ImageOps.exif_transpose(image), made_for_view).size == (20, 40)
+    # no note for a tag that does not swap the sides, nor for a plain image
+    for plain in (_rotated_object(3), Image.new("RGB", (40, 20))):
+        with pytest.raises(InstancesError) as info:
+            draw_marks(plain, made_for_view)
+        assert "EXIF" not in str(info.value)
+
+
+def test_lazy_pil_objects_that_cannot_decode_and_unusable_paths_are_media_errors() -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(buffer, format="PNG")
+    truncated = Image.open(io.BytesIO(buffer.getvalue()[:60]))  # header fine, pixels missing
+    with pytest.raises(MediaError, match=r"PIL image cannot be decoded .*truncated"):
+        load_image(truncated)
+    closed = Image.open(io.BytesIO(buffer.getvalue()))
+    closed.close()
+    with pytest.raises(MediaError, match="closed"):
+        load_image(closed)
+    with pytest.raises(MediaError, match=r"cannot use .* as an image path"):
+        load_image("a" * 5000 + ".png")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import (
-    AutoImageProcessor,
     AutoModelForImageTextToText,
     AutoTokenizer,
     LlavaOnevisionForConditionalGeneration,
@@ -77,37 +76,6 @@ def test_plain_transformers_gives_the_same_image_logits(
     tokenizer = AutoTokenizer.from_pretrained(exported[arch])
     text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert text.strip() == model.generate([image(400, 300)], [QUESTION], max_new_tokens=6)[0]
-
-
-def test_plain_processing_of_the_export_matches_instit(
-    sources: dict[str, Path], exported: dict[str, Path]
-) -> None:
-    """Qwen: chat template, tokenizer and image processor of the export reproduce instit's input."""
-    model = load(sources["qwen2-siglip"])
-    folder = exported["qwen2-siglip"]
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    processor = AutoImageProcessor.from_pretrained(folder)
-    other = plain(folder)
-    picture = image(900, 500)
-    messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}
-    ]
-    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert prompt == model.prompt(QUESTION)
-
-    ours = model.prepare(picture, QUESTION)
-    pixels = processor(picture, return_tensors="pt")
-    assert torch.equal(pixels["image_sizes"], ours["image_sizes"])
-    assert (pixels["pixel_values"] - ours["pixel_values"]).abs().max().item() < 1e-5
-    with torch.inference_mode():
-        features = other.model.get_image_features(
-            pixels["pixel_values"], pixels["image_sizes"]
-        ).pooler_output[0]
-    ids = tokenizer(prompt).input_ids
-    image_id = tokenizer.convert_tokens_to_ids("<image>")
-    at = ids.index(image_id)
-    expanded = ids[:at] + [image_id] * features.shape[0] + ids[at + 1 :]
-    assert expanded == ours["input_ids"][0].tolist()
 
 
 def test_video_differs_by_transformers_one_newline_token(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 
 from instit.errors import CheckpointError, InstancesError, InstitError, ModelInputError
 from instit.instances import Instances
-from instit.model import InstIt
+from instit.model import InstIt, convert
 from model_checkpoints import (
     ARCHS,
     copy_checkpoint,
@@ -117,7 +118,7 @@ def test_missing_config_and_bad_paths(qwen_copy: Path, tmp_path: Path) -> None:
         load(qwen_copy)
     with pytest.raises(CheckpointError, match="is a file"):
         load(qwen_copy / "tokenizer.json")
-    with pytest.raises(CheckpointError, match="neither an existing folder nor a hub id"):
+    with pytest.raises(CheckpointError, match=r"folder' does not exist: .* has no 'no'"):
         load(tmp_path / "no" / "such" / "folder")
 
 
@@ -206,3 +207,197 @@ def test_generate_argument_errors(vicuna: InstIt) -> None:
         vicuna.generate([picture, picture], ["Hi"])
     with pytest.raises(InstitError, match="no frames"):
         vicuna.encode_media([])
+
+
+# -- hardening: files outside the folder, damaged files, mistyped paths ---------------------------
+
+
+def _point_index_at(folder: Path, shard: str) -> None:
+    index = read_json(folder / "model.safetensors.index.json")
+    index["weight_map"] = {
+        n: shard if f == "model-00002-of-00002.safetensors" else f
+        for n, f in index["weight_map"].items()
+    }
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_shards_outside_the_folder_are_refused(qwen_copy: Path, tmp_path: Path, how: str) -> None:
+    outside = tmp_path / "elsewhere.safetensors"
+    shutil.move(qwen_copy / "model-00002-of-00002.safetensors", outside)
+    if how == "absolute":
+        _point_index_at(qwen_copy, str(outside))
+    elif how == "dotdot":
+        _point_index_at(qwen_copy, "../elsewhere.safetensors")
+    else:
+        (qwen_copy / "model-00002-of-00002.safetensors").symlink_to(outside)
+    refusal = "link leading out of the checkpoint" if how == "symlink" else "leaves the checkpoint"
+    with pytest.raises(CheckpointError, match=refusal):
+        load(qwen_copy)
+    with pytest.raises(CheckpointError, match=refusal):
+        convert(qwen_copy, tmp_path / "converted")
+    assert not (tmp_path / "converted").exists()
+
+
+def test_tokenizer_and_config_links_out_of_the_folder_are_refused(
+    qwen_copy: Path, tmp_path: Path
+) -> None:
+    for name in ("tokenizer.json", "config.json"):
+        shutil.move(qwen_copy / name, tmp_path / name)
+        (qwen_copy / name).symlink_to(tmp_path / name)
+        with pytest.raises(CheckpointError, match=rf"{name} is a link leading out"):
+            load(qwen_copy)
+        (qwen_copy / name).unlink()
+        shutil.move(tmp_path / name, qwen_copy / name)
+    # a link that stays inside is fine
+    (qwen_copy / "tokenizer-copy.json").symlink_to(qwen_copy / "tokenizer.json")
+    assert load(qwen_copy).spec.path == qwen_copy
+
+
+def test_a_hub_cache_snapshot_whose_files_link_to_its_blobs_still_loads(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    # the hub cache's layout: snapshots/<commit>/<file> -> ../../blobs/<hash>
+    repo = tmp_path / "models--Inst-IT--tiny"
+    snapshot_dir = repo / "snapshots" / "0123abc"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot_dir.mkdir(parents=True)
+    for file in checkpoints["qwen2-siglip"].iterdir():
+        if file.is_dir():
+            shutil.copytree(file, snapshot_dir / file.name)
+            continue
+        blob = repo / "blobs" / file.name
+        shutil.copy(file, blob)
+        (snapshot_dir / file.name).symlink_to(Path("..", "..", "blobs", file.name))
+    model = load(snapshot_dir)
+    assert model.spec.path == snapshot_dir
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "random"])
+def test_damaged_shards_are_checkpoint_errors_naming_the_file(
+    qwen_copy: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from instit.cli import main
+
+    shard = qwen_copy / "model-00001-of-00002.safetensors"
+    data = shard.read_bytes()
+    shard.write_bytes(
+        {"truncated": data[: len(data) // 2], "empty": b"", "random": os.urandom(4096)}[damage]
+    )
+    with pytest.raises(CheckpointError, match=r"model-00001-of-00002\.safetensors is not a"):
+        load(qwen_copy)
+    with pytest.raises(CheckpointError, match=r"model-00001-of-00002\.safetensors"):
+        convert(qwen_copy, tmp_path / "converted")
+    picture = tmp_path / "p.png"
+    image().save(picture)
+    code = main(["ask", str(picture), "Hi?", "--model", str(qwen_copy), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1 and "model-00001-of-00002.safetensors" in err and "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ([1, 2], "JSON list"),
+        ({"hidden_size": "64"}, "hidden_size is '64', not a number"),
+        ({"mm_vision_select_layer": "last"}, "mm_vision_select_layer is 'last'"),
+        ({"tokenizer_model_max_length": "4k"}, "tokenizer_model_max_length is '4k'"),
+        ({"num_hidden_layers": True}, "num_hidden_layers is True"),
+        ({"rope_theta": None}, "rope_theta is None, not a number"),
+        ({"use_cache": "yes"}, "field 'use_cache'"),
+        ({"id2label": "x"}, "AttributeError"),
+        ({"hidden_act": "swishy"}, "hidden_act is 'swishy', not an activation"),
+    ],
+)
+def test_config_json_of_the_wrong_shape_names_the_field(
+    qwen_copy: Path, config: object, field: str
+) -> None:
+    if isinstance(config, dict):  # set the values (None included) as given
+        config = {**read_json(qwen_copy / "config.json"), **config}
+    (qwen_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=re.escape(field)):
+        load(qwen_copy)
+
+
+def test_transformers_config_of_the_wrong_shape_names_the_field(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    out = convert(checkpoints["qwen2-siglip"], tmp_path / "hf", progress=False)
+    original = read_json(out / "config.json")
+    config = read_json(out / "config.json")
+    config["text_config"]["num_attention_heads"] = "four"
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"text_config\.num_attention_heads is 'four'"):
+        load(out)
+    config["text_config"] = ["qwen2"]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="text_config is a JSON list"):
+        load(out)
+    for key, value, message in [
+        ("image_grid_pinpoints", "x", "image_grid_pinpoints 'x' is not a list"),
+        ("dtype", "x", "module 'torch' has no attribute 'x'"),
+        ("vision_config", {**original["vision_config"], "model_type": "x"}, "KeyError: 'x'"),
+        ("tie_word_embeddings", "x", "field 'tie_word_embeddings'"),
+    ]:
+        (out / "config.json").write_text(json.dumps({**original, key: value}))
+        with pytest.raises(CheckpointError, match=re.escape(message)):
+            load(out)
+
+
+@pytest.mark.parametrize("typo", ["ck/typo", "./typo", "ck/sub/typo", "ABSOLUTE"])
+def test_a_mistyped_local_path_says_the_folder_does_not_exist(
+    qwen_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, typo: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "ck").mkdir()
+    name = str(tmp_path / "ck" / "typo") if typo == "ABSOLUTE" else typo
+    with pytest.raises(CheckpointError, match="does not exist") as caught:
+        load(name)
+    assert "hub (" not in str(caught.value)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        convert(name, tmp_path / "out")
+
+
+def test_hub_downloads_never_include_pickles() -> None:
+    from huggingface_hub.utils import filter_repo_objects
+
+    from instit.model.checkpoint import HUB_ALLOW_PATTERNS, HUB_IGNORE_PATTERNS
+
+    wanted = [
+        "config.json",
+        "generation_config.json",
+        "model-00001-of-00004.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "tokenizer.model",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.json",
+        "merges.txt",
+        "chat_template.jinja",
+        "vision_tower/config.json",
+    ]
+    pickles = [
+        "pytorch_model.bin",
+        "pytorch_model-00001-of-00002.bin",
+        "training_args.bin",
+        "optimizer.pt",
+        "rng_state.pth",
+        "model.ckpt",
+        "scheduler.pkl",
+        "vision_tower/pytorch_model.bin",
+        "global_step100/mp_rank_00_model_states.pt",
+    ]
+    kept = list(
+        filter_repo_objects(
+            wanted + pickles,
+            allow_patterns=HUB_ALLOW_PATTERNS,
+            ignore_patterns=HUB_IGNORE_PATTERNS,
+        )
+    )
+    assert kept == wanted
+    for pattern in ("*.bin", "*.pt", "*.pkl", "*.pth", "*.ckpt"):
+        assert pattern in HUB_IGNORE_PATTERNS  # even if an allow pattern grows to match them

@@ -32,7 +32,7 @@ from instit.prompting import (
     template_for,
     tokenize_prompt,
 )
-from reference_specs import CASES, CHECKPOINTS, QWEN_7B, VICUNA_7B
+from reference_specs import CASES, CHECKPOINTS, QWEN_7B, VICUNA_7B, rounding_matters
 
 ALL = [(checkpoint, case) for checkpoint in CHECKPOINTS for case in CASES]
 IMAGES = [(checkpoint, case) for checkpoint, case in ALL if case.startswith("image_")]
@@ -229,13 +229,6 @@ def _transformers_unpadded_hw(size_wh: tuple[int, int], grid_hw: tuple[int, int]
     return tuple(unpad_image(torch.empty(1, *grid_hw), (height, width)).shape[1:])
 
 
-def _rounding_matters(size_wh: tuple[int, int], grid_hw: tuple[int, int]) -> bool:
-    width, height = size_wh
-    rows, cols = grid_hw
-    value = height * (cols / width) if width / height > cols / rows else width * (rows / height)
-    return int(value) != int(round(value, 7))
-
-
 @pytest.mark.parametrize("spec", [QWEN_7B, VICUNA_7B], ids=["qwen", "vicuna"])
 def test_unpad_equals_transformers_except_where_its_rounding_differs(spec: VisionSpec):
     rng = np.random.default_rng(0)
@@ -247,7 +240,7 @@ def test_unpad_equals_transformers_except_where_its_rounding_differs(spec: Visio
         rows, cols = unpadded_grid(size, grid)
         ours = (rows.stop - rows.start, cols.stop - cols.start)
         theirs = _transformers_unpadded_hw(size, grid)
-        if _rounding_matters(size, grid):
+        if rounding_matters(size, grid):
             differing += 1
             assert ours != theirs, size
         else:

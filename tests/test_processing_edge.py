@@ -225,3 +225,59 @@ def test_bad_vision_settings_raise_checkpoint_errors():
                 "image_grid_pinpoints": "not pinpoints",
             }
         )
+
+
+# -- video frames against transformers' PIL-backend processors -----------------------------------
+
+
+def _pil_processors() -> dict[str, tuple[object, VisionSpec]]:
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    clip = CLIPImageProcessorPil(
+        size={"shortest_edge": VICUNA_7B.image_size},
+        crop_size={"height": VICUNA_7B.image_size, "width": VICUNA_7B.image_size},
+    )
+    siglip = SiglipImageProcessorPil(
+        size={"height": QWEN_7B.image_size, "width": QWEN_7B.image_size},
+        image_mean=list(QWEN_7B.mean),
+        image_std=list(QWEN_7B.std),
+    )
+    return {"clip": (clip, VICUNA_7B), "siglip": (siglip, QWEN_7B)}
+
+
+def test_clip_frame_of_854x480_is_resized_to_597_then_cropped():
+    # shortest edge 336, long edge int(336 * 854 / 480) = int(597.8) = 597, as the reference's
+    # get_resize_output_image_size truncates; rounding (598) shifts the crop by one column
+    frame = noise_image(854, 480, seed=3)
+    expected = frame.resize((597, 336), Image.Resampling.BICUBIC).crop((130, 0, 466, 336))
+    rounded = frame.resize((598, 336), Image.Resampling.BICUBIC).crop((131, 0, 467, 336))
+    ours = process_frames([frame], VICUNA_7B)[0].numpy()
+    lut = (np.arange(256) / 255 - np.array(OPENAI_CLIP_MEAN)[:, None]) / np.array(OPENAI_CLIP_STD)[
+        :, None
+    ]
+
+    def normalised(view: Image.Image) -> np.ndarray:
+        pixels = np.asarray(view)
+        return np.stack([lut[c][pixels[:, :, c]] for c in range(3)])
+
+    np.testing.assert_allclose(ours, normalised(expected), atol=1e-5)
+    assert np.abs(ours - normalised(rounded)).max() > 0.1
+    clip, _ = _pil_processors()["clip"]
+    reference = clip(images=[frame], return_tensors="np")["pixel_values"][0]  # type: ignore[operator]
+    np.testing.assert_array_equal(ours, reference)
+
+
+@pytest.mark.parametrize("tower", ["clip", "siglip"])
+def test_video_frames_equal_transformers_pil_processors_over_many_sizes(tower: str):
+    processor, spec = _pil_processors()[tower]
+    rng = np.random.default_rng(7)
+    sizes = [(854, 480), (480, 854), (1, 1), (3, 200), (200, 3), (335, 336), (337, 336)]
+    sizes += [(1280, 720), (640, 360), (1920, 1080), (383, 385), (2, 3)]
+    sizes += [tuple(int(v) for v in pair) for pair in rng.integers(1, 1000, size=(28, 2))]
+    for index, (width, height) in enumerate(sizes):
+        frame = noise_image(width, height, seed=index)
+        reference = processor(images=[frame], return_tensors="np")["pixel_values"][0]  # type: ignore[operator]
+        ours = process_frames([frame], spec)[0].numpy()
+        assert ours.shape == reference.shape, (width, height)
+        np.testing.assert_array_equal(ours, reference, err_msg=f"{tower} {width}x{height}")

@@ -599,6 +599,14 @@ def test_video_dataclass_validates():
         Video(frames=[Image.new("RGB", (4, 4))], indices=[0, 1], timestamps=[0.0])
     with pytest.raises(InstitTypeError, match="not a PIL image"):
         Video(frames=[np.zeros((4, 4, 3), np.uint8)], indices=[0], timestamps=[0.0])
+    frame = [Image.new("RGB", (4, 4))]
+    for indices, timestamps in [(["x"], [0.0]), ([None], [0.0]), ([0], ["soon"])]:
+        with pytest.raises(InstitTypeError, match="integer indices and timestamps"):
+            Video(frames=frame, indices=indices, timestamps=timestamps)
+    with pytest.raises(InstitTypeError, match="integer indices"):
+        Video(frames=None, indices=[0], timestamps=[0.0])  # type: ignore[arg-type]
+    with pytest.raises(VideoError, match="finite seconds"):
+        Video(frames=frame, indices=[0], timestamps=[float("nan")])
 
 
 # -- serialisation and display ---------------------------------------------------------------
@@ -766,3 +774,44 @@ def test_progress_bar_with_several_decoders(clips, monkeypatch, capsys):
     video = load_video(clips["h264.mp4"], num_frames=8, progress=True)
     assert codes(video) == video.indices == linspace_rule(N, 8)
     assert "decoding frames" in capsys.readouterr().err
+
+
+# -- hardening: requests far beyond the stream are checked before anything is allocated --------
+
+
+def test_huge_requests_are_checked_against_the_stream_first(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from instit.video.sampling import MAX_SAMPLES
+
+    clip = write_clip(tmp_path / "clip.mp4", 12)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(5):
+        Image.new("RGB", (8, 6), (index * 40, 0, 0)).save(folder / f"{index:03}.png")
+    tracemalloc.start()
+    try:
+        every = load_video(clip, num_frames=10**9, progress=False)
+        assert every.indices == list(range(12))  # more than the clip has: every frame once
+        assert load_video(folder, num_frames=10**9, progress=False).indices == list(range(5))
+        with pytest.raises(InstitValueError, match=r"fps=1e\+09 asks for .* 12 frames"):
+            load_video(clip, fps=1e9, max_frames=8, progress=False)
+        with pytest.raises(InstitValueError, match="fps=1e\\+09"):
+            load_video(folder, fps=1e9, source_fps=5, progress=False)
+        with pytest.raises(InstitValueError, match="duplicates=True would list"):
+            load_video(clip, num_frames=10**9, duplicates=True, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000
+    # the bounds leave real requests alone: a high rate on a short window, many repeats
+    times = [i / 30 for i in range(30)]
+    assert select_frames(times, fps=4000) == list(range(30))
+    assert len(select_frames(times, num_frames=MAX_SAMPLES, duplicates=True)) == MAX_SAMPLES
+
+
+def test_uniform_positions_shortcut_equals_the_linspace_rule() -> None:
+    for n in range(1, 40):
+        for k in (n, n + 1, 2 * n + 3, 10 * n, 1000):
+            expected = list(dict.fromkeys(np.linspace(0, n - 1, k, dtype=int).tolist()))
+            assert uniform_positions(n, k) == expected == list(range(n))

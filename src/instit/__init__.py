@@ -37,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "InstIt": "instit.model",
     "EncodedMedia": "instit.model",
     "convert": "instit.model",
+    # training
+    "finetune": "instit.training",
     # results
     "Answer": "instit.results",
     "AnswerStream": "instit.results",
@@ -127,6 +129,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         FrameDescription as FrameDescription,
         ImageDescription as ImageDescription,
         VideoDescription as VideoDescription,
+    )
+    from instit.training import (
+        finetune as finetune,
     )
     from instit.video import (
         Video as Video,

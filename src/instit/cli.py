@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ from instit.cli_support import (
     EXIT_USAGE as EXIT_USAGE,
     add_progress_option,
     help_formatter,
+    positive_int,
     run_verb,
 )
 from instit.errors import InstitValueError
@@ -45,8 +48,8 @@ def _load_instances(path: str | None) -> Any:
         raise InstitValueError(f"instances file {file} does not exist: pass a JSON file")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InstitValueError(f"instances file {file} is not valid JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge numbers, nesting
+        raise InstitValueError(f"instances file {file} is not valid JSON ({exc})") from None
     if isinstance(data, dict) and "frames" in data:
         return Tracks.from_dict(data)
     return Instances.from_dict(data)
@@ -74,16 +77,34 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in given.items() if value is not None}
 
 
+_FRAME_FILE = re.compile(r"frame_\d+\.(jpg|png)")
+
+
 def _write_frames(
     frames: Sequence[Any], folder: Path, suffix: str, **save_options: Any
 ) -> list[str]:
-    """Save ``frames`` as ``folder/frame_<t><suffix>`` (t from 1); return the paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for t, frame in enumerate(frames, start=1):
-        files.append(str(folder / f"frame_{t}{suffix}"))
-        frame.save(files[-1], **save_options)
-    return files
+    """Make ``folder`` hold exactly ``frames`` as ``frame_<t><suffix>`` (t from 1), replacing
+    an older run's frames as one unit; return the paths."""
+    from instit._files import replace_folder
+
+    names = [f"frame_{t}{suffix}" for t in range(1, len(frames) + 1)]
+
+    def write(staging: Path) -> None:
+        for name, frame in zip(names, frames, strict=True):
+            frame.save(staging / name, **save_options)
+
+    replace_folder(folder, write)
+    return [str(folder / name) for name in names]
+
+
+def _save_image(image: Any, target: Path) -> None:
+    """Save ``image`` to ``target`` through a temporary sibling: an old file is replaced whole."""
+    tmp = target.with_name(f".{target.stem}.instit-tmp{target.suffix}")
+    try:
+        image.save(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +120,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="auto: 4-bit NF4 on CUDA, none elsewhere",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--adapter", help="a LoRA adapter folder (from instit finetune) to apply")
     parser.add_argument(
         "--instances", help="instances JSON (Instances.to_json; Tracks.to_json for videos)"
     )
@@ -112,7 +134,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--num-frames", type=int, default=None, help="frames sampled from a video (8)"
     )
     parser.add_argument("--fps", type=float, default=None, help="sample by rate instead")
-    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=512)
     parser.add_argument(
         "--save-marked",
         help="write the marked media the model saw: an image file, or a folder for a video",
@@ -126,32 +148,63 @@ def _load_model(args: argparse.Namespace) -> Any:
 
     quantization = None if args.quantization == "none" else args.quantization
     return InstIt.from_pretrained(
-        args.model, quantization=quantization, device=args.device, progress=not args.no_progress
+        args.model,
+        quantization=quantization,
+        device=args.device,
+        adapter=args.adapter,
+        progress=not args.no_progress,
     )
 
 
-def _check_output(target: str | None, overwrite: bool, *, folder: bool) -> None:
-    """Refuse to replace a user's file (or write into a non-empty folder) without --overwrite."""
-    if target is None or overwrite:
+def _check_output(
+    args: argparse.Namespace,
+    target: str | None,
+    *,
+    folder: bool,
+    option: str,
+    inputs: Sequence[str | None] = (),
+) -> None:
+    """Refuse an unusable output before any work: ``folder`` for frames, else an image file.
+
+    Besides :func:`instit._files.check_output`'s checks, an output never replaces an input, and
+    ``--overwrite`` replaces only a folder of ``frame_<t>`` files (never one with other files).
+    The output stays locked until the verb returns: a second run into it fails at once.
+    """
+    if target is None:
         return
-    path = Path(target)
-    if path.is_file() or (path.is_dir() and folder and any(path.iterdir())):
-        raise InstitValueError(
-            f"{path} exists and is not empty: choose another output path or pass --overwrite"
-        )
+    from instit._files import check_not_an_input, check_output, output_lock
+    from instit.video.core import IMAGE_SUFFIXES
+
+    path = check_output(
+        target,
+        kind="folder" if folder else "file",
+        overwrite=args.overwrite,
+        flag="--overwrite",
+        suffixes=sorted(IMAGE_SUFFIXES),
+        what=option,
+    )
+    check_not_an_input(path, inputs, option)
+    if folder and path.is_dir():
+        others = sorted(p.name for p in path.iterdir() if not _FRAME_FILE.fullmatch(p.name))
+        if others:
+            raise InstitValueError(
+                f"{option} {path} holds files that are not frames ({', '.join(others[:3])}): "
+                "--overwrite replaces only a folder of frame_<t> files; choose another folder"
+            )
+    args.exit_stack.enter_context(output_lock(path, option))
 
 
-def _save_marked(result: Any, target: str | None) -> None:
-    """The marked media the model saw: one image file, or frame_<t>.png files in a folder."""
+def _save_marked(result: Any, target: str | None, video: bool) -> None:
+    """The marked media the model saw: one image file, or frame_<t>.png files for a video."""
     if target is None:
         return
     from instit.results import media_frames
 
     frames = media_frames(result.media)
-    if len(frames) == 1 and Path(target).suffix:
-        frames[0].save(target)
-        return
-    _write_frames(frames, Path(target), ".png")
+    if video:
+        _write_frames(frames, Path(target), ".png")
+    else:
+        _save_image(frames[0], Path(target))
 
 
 # -- verbs ---------------------------------------------------------------------------------------
@@ -165,14 +218,20 @@ def _cmd_mark(args: argparse.Namespace) -> int:
     name = args.style or ("video" if video else "image")
     style = MarkStyle.video() if name == "video" else MarkStyle.image()
     style = style.with_options(mask=args.mask, labels=args.labels)
-    _check_output(args.output, args.overwrite, folder=video)
+    _check_output(
+        args,
+        args.output,
+        folder=video,
+        option="-o/--output",
+        inputs=[args.source, args.instances],
+    )
     if video:
         return _mark_video(args, instances, style)
     from instit.marks import draw_marks, layout_marks
     from instit.media import load_image
 
     image = load_image(args.source)
-    draw_marks(image, instances, style=style).save(args.output)
+    _save_image(draw_marks(image, instances, style=style), Path(args.output))
     if args.json:  # the layout is computed again only when it is asked for
         placements = layout_marks(image, instances, style=style)
         _print_json(
@@ -209,7 +268,7 @@ def _mark_video(args: argparse.Namespace, tracks: Any, style: Any) -> int:
 def _cmd_frames(args: argparse.Namespace) -> int:
     from instit.video import load_video
 
-    _check_output(args.output, args.overwrite, folder=True)
+    _check_output(args, args.output, folder=True, option="-o/--output", inputs=[args.source])
     video = load_video(
         args.source,
         **_sampling(args),
@@ -233,13 +292,27 @@ def _cmd_frames(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_save_marked(args: argparse.Namespace) -> bool:
+    """Check ``--save-marked`` (a folder for a video, an image file for an image); return
+    whether the media is a video."""
+    video = _is_video_source(args.media)
+    _check_output(
+        args,
+        args.save_marked,
+        folder=video,
+        option="--save-marked",
+        inputs=[args.media, args.instances],
+    )
+    return video
+
+
 def _cmd_ask(args: argparse.Namespace) -> int:
     if args.stream and args.json:
         raise InstitValueError(
             "--stream prints the text as it comes and --json one JSON object at the end: "
             "pass one of them"
         )
-    _check_output(args.save_marked, args.overwrite, folder=True)
+    video = _check_save_marked(args)
     media = _load_media(args.media, args)
     instances = _load_instances(args.instances)
     model = _load_model(args)
@@ -270,12 +343,12 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         else:
             print(answer.text)
     _warn_unknown(answer)
-    _save_marked(answer, args.save_marked)
+    _save_marked(answer, args.save_marked, video)
     return EXIT_OK
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    _check_output(args.save_marked, args.overwrite, folder=True)
+    video = _check_save_marked(args)
     media = _load_media(args.media, args)
     instances = _load_instances(args.instances)
     model = _load_model(args)
@@ -291,7 +364,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         _warn_ids(description)
     else:
         print(description)
-    _save_marked(description, args.save_marked)
+    _save_marked(description, args.save_marked, video)
     return EXIT_OK
 
 
@@ -333,9 +406,17 @@ def _warn_ids(description: Any) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from instit._files import check_output
     from instit.model import convert
 
-    out = convert(args.source, args.destination, overwrite=args.overwrite)
+    check_output(
+        args.destination,
+        kind="folder",
+        overwrite=args.overwrite,
+        flag="--overwrite",
+        what="destination",
+    )
+    out = convert(args.source, args.destination, overwrite=args.overwrite, adapter=args.adapter)
     if args.json:
         _print_json({"source": args.source, "destination": str(out)})
     else:
@@ -428,7 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     frames.add_argument("--end", type=float, default=None, help="window end (seconds)")
     frames.add_argument("--max-frames", type=int, default=None)
     frames.add_argument("-o", "--output", help="folder to write frame_<t>.jpg files into")
-    frames.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    frames.add_argument(
+        "--overwrite", action="store_true", help="replace the frames of an earlier run in -o"
+    )
 
     ask = _verb(
         sub,
@@ -468,12 +551,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("source", help="hub id or local folder")
     convert.add_argument("destination", help="output folder (must be empty or new)")
     convert.add_argument("--overwrite", action="store_true")
+    convert.add_argument(
+        "--adapter", help="merge this LoRA adapter folder (from instit finetune) into the output"
+    )
 
     from instit.bench.cli import add_bench_parser
     from instit.dataset.cli import add_dataset_parser
+    from instit.training.cli import add_finetune_parser
 
     add_bench_parser(sub)
     add_dataset_parser(sub)
+    add_finetune_parser(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ Used by :mod:`instit.cli` and the verbs that live with their feature (:mod:`inst
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 
@@ -21,6 +22,17 @@ EXIT_INTERRUPTED = 130
 def help_formatter(prog: str) -> argparse.HelpFormatter:
     """Help text keeps the examples' line breaks."""
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1 (else a usage error naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 _KEYWORD = r"(?<![\w.-]){}=(True|False|None|'[^']*'|\"[^\"]*\"|[^\s,;:()'\"]+)?"
@@ -72,10 +84,14 @@ def run_verb(
     Bad usage or input (:class:`InstitValueError`, :class:`InstitTypeError`) exits 2, any other
     package error 1, Ctrl-C 130; anything else is a bug and keeps its traceback.  Advice in the
     message that names a keyword argument names the verb's flag instead (``parser``: the verb's
-    own parser, see :func:`flags_for_keywords`).
+    own parser, see :func:`flags_for_keywords`).  The handler finds a
+    :class:`contextlib.ExitStack` in ``args.exit_stack`` for what it holds until it returns
+    (output locks).
     """
     try:
-        return int(args.handler(args))
+        with contextlib.ExitStack() as stack:
+            args.exit_stack = stack
+            return int(args.handler(args))
     except (InstitValueError, InstitTypeError) as exc:
         print(f"instit {name}: error: {flags_for_keywords(str(exc), parser)}", file=sys.stderr)
         return EXIT_USAGE

@@ -36,6 +36,16 @@ if TYPE_CHECKING:
 Kind = Literal["mask", "box", "polygon", "point"]
 KINDS: tuple[str, ...] = ("mask", "box", "polygon", "point")
 _FORMAT_VERSION = 1
+MAX_ID = 2**63 - 1
+"""The largest instance ID (and frame index): the largest int64, so IDs fit numpy and
+supervision's ``tracker_id``."""
+MAX_COORDINATE = 1e15
+"""Polygon vertices with a larger magnitude are refused (no image is that large: it is a unit
+error); vertices between the image and this bound are kept and clipped when rasterised."""
+# the masks of one Instances decoded from RLE: at most this many times the pixel limit together
+_MAX_MASK_LIMITS = 8
+# a COCO RLE count of a 64-bit value takes at most 13 five-bit groups
+_MAX_RLE_GROUPS = 13
 
 
 class GeometryWarning(UserWarning):
@@ -62,6 +72,11 @@ def _parse_id(value: object, what: str = "instance id") -> int:
     if number <= 0:
         raise InstancesError(
             f"{what} {number} is not positive; IDs must be positive integers such as 1, 2, 3"
+        )
+    if number > MAX_ID:
+        raise InstancesError(
+            f"{what} {number} is larger than {MAX_ID} (the largest int64); IDs must fit a "
+            "64-bit integer: renumber the instances, e.g. with relabel() or 1, 2, 3 ..."
         )
     return number
 
@@ -131,6 +146,14 @@ def _parse_image_size(size: object, *, required: bool = False) -> tuple[int, int
     return int(width), int(height)
 
 
+def _ndim(value: object) -> int:
+    """``np.ndim(value)``, or -1 for values numpy cannot read as an array (ragged lists)."""
+    try:
+        return int(np.ndim(value))
+    except (TypeError, ValueError):
+        return -1
+
+
 def _readonly(array: np.ndarray) -> np.ndarray:
     view = array.view()
     view.flags.writeable = False
@@ -196,6 +219,11 @@ def _string_to_counts(text: str) -> list[int]:
         while more:
             if position >= len(text):
                 raise ValueError("the string ends in the middle of a number")
+            if shift >= 5 * _MAX_RLE_GROUPS:
+                raise ValueError(
+                    f"a number at character {position} has more than {_MAX_RLE_GROUPS} "
+                    "characters, beyond any 64-bit run length"
+                )
             group = ord(text[position]) - 48
             if not 0 <= group < 64:
                 raise ValueError(f"character {text[position]!r} is not a COCO RLE character")
@@ -225,8 +253,35 @@ def encode_rle(mask: np.ndarray, *, compressed: bool = True) -> dict[str, Any]:
     return {"size": [int(array.shape[0]), int(array.shape[1])], "counts": counts}
 
 
-def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
-    """Decode a COCO RLE dict (compressed string, bytes, or list counts) to an ``HxW`` bool mask."""
+def _check_pixels(pixels: int, what: str, times: int = 1) -> None:
+    """Refuse allocating masks of more than ``times`` :func:`instit.media.pixel_limit` pixels."""
+    from instit.media import pixel_limit, too_large_error
+
+    limit = pixel_limit()
+    if limit is not None and pixels > times * limit:
+        raise too_large_error(what, pixels=pixels, times=times, error=InstancesError)
+
+
+def _declared_pixels(rle: object) -> int:
+    """Pixels of an RLE's declared ``"size"`` (0 when it is malformed: decoding says why)."""
+    size = rle.get("size") if isinstance(rle, Mapping) else None
+    if (
+        isinstance(size, Sequence)
+        and len(size) == 2
+        and all(isinstance(v, numbers.Integral) and v >= 0 for v in size)
+    ):
+        return int(size[0]) * int(size[1])
+    return 0
+
+
+def decode_rle(rle: Mapping[str, Any], *, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a COCO RLE dict (compressed string, bytes, or list counts) to an ``HxW`` bool mask.
+
+    The declared ``"size"`` is checked before anything is decoded: it must equal
+    ``image_size`` (``(width, height)``) when given, and masks above
+    :func:`instit.media.pixel_limit` pixels are refused (raise ``PIL.Image.MAX_IMAGE_PIXELS``
+    for larger ones).  Every run length must fit the mask.
+    """
     if not isinstance(rle, Mapping) or "size" not in rle or "counts" not in rle:
         raise InstancesError(
             'an RLE must be a dict with "size": [height, width] and "counts"; '
@@ -240,6 +295,13 @@ def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
     ):
         raise InstancesError(f'RLE "size" must be [height, width] integers, got {size!r}')
     height, width = int(size[0]), int(size[1])
+    expected = _parse_image_size(image_size)
+    if expected is not None and expected != (width, height):
+        raise InstancesError(
+            f'RLE "size" [{height}, {width}] (height, width) is a {width}x{height} mask but '
+            f"the image is {expected[0]}x{expected[1]}; pass the RLEs made for this image"
+        )
+    _check_pixels(width * height, f"an RLE mask of {width}x{height}")
     raw = rle["counts"]
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", errors="replace")
@@ -254,14 +316,16 @@ def decode_rle(rle: Mapping[str, Any]) -> np.ndarray:
         counts = [int(v) for v in raw]
     else:
         raise InstancesError(f'RLE "counts" must be a string or a list, got {type(raw).__name__}')
-    runs = np.asarray(counts, dtype=np.int64)
-    if (runs < 0).any():
+    total = height * width
+    if any(count < 0 for count in counts):
         raise InstancesError('RLE "counts" holds a negative run length; the RLE is corrupt')
-    if int(runs.sum()) != height * width:
+    covered = sum(counts)
+    if covered != total:
         raise InstancesError(
-            f'RLE "counts" cover {int(runs.sum())} pixels but "size" {height}x{width} has '
-            f"{height * width}; the RLE does not belong to this size"
+            f'RLE "counts" cover {covered} pixels but "size" {height}x{width} has '
+            f"{total}; the RLE does not belong to this size"
         )
+    runs = np.asarray(counts, dtype=np.int64)  # each run fits: 0 <= run <= total
     values = (np.arange(runs.size) % 2).astype(bool)
     flat = np.repeat(values, runs)
     return np.ascontiguousarray(flat.reshape(width, height).T)
@@ -291,9 +355,16 @@ def _parse_ring(data: object, instance_id: int) -> np.ndarray:
         )
     if not np.isfinite(ring).all():
         raise InstancesError(f"instance {instance_id}: polygon contains NaN or infinity")
-    x, y = ring[:, 0], ring[:, 1]
-    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-    if area == 0.0:
+    if (np.abs(ring) > MAX_COORDINATE).any():
+        raise InstancesError(
+            f"instance {instance_id}: polygon has a vertex beyond +-{MAX_COORDINATE:g} pixels "
+            f"({_fmt(ring[np.abs(ring).max(axis=1).argmax()])}); pass pixel coordinates "
+            "(normalised or projected coordinates must be converted first)"
+        )
+    # all points on one line (not a zero signed area: a bowtie's two lobes cancel out)
+    spread = ring - ring[0]
+    far = spread[int(np.argmax(np.abs(spread).sum(axis=1)))]
+    if not (spread[:, 0] * far[1] - spread[:, 1] * far[0]).any():
         raise InstancesError(
             f"instance {instance_id}: polygon ring has zero area (all points on a line); "
             "drop it or pass a real outline"
@@ -327,13 +398,64 @@ def _parse_polygon(data: object, instance_id: int) -> list[np.ndarray]:
     return rings
 
 
+# OpenCV takes vertices as int32 in 1/16 pixel (shift=4)
+_CV_LIMIT = (2**31 - 1) // 16 - 1
+
+
+def _clip_ring(ring: np.ndarray, low: float, high_x: float, high_y: float) -> np.ndarray:
+    """``ring`` cut to the rectangle ``[low, high_x] x [low, high_y]`` (Sutherland-Hodgman).
+
+    Cutting at a line keeps the winding number of every point on the kept side, so the fill
+    (even-odd or nonzero) inside the rectangle is unchanged.
+    """
+    points = [(float(x), float(y)) for x, y in ring]
+    for axis, limit, sign in ((0, low, 1.0), (0, high_x, -1.0), (1, low, 1.0), (1, high_y, -1.0)):
+        clipped: list[tuple[float, float]] = []
+        previous = points[-1] if points else (0.0, 0.0)
+        previous_in = sign * (previous[axis] - limit) >= 0
+        for current in points:
+            current_in = sign * (current[axis] - limit) >= 0
+            if current_in != previous_in:
+                t = (limit - previous[axis]) / (current[axis] - previous[axis])
+                cross = [
+                    previous[0] + t * (current[0] - previous[0]),
+                    previous[1] + t * (current[1] - previous[1]),
+                ]
+                cross[axis] = limit
+                clipped.append((cross[0], cross[1]))
+            if current_in:
+                clipped.append(current)
+            previous, previous_in = current, current_in
+        points = clipped
+    return np.array(points, dtype=np.float64).reshape(-1, 2)
+
+
 def _rasterise(rings: Sequence[np.ndarray], width: int, height: int) -> np.ndarray:
-    """Fill ``rings`` (even-odd, so inner rings are holes) into a new ``HxW`` bool mask."""
+    """Fill ``rings`` into a new ``HxW`` bool mask with the **even-odd** rule: inner rings are
+    holes, and where a self-intersecting ring (a bowtie, a pentagram) crosses itself, regions
+    covered an even number of times are outside.
+
+    Rings reaching far beyond the image are first cut to a margin around it, so vertices up to
+    :data:`MAX_COORDINATE` rasterise exactly (OpenCV's fixed-point vertices would overflow).
+    """
     import cv2
 
+    margin = width + height + 16
+    low, high_x, high_y = (
+        max(-margin, -_CV_LIMIT),
+        min(width + margin, _CV_LIMIT),
+        min(height + margin, _CV_LIMIT),
+    )
     canvas = np.zeros((height, width), dtype=np.uint8)
-    fixed = [np.rint(ring * 16).astype(np.int32).reshape(-1, 1, 2) for ring in rings]
-    cv2.fillPoly(canvas, fixed, 1, lineType=cv2.LINE_8, shift=4)
+    fixed = []
+    for ring in rings:
+        if (ring < low).any() or (ring[:, 0] > high_x).any() or (ring[:, 1] > high_y).any():
+            ring = _clip_ring(ring, low, high_x, high_y)
+            if len(ring) < 3:
+                continue
+        fixed.append(np.rint(ring * 16).astype(np.int32).reshape(-1, 1, 2))
+    if fixed:
+        cv2.fillPoly(canvas, fixed, 1, lineType=cv2.LINE_8, shift=4)
     return canvas.astype(bool)
 
 
@@ -570,7 +692,13 @@ class Instances:
             arrays = []
             shape = None
             for item, instance_id in zip(items, id_tuple, strict=True):
-                array = np.asarray(item)
+                try:
+                    array = np.asarray(item)
+                except (TypeError, ValueError) as exc:  # ragged nested lists
+                    raise InstitTypeError(
+                        f"instance {instance_id}: mask is not an array ({exc}); pass an HxW "
+                        "array of bool or 0/1 numbers"
+                    ) from exc
                 if array.ndim != 2:
                     raise InstancesError(
                         f"instance {instance_id}: mask has shape {array.shape}; each mask must "
@@ -680,14 +808,16 @@ class Instances:
         """Instances from polygons (rasterised to masks on demand, so ``image_size`` is needed).
 
         Each polygon is a ``(K, 2)`` array/list of ``(x, y)`` vertices, a flat COCO list
-        ``[x0, y0, x1, y1, ...]``, or a list of such rings (inner rings cut holes, even-odd
-        rule).  ``polygons`` may also be a dict ``{id: polygon}``.  Vertices outside the
-        image are kept (the mask is cut at the border) and the box is clipped, with a
-        :class:`GeometryWarning`.
+        ``[x0, y0, x1, y1, ...]``, or a list of such rings, filled with the even-odd rule:
+        inner rings cut holes, and self-intersecting rings (a bowtie) are filled where they
+        are covered an odd number of times.  ``polygons`` may also be a dict
+        ``{id: polygon}``.  Vertices outside the image are kept (the mask is cut at the
+        border) and the box is clipped, with a :class:`GeometryWarning`.
 
         Raises:
-            InstancesError: rings with fewer than 3 points, zero area or NaN, polygons that
-                do not cover any pixel of the image, bad IDs.
+            InstancesError: rings with fewer than 3 points, all points on one line, NaN or a
+                vertex beyond :data:`MAX_COORDINATE`, polygons that do not cover any pixel of
+                the image, an image above :func:`instit.media.pixel_limit` pixels, bad IDs.
         """
         if isinstance(polygons, Mapping):
             if ids is not None:
@@ -704,6 +834,7 @@ class Instances:
         id_tuple = _parse_ids(ids, len(items), "polygons")
         parsed = [_parse_polygon(item, i) for item, i in zip(items, id_tuple, strict=True)]
         width, height = size
+        _check_pixels(width * height, f"the polygon masks of {width}x{height}")
         boxes = np.zeros((len(parsed), 4), dtype=np.float64)
         outside: list[int] = []
         for index, (rings, instance_id) in enumerate(zip(parsed, id_tuple, strict=True)):
@@ -758,10 +889,19 @@ class Instances:
         return cls._make("point", id_tuple, size, boxes, points=array)
 
     @classmethod
-    def from_rle(cls, rles: object, ids: Iterable[int] | None = None) -> Instances:
+    def from_rle(
+        cls,
+        rles: object,
+        ids: Iterable[int] | None = None,
+        *,
+        image_size: tuple[int, int] | None = None,
+    ) -> Instances:
         """Instances from COCO RLE dicts ``{"size": [h, w], "counts": str | bytes | list}``.
 
-        ``rles`` is a sequence of RLE dicts or a dict ``{id: rle}``.
+        ``rles`` is a sequence of RLE dicts or a dict ``{id: rle}``.  Each RLE's declared size
+        is checked before it is decoded: against ``image_size`` (``(width, height)``) when
+        given, and against :func:`instit.media.pixel_limit` (see :func:`decode_rle`); all of
+        them together may declare at most 8 times that limit (1.4 billion pixels by default).
         """
         if isinstance(rles, Mapping) and not ("counts" in rles and "size" in rles):
             if ids is not None:
@@ -775,13 +915,16 @@ class Instances:
             )
         items = list(rles)
         id_tuple = _parse_ids(ids, len(items), "RLEs")
+        size = _parse_image_size(image_size)
+        total = sum(_declared_pixels(rle) for rle in items)
+        _check_pixels(total, f"{len(items)} RLE masks together", times=_MAX_MASK_LIMITS)
         masks = []
         for rle, instance_id in zip(items, id_tuple, strict=True):
             try:
-                masks.append(decode_rle(rle))
+                masks.append(decode_rle(rle, image_size=size))
             except InstancesError as exc:
                 raise InstancesError(f"instance {instance_id}: {exc}") from exc
-        return cls.from_masks(masks, id_tuple)
+        return cls.from_masks(masks, id_tuple, image_size=size)
 
     @classmethod
     def from_supervision(
@@ -836,10 +979,10 @@ class Instances:
             if "instances" in obj and "kind" in obj:
                 return cls.from_dict(obj)
             if "counts" in obj and "size" in obj:
-                return cls.from_rle([obj])
+                return cls.from_rle([obj], image_size=size)
             values = list(obj.values())
             if values and all(isinstance(v, Mapping) for v in values):
-                return cls.from_rle(obj)
+                return cls.from_rle(obj, image_size=size)
             return cls.from_masks(obj, image_size=size)
         if isinstance(obj, np.ndarray):
             if obj.ndim == 3:
@@ -852,8 +995,8 @@ class Instances:
             if not obj:
                 return cls.empty(size)
             if all(isinstance(v, Mapping) for v in obj):
-                return cls.from_rle(obj)
-            if all(np.ndim(v) == 2 for v in obj):
+                return cls.from_rle(obj, image_size=size)
+            if all(_ndim(v) == 2 for v in obj):
                 return cls.from_masks(obj, image_size=size)
         raise InstitTypeError(
             f"cannot use a {type(obj).__name__} as instances; pass Instances, "
@@ -1082,10 +1225,7 @@ class Instances:
         if not items:
             return cls.empty(size, kind)
         if kind == "mask":
-            result = cls.from_rle(values, ids)
-            if size is not None:
-                result.validate_for(size)
-            return result
+            return cls.from_rle(values, ids, image_size=size)
         if kind == "box":
             return cls.from_boxes(values, ids, image_size=size, clip=False)
         if kind == "polygon":
@@ -1095,9 +1235,9 @@ class Instances:
         return cls.from_points(values, ids, image_size=size)
 
     @classmethod
-    def from_json(cls, text: str) -> Instances:
+    def from_json(cls, text: str | bytes) -> Instances:
         """Rebuild :class:`Instances` from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_parse_json(text, "instances"))
 
     # -- comparison and display --------------------------------------------------------------
 
@@ -1134,6 +1274,23 @@ class Instances:
         return (
             f"Instances(kind={self._kind!r}, ids={list(self._ids)}, image_size={self._image_size})"
         )
+
+
+def _parse_json(text: object, what: str) -> Any:
+    """``json.loads(text)`` with every failure (bad JSON, deep nesting, huge numbers) as an
+    :class:`InstancesError`."""
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise InstitTypeError(
+            f"{what} JSON must be a str or bytes, got {type(text).__name__}; for a dict use "
+            "from_dict"
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, digits
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InstancesError(
+            f"{what} JSON cannot be read ({detail}); pass the text to_json() wrote"
+        ) from exc
 
 
 def _same_arrays(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -1176,6 +1333,11 @@ def _parse_frame_index(value: object) -> int:
         )
     if value < 0:
         raise InstancesError(f"frame index {int(value)} is negative; frame indices start at 0")
+    if value > MAX_ID:
+        raise InstancesError(
+            f"frame index {int(value)} is larger than {MAX_ID} (the largest int64); pass the "
+            "frame's position in the video"
+        )
     return int(value)
 
 
@@ -1317,13 +1479,17 @@ class Tracks(Mapping[int, Instances]):
                 index = int(key)
             except (TypeError, ValueError):
                 raise InstancesError(f"frame key {key!r} is not an integer") from None
-            frames[index] = Instances.from_dict(value)
+            index = _parse_frame_index(index)
+            try:
+                frames[index] = Instances.from_dict(value)
+            except (InstancesError, InstitTypeError) as exc:
+                raise type(exc)(f"frame {index}: {exc}") from exc
         return cls(frames, image_size=_parse_image_size(data.get("image_size")))
 
     @classmethod
-    def from_json(cls, text: str) -> Tracks:
+    def from_json(cls, text: str | bytes) -> Tracks:
         """Rebuild :class:`Tracks` from :meth:`to_json` output."""
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_parse_json(text, "tracks"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Tracks):

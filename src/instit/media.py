@@ -19,7 +19,11 @@ same conversions:
   ``uint16``, ``bool`` (False -> 0, True -> 255) or float; other integer dtypes are accepted when
   every value is in 0..255.
 * **Paths** (``str`` / ``os.PathLike``) and binary file objects: the file is decoded with Pillow
-  (first frame of multi-frame files) and its EXIF orientation is applied.
+  (first frame of multi-frame files) and its EXIF orientation is applied.  Files larger than
+  Pillow's decompression-bomb limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 million
+  pixels by default) are refused with a :class:`~instit.errors.MediaError` before any pixel is
+  decoded; raise ``PIL.Image.MAX_IMAGE_PIXELS`` (or set it to ``None``) to read larger files you
+  trust.  The same limit caps the masks instit decodes from RLE or rasterises from polygons.
 
 The caller's object is never modified: a new image or array is returned every time.
 """
@@ -27,13 +31,15 @@ The caller's object is never modified: a new image or array is returned every ti
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from instit.errors import InstitTypeError, MediaError
+from instit.errors import InstancesError, InstitTypeError, InstitValueError, MediaError
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike | IO[bytes]
 """Anything :func:`load_image` accepts."""
@@ -117,7 +123,11 @@ def _open_lazy(source: object) -> Image.Image:
         )
     if isinstance(source, (str, os.PathLike)):
         path = Path(os.fspath(source))
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except OSError as exc:  # a name too long for the file system
+            raise MediaError(f"cannot use {str(path)[:200]!r} as an image path: {exc}") from exc
+        if not exists:
             raise MediaError(f"image file {str(path)!r} does not exist; check the path")
         if path.is_dir():
             raise MediaError(f"{str(path)!r} is a directory, not an image file; pass a file")
@@ -127,6 +137,8 @@ def _open_lazy(source: object) -> Image.Image:
         )
     try:
         return Image.open(source)  # type: ignore[arg-type]
+    except Image.DecompressionBombError as exc:
+        raise too_large_error(_describe(source), exc) from exc
     except UnidentifiedImageError as exc:
         raise MediaError(
             f"{_describe(source)} is not an image Pillow can decode; pass a PNG, JPEG, ... file"
@@ -141,10 +153,42 @@ def _open(source: object) -> Image.Image:
         try:
             opened.load()
             return ImageOps.exif_transpose(opened)
+        except Image.DecompressionBombError as exc:
+            raise too_large_error(_describe(source), exc) from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise MediaError(
                 f"{_describe(source)} is truncated or corrupt ({exc}); re-export the file"
             ) from exc
+
+
+def pixel_limit() -> int | None:
+    """The most pixels instit decodes into one image or mask, or ``None`` for no limit.
+
+    This is where Pillow raises ``DecompressionBombError``: ``2 * PIL.Image.MAX_IMAGE_PIXELS``
+    (178,956,970 pixels by default).  Set ``PIL.Image.MAX_IMAGE_PIXELS`` to change it for files,
+    RLE masks and polygon masks alike (``None`` removes the limit).
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * int(limit)
+
+
+def too_large_error(
+    what: str,
+    exc: Exception | None = None,
+    *,
+    pixels: int | None = None,
+    times: int = 1,
+    error: type[InstitValueError] = MediaError,
+) -> InstitValueError:
+    """The error (a :class:`MediaError` unless ``error``) for ``what`` exceeding ``times``
+    :func:`pixel_limit`, described by Pillow's ``exc`` or a pixel count."""
+    detail = f"{exc}" if exc is not None else f"{pixels:,} pixels"
+    multiple = f"{times} x " if times > 1 else ""
+    return error(
+        f"{what} is too large ({detail}): more than {multiple}Pillow's decompression-bomb "
+        f"limit of {pixel_limit() or 0:,} pixels; if you trust it, raise the limit with "
+        "PIL.Image.MAX_IMAGE_PIXELS = <pixels> (half the limit), or None to disable it"
+    )
 
 
 # -- PIL images ------------------------------------------------------------------------------
@@ -153,6 +197,13 @@ def _open(source: object) -> Image.Image:
 def _pil_to_rgb(image: Image.Image) -> Image.Image:
     if image.width == 0 or image.height == 0:
         raise MediaError(f"the image has size {image.size} (zero width or height); pass pixels")
+    try:  # an Image.open() result decodes only now: its file may be truncated or closed
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MediaError(
+            f"the PIL image cannot be decoded ({exc}): its file is truncated, corrupt or "
+            "closed; re-export the file, or pass its path"
+        ) from exc
     mode = image.mode
     if mode == "RGB" and "transparency" not in image.info:
         return image.copy()
@@ -167,6 +218,8 @@ def _pil_to_rgb(image: Image.Image) -> Image.Image:
                 "0..65535 (rescale it to 0..255 and pass a uint8 array)"
             )
         return Image.fromarray(_array_to_rgb(data.astype(np.uint16), "I image"))
+    if mode == "La":  # premultiplied; Pillow converts it to LA only
+        image = image.convert("LA")
     if "A" in mode or "a" in mode or "transparency" in image.info:
         rgba = np.asarray(image.convert("RGBA"))
         return Image.fromarray(_composite_on_black(rgba))
@@ -241,3 +294,38 @@ def _array_to_rgb(array: np.ndarray, what: str) -> np.ndarray:
     if channels == 4:
         return _composite_on_black(pixels)
     return np.ascontiguousarray(pixels)
+
+
+# -- EXIF orientation of PIL image objects ---------------------------------------------------
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a corrupt EXIF block: treated as no orientation, like load_image
+        return 1
+
+
+@contextmanager
+def orientation_hint(image: object) -> Iterator[None]:
+    """Add a note about EXIF orientation to an :class:`InstancesError` raised inside.
+
+    A PIL image *object* is used as it is stored (only files are rotated by their EXIF tag),
+    so instances made for the rotated view a viewer shows do not fit it.  When ``image`` is a
+    PIL image whose orientation tag rotates it by 90 or 270 degrees, the error says so.
+    """
+    try:
+        yield
+    except InstancesError as exc:
+        if not isinstance(image, Image.Image):
+            raise
+        orientation = _orientation(image)
+        if orientation not in _SWAPPING_ORIENTATIONS:
+            raise
+        width, height = image.size
+        raise type(exc)(
+            f"{exc} (note: this PIL image is stored as {width}x{height} but its EXIF "
+            f"orientation tag ({orientation}) rotates it to {height}x{width} in viewers; if the "
+            "instances were made for the rotated view, pass PIL.ImageOps.exif_transpose(image) "
+            "or the file path, which instit rotates by the tag)"
+        ) from exc

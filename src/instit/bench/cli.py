@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from instit.cli_support import EXIT_OK, add_progress_option, help_formatter
+from instit.cli_support import EXIT_OK, add_progress_option, help_formatter, positive_int
 from instit.errors import InstitTypeError, InstitValueError, JudgeError
 
 RUN_EXAMPLES = """\
@@ -88,16 +88,41 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None
     print(json.dumps(payload, indent=2) if args.json else text)
 
 
+def _producer(args: argparse.Namespace) -> str:
+    """What answers, as recorded beside the predictions: the checkpoint or the callable."""
+    if args.model is not None:
+        local = Path(args.model).expanduser()
+        return f"checkpoint {local.resolve() if local.exists() else args.model}"
+    module, _, attr = args.callable.rpartition(":")
+    if module.endswith(".py"):
+        module = str(Path(module).resolve())
+    return f"{module}:{attr}"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    from instit._files import check_output
     from instit.bench.data import load_bench
     from instit.bench.protocol import CONFIGS
-    from instit.bench.run import run_bench
+    from instit.bench.run import check_producer, producer_record, run_bench
 
     _resolve_model_flags(args)
     if (args.model is None) == (args.callable is None):
         raise InstitValueError(
             "pass exactly one of --model CHECKPOINT or --callable MODULE:CALLABLE"
         )
+    if args.shard and not 0 <= args.shard[0] < args.shard[1]:
+        raise InstitValueError(
+            f"--shard {args.shard[0]} {args.shard[1]} is invalid: use INDEX COUNT with "
+            "0 <= INDEX < COUNT"
+        )
+    configs = args.config or list(CONFIGS)
+    # every output problem is reported before a model is loaded
+    check_output(args.output_dir, kind="folder", overwrite=True, flag="", what="--output-dir")
+    producer = _producer(args)
+    record = producer_record(producer, args.max_new_tokens, 0.0, args.media_token)
+    for config in configs:
+        output = Path(args.output_dir) / OUTPUT_NAMES[config]
+        check_producer(output, record, force_resume=args.force_resume, flag="--force-resume")
     if args.callable is not None:
         model = load_callable(args.callable)
     else:
@@ -109,8 +134,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             import torch
 
             device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-        model = InstIt.from_pretrained(args.model, device=device, progress=not args.no_progress)
-    configs = args.config or list(CONFIGS)
+        model = InstIt.from_pretrained(
+            args.model, device=device, adapter=args.adapter, progress=not args.no_progress
+        )
     results = []
     for config in configs:
         bench = load_bench(config, args.bench, videos_dir=args.videos_dir, offline=args.offline)
@@ -125,6 +151,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             media_token=args.media_token,
             shard=shard,  # type: ignore[arg-type]
             progress=not args.no_progress,
+            producer=producer,
+            force_resume=args.force_resume,
         )
         results.append(result)
     if results and results[0].process_index == 0:
@@ -230,6 +258,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     run.add_argument("--checkpoint", help=argparse.SUPPRESS)  # deprecated name of --model
     run.add_argument("--device", default="auto", help="device for --model (default auto)")
+    run.add_argument("--adapter", help="LoRA adapter folder (instit finetune) for --model")
     run.add_argument(
         "--bench", default=None, help="local copy of the dataset repo, or a hub id (default hub)"
     )
@@ -239,13 +268,18 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     run.add_argument("--output-dir", default="output", help="where predictions go (default output)")
     run.add_argument("--videos-dir", default=None, help="extracted videos_vpt folder")
     run.add_argument("--offline", action="store_true", help="use only the local hub cache")
-    run.add_argument("--batch-size", type=int, default=1)
-    run.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    run.add_argument("--batch-size", type=positive_int, default=1)
+    run.add_argument("--max-new-tokens", type=positive_int, default=DEFAULT_MAX_NEW_TOKENS)
     run.add_argument(
         "--media-token", action="store_true", help="prefix prompts with '<image>\\n' for callables"
     )
     run.add_argument(
         "--shard", type=int, nargs=2, metavar=("INDEX", "COUNT"), help="run one shard by hand"
+    )
+    run.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="keep answers another model or setting left in --output-dir and add this one's",
     )
     add_progress_option(run, "no progress bar")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")

@@ -19,7 +19,6 @@ writes.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from instit._files import inside, looks_like_local_path, missing_path, output_lock
 from instit.bench.protocol import BENCH_REPO_ID, CONFIGS, Format, Split, compose_prompt
 from instit.errors import DatasetError, DependencyError, MediaError
 
@@ -41,6 +41,13 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 VIDEO_ARCHIVE = "videos_vpt.zip"
 _EXTRACTED_MARKER = ".instit-extracted-{name}"
+
+#: Largest total an archive may inflate to (``INSTIT_ZIP_MAX_BYTES`` overrides, in bytes).
+ZIP_MAX_BYTES = 64 * 1024**3
+#: Largest inflation ratio of one member over 1 MiB (``INSTIT_ZIP_MAX_RATIO`` overrides).
+#: Pre-marked JPEG/PNG frames barely compress; a zip bomb inflates 1000x and more.
+ZIP_MAX_RATIO = 100.0
+_RATIO_FLOOR = 1 << 20  # small members (text, tiny PNGs) may compress well; they are harmless
 
 
 @dataclass(frozen=True)
@@ -139,9 +146,13 @@ def video_frame_files(folder: str | os.PathLike[str]) -> list[Path]:
 def _open_rgb(source: Any, what: str) -> Image.Image:
     from PIL import Image, UnidentifiedImageError
 
+    from instit.media import too_large_error
+
     try:
         with Image.open(source) as image:
             return image.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise too_large_error(f"the {what}", exc) from exc
     except (OSError, UnidentifiedImageError) as exc:
         raise MediaError(f"cannot read the {what} ({exc}): the bench copy is damaged") from exc
 
@@ -168,14 +179,64 @@ def _check_member(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath:
     return path
 
 
-def safe_extract(archive: str | os.PathLike[str], target: str | os.PathLike[str]) -> list[Path]:
-    """Extract a zip archive into ``target`` all-or-nothing, refusing path escapes.
+def _env_limit(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise DatasetError(f"{name}={text!r} is not a positive number: fix or unset it")
+    return value
+
+
+def _check_sizes(
+    members: list[tuple[zipfile.ZipInfo, PurePosixPath]],
+    archive: Path,
+    max_bytes: float,
+    max_ratio: float,
+) -> None:
+    """Refuse a zip bomb from the declared sizes (``zipfile`` never inflates past them)."""
+    total = sum(info.file_size for info, _ in members)
+    if total > max_bytes:
+        raise DatasetError(
+            f"archive {archive} would inflate to {total / 1024**3:.1f} GiB, over the "
+            f"{max_bytes / 1024**3:.1f} GiB limit: refusing to extract; if you trust it, raise "
+            "the limit with max_bytes= or INSTIT_ZIP_MAX_BYTES (bytes)"
+        )
+    for info, _ in members:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > _RATIO_FLOOR and ratio > max_ratio:
+            raise DatasetError(
+                f"archive {archive} member {info.filename!r} inflates {ratio:.0f}x "
+                f"({info.compress_size} -> {info.file_size} bytes), over the {max_ratio:g}x "
+                "limit of a zip bomb check: refusing to extract; if you trust the archive, raise "
+                "the limit with max_ratio= or INSTIT_ZIP_MAX_RATIO"
+            )
+
+
+def safe_extract(
+    archive: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    max_bytes: float | None = None,
+    max_ratio: float | None = None,
+) -> list[Path]:
+    """Extract a zip archive into ``target`` all-or-nothing, refusing path escapes and bombs.
 
     Every member is checked before anything is written (no absolute paths, no ``..``, no drive
-    letters, no symlinks).  Files go to a temporary folder inside ``target`` first and are moved
-    into place only when all of them extracted; on any failure nothing is left behind.
-    Returns the top-level paths created.
+    letters, no symlinks; at most ``max_bytes`` in all, default :data:`ZIP_MAX_BYTES` or
+    ``$INSTIT_ZIP_MAX_BYTES``; no member over 1 MiB inflating more than ``max_ratio`` times,
+    default :data:`ZIP_MAX_RATIO` or ``$INSTIT_ZIP_MAX_RATIO``).  Files go to a temporary
+    folder inside ``target`` first and are moved into place only when all of them extracted;
+    on any failure nothing is left behind.  Returns the top-level paths created.
     """
+    if max_bytes is None:
+        max_bytes = _env_limit("INSTIT_ZIP_MAX_BYTES", ZIP_MAX_BYTES)
+    if max_ratio is None:
+        max_ratio = _env_limit("INSTIT_ZIP_MAX_RATIO", ZIP_MAX_RATIO)
     archive = Path(archive)
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
@@ -187,6 +248,7 @@ def safe_extract(archive: str | os.PathLike[str], target: str | os.PathLike[str]
         ) from exc
     with zf:
         members = [(info, _check_member(info, archive)) for info in zf.infolist()]
+        _check_sizes(members, archive, max_bytes, max_ratio)
         tops = sorted({path.parts[0] for _, path in members})
         clashes = [top for top in tops if (target / top).exists()]
         if clashes:
@@ -235,22 +297,6 @@ def _default_videos_dir(root: Path) -> Path:
     return cache / "inst-it-bench" / root.name if hub else cache / "inst-it-bench"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive inter-process lock (POSIX ``flock``; no-op where unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: processes there are launched one per GPU on one host anyway
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _ensure_videos(root: Path, video_paths: list[str], videos_dir: Path | None) -> Path:
     """The folder under which every ``video_path`` exists, extracting the archive if needed."""
     candidates = [videos_dir] if videos_dir is not None else [root, _default_videos_dir(root)]
@@ -265,9 +311,12 @@ def _ensure_videos(root: Path, video_paths: list[str], videos_dir: Path | None) 
             f"video folder {missing!r} is not under {base} and {archive} does not exist: "
             f"put {VIDEO_ARCHIVE} into {root} or pass videos_dir= the extracted frames"
         )
+    if base.exists() and not base.is_dir():
+        raise DatasetError(f"videos_dir {base} is a file: pass a folder to extract the frames to")
     marker = base / _EXTRACTED_MARKER.format(name=archive.name)
     base.mkdir(parents=True, exist_ok=True)
-    with _locked(base / ".instit-extract.lock"):  # several processes may load the bench at once
+    # several processes may load the bench at once: the first extracts, the others wait
+    with output_lock(marker, "the extracted videos", wait=True):
         if not marker.exists():
             safe_extract(archive, base)
             marker.write_text(str(archive), encoding="utf-8")
@@ -290,17 +339,50 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         raise DependencyError(
             f"reading {path} needs pyarrow: pip install pyarrow (or install instit[bench])"
         ) from exc
-    return pq.read_table(path).to_pylist()
+    try:
+        return pq.read_table(path).to_pylist()
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise DatasetError(
+            f"{path} is not a readable parquet file ({exc}): download it again"
+        ) from exc
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 file's text, or a :class:`DatasetError` naming the file and the bad byte's line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DatasetError(
+            f"{path}: line {line} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "the file is damaged or in another encoding: download it again"
+        ) from None
+
+
+def parse_json_line(line: str, path: Path, number: int) -> Any:
+    """One JSON Lines record; a :class:`DatasetError` naming file and line when it is not JSON."""
+    try:
+        return json.loads(line)
+    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
+        raise DatasetError(
+            f"{path}: line {number} is not valid JSON ({exc}): the file is damaged; fix or "
+            "remove that line"
+        ) from None
 
 
 def _read_json_rows(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
+    if path.suffix == ".jsonl":
+        return [
+            parse_json_line(line, path, number)
+            for number, line in enumerate(text.split("\n"), start=1)  # not U+2028 ...
+            if line.strip()
+        ]
     try:
-        if path.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
         rows = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not valid JSON ({exc}): download it again") from exc
+    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
+        raise DatasetError(f"{path} is not valid JSON ({exc}): download it again") from None
     if not isinstance(rows, list):
         raise DatasetError(f"{path} must hold a JSON array of question objects")
     return rows
@@ -332,6 +414,33 @@ def _field(row: dict[str, Any], name: str, file: Path, index: int) -> Any:
     return row[name]
 
 
+def _media_path(value: Any, name: str, file: Path, index: int, qid: Any) -> PurePosixPath:
+    """A relative path from an annotation, refusing one that is absolute or climbs out."""
+    if not isinstance(value, str) or not value.strip():
+        raise DatasetError(
+            f"{file}: row {index} (question_id {qid!r}) has an unusable {name!r} field "
+            f"{value!r}: expected a relative path"
+        )
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise DatasetError(
+            f"{file}: row {index} (question_id {qid!r}) has {name} {value!r}, which is absolute "
+            "or climbs out of the bench folder: refusing to read it; bench media paths are "
+            "relative to the bench"
+        )
+    return path
+
+
+def _within(path: Path, base: Path, what: str) -> Path:
+    """``path``, refusing it when a symlink leads it out of ``base``."""
+    if path.exists() and not inside(path, base):
+        raise DatasetError(
+            f"{what} {path} is a link leading out of {base}: refusing to read it; copy the "
+            "media into the bench folder"
+        )
+    return path
+
+
 def _question(row: dict[str, Any], file: Path, index: int, config: str) -> BenchQuestion:
     split, fmt = CONFIGS[config]
     qid = _field(row, "question_id", file, index)
@@ -346,14 +455,10 @@ def _question(row: dict[str, Any], file: Path, index: int, config: str) -> Bench
             image_bytes = image["bytes"]
         else:
             rel = image.get("path") if isinstance(image, dict) else image
-            if not isinstance(rel, str):
-                raise DatasetError(
-                    f"{file}: row {index} (question_id {qid!r}) has an unusable 'image' field: "
-                    "expected {'bytes': ..., 'path': ...} or a file path"
-                )
-            image_path = file.parent / rel
+            image_path = file.parent.joinpath(*_media_path(rel, "image", file, index, qid).parts)
     else:
-        video_dir = Path(str(_field(row, "video_path", file, index)))
+        video = _field(row, "video_path", file, index)
+        video_dir = Path(*_media_path(video, "video_path", file, index, qid).parts)
     return BenchQuestion(
         question_id=qid,
         question=str(_field(row, "question", file, index)),
@@ -382,11 +487,15 @@ def resolve_bench_root(
     if source is not None and Path(source).is_dir():
         return Path(source)
     repo_id = str(source) if source is not None else BENCH_REPO_ID
-    looks_like_id = repo_id.count("/") == 1 and not repo_id.startswith((".", "/", "~"))
-    if source is not None and (Path(repo_id).exists() or not looks_like_id):
+    if source is not None and Path(repo_id).exists():
         raise DatasetError(
-            f"bench source {repo_id!r} is neither a folder nor a hub dataset id (owner/name): "
-            "pass the folder holding the dataset repository's files"
+            f"bench source {repo_id!r} is a file: pass the folder holding the dataset "
+            "repository's files (or a hub dataset id owner/name)"
+        )
+    if source is not None and looks_like_local_path(repo_id):
+        raise DatasetError(
+            missing_path(repo_id, "bench folder")
+            + " (a hub dataset id looks like 'Inst-IT/Inst-It-Bench')"
         )
     from huggingface_hub import snapshot_download
 
@@ -440,6 +549,23 @@ def load_bench(
             f"{root} has no {config}/ folder: pass the dataset repository's root folder"
         )
     questions = [_question(row, file, i, config) for file, i, row in _rows(folder)]
+    # a hub cache snapshot's files link to the repository's blobs/: those stay within it
+    media_root = root.parent.parent if _is_hub_snapshot(root) else root
+    for q in questions:
+        if q.image_path is not None:
+            _within(q.image_path, media_root, f"image of question {q.question_id!r}")
+    for q in questions:
+        if type(q.question_id) not in (str, int):
+            raise DatasetError(
+                f"{folder}: question_id {q.question_id!r} is a {type(q.question_id).__name__}, "
+                "not a string or an integer: the copy is damaged"
+            )
+    if len({type(q.question_id) for q in questions}) > 1:
+        raise DatasetError(
+            f"{folder}: question_ids mix strings and integers (for example "
+            f"{next(q.question_id for q in questions if isinstance(q.question_id, int))!r}): "
+            "the copy is damaged; the bench's ids are all of one kind"
+        )
     seen: set[Any] = set()
     for q in questions:
         if q.question_id in seen:
@@ -450,5 +576,13 @@ def load_bench(
     if CONFIGS[config][0] == "video":
         paths = sorted({str(q.video_dir) for q in questions})
         base = _ensure_videos(root, paths, Path(videos_dir) if videos_dir else None)
-        questions = [replace(q, video_dir=base / str(q.video_dir)) for q in questions]
+        questions = [
+            replace(
+                q,
+                video_dir=_within(
+                    base / str(q.video_dir), base, f"video folder of question {q.question_id!r}"
+                ),
+            )
+            for q in questions
+        ]
     return BenchSplit(config=config, questions=tuple(questions), root=root)

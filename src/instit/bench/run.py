@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from instit.bench.data import BenchQuestion, BenchSplit
+from instit._files import check_output, output_lock
+from instit.bench.data import BenchQuestion, BenchSplit, parse_json_line, read_text
 from instit.bench.protocol import DEFAULT_MAX_NEW_TOKENS
 from instit.errors import DatasetError, InstitTypeError, InstitValueError
 
@@ -123,11 +125,16 @@ def _part_files(output: Path) -> list[Path]:
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                return  # a line cut by a kill: its question is simply asked again
-            yield json.loads(line)
+    # split on "\n" only: answers may hold other line breaks (U+2028 ...), which JSON keeps raw
+    *lines, _cut = read_text(path).split("\n")  # _cut: a line cut by a kill, asked again
+    for number, line in enumerate(lines, start=1):
+        record = parse_json_line(line, path, number)
+        if not isinstance(record, dict) or "question_id" not in record:
+            raise DatasetError(
+                f"{path}: line {number} is not a prediction record with a question_id: the "
+                "file is damaged; fix or remove that line"
+            )
+        yield record
 
 
 def _repair_tail(path: Path) -> None:
@@ -156,7 +163,7 @@ def parse_json(text: str, where: str) -> Any:
         raise DatasetError(f"{where} is not valid JSON ({reason})") from None
 
 
-def read_text(path: Path, what: str) -> str:
+def read_named(path: Path, what: str) -> str:
     """The UTF-8 text of ``path`` (a leading BOM dropped); a :class:`DatasetError` naming
     ``what`` and the path when it is missing, a folder, unreadable or not UTF-8."""
     try:
@@ -235,7 +242,7 @@ def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a predictions JSON list (the reference format) and check it with
     :func:`check_predictions`; every problem is a :class:`DatasetError` naming the file."""
     path = Path(path)
-    data = parse_json(read_text(path, "predictions file"), f"predictions file {path}")
+    data = parse_json(read_named(path, "predictions file"), f"predictions file {path}")
     return check_predictions(data, f"predictions file {path}")
 
 
@@ -258,15 +265,87 @@ def merge_predictions(output: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """
     output = Path(output)
     records = sorted(_done(output).values(), key=lambda r: r["question_id"])
-    tmp = output.with_name(output.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(records, f, indent=4, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, output)
+    # a fresh temporary file: two shards finishing together never write into the same one
+    handle, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    try:
+        with open(handle, "w", encoding="utf-8") as f:
+            json.dump(records, f, indent=4, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(name, output)
+    finally:
+        Path(name).unlink(missing_ok=True)
     for part in _part_files(output):
-        part.unlink()
+        part.unlink(missing_ok=True)
     return records
+
+
+# -- who produced the answers ---------------------------------------------------------------------
+
+
+def describe_model(model: Any) -> str:
+    """A label for what answers: an :class:`instit.InstIt`'s checkpoint folder (quantization,
+    LoRA adapter), or a callable's ``module:qualified name``."""
+    spec = getattr(model, "spec", None)
+    if spec is not None and hasattr(spec, "path"):
+        quantization = getattr(model, "quantization", None)
+        label = f"checkpoint {Path(spec.path).resolve()}"
+        label += f" ({quantization})" if quantization else ""
+        adapter = getattr(model, "adapter", None)
+        return label + (f" + adapter {Path(adapter['path']).resolve()}" if adapter else "")
+    module = getattr(model, "__module__", type(model).__module__)
+    name = getattr(model, "__qualname__", type(model).__qualname__)
+    return f"{module}:{name}"
+
+
+def _producer_path(output: Path) -> Path:
+    return output.with_name(f"{output.name}.producer.json")
+
+
+def check_producer(
+    output: str | os.PathLike[str],
+    producer: dict[str, Any],
+    *,
+    force_resume: bool,
+    flag: str = "force_resume=True",
+) -> None:
+    """Refuse to add ``producer``'s answers to ``output`` when another producer's are there.
+
+    ``producer`` is what answers (the model and the settings that change answers); it is kept
+    in ``<output>.producer.json``.  Answers already in ``output`` or its part files count only
+    when they come from an equal producer; with ``force_resume`` they are kept anyway and the
+    record lists every producer that contributed (``earlier``).  ``flag`` is how the caller
+    spells ``force_resume`` in the message.
+    """
+    output = Path(output)
+    record = _producer_path(output)
+    data: dict[str, Any] = {}
+    if record.exists():
+        text = read_text(record)
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise DatasetError(f"{record} is not valid JSON ({exc}): fix or remove it") from exc
+        if not isinstance(data, dict):
+            raise DatasetError(f"{record} must hold a JSON object: fix or remove it")
+    previous = data.get("producer")
+    if previous == producer:
+        return
+    has_answers = bool(_done(output))
+    if has_answers and not force_resume:
+        who = json.dumps(previous) if previous else "a model that was not recorded"
+        raise InstitValueError(
+            f"{output} (or its part files) already holds answers from {who}, not from "
+            f"{json.dumps(producer)}: resuming would mix two models' answers. Write to another "
+            f"output, or pass {flag} to keep those answers and add this model's"
+        )
+    earlier = list(data.get("earlier", []))
+    if has_answers:
+        earlier.append(previous)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"producer": producer, "earlier": earlier}, indent=1) + "\n")
+    os.replace(tmp, record)
 
 
 def _batches(items: Sequence[BenchQuestion], size: int) -> Iterator[list[BenchQuestion]]:
@@ -286,6 +365,8 @@ def run_bench(
     shard: tuple[int, int] | None = None,
     merge: bool = True,
     progress: bool = True,
+    producer: str | None = None,
+    force_resume: bool = False,
 ) -> RunResult:
     """Answer every question of ``bench`` with ``model`` and write the predictions file.
 
@@ -301,16 +382,57 @@ def run_bench(
             default the topology comes from ``accelerate launch`` / ``torchrun``.
         merge: merge the part files into ``output`` once all processes are done.
         progress: show a tqdm bar with ETA.
+        producer: what answers, recorded in ``<output>.producer.json`` with the settings
+            that change answers; default :func:`describe_model` (the checkpoint folder, or
+            the callable's ``module:name``).  Resuming answers of another producer is refused.
+        force_resume: keep another producer's answers and add this one's (see
+            :func:`check_producer`).
+
+    One process at a time may write each part file: a second run into the same ``output``
+    (with the same process index) fails at once.
     """
     if batch_size < 1:
         raise InstitValueError(f"batch_size must be >= 1, got {batch_size}")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    check_output(output, kind="file", overwrite=True, flag="", what="predictions file")
+    generate = as_generate_fn(model, max_new_tokens=max_new_tokens, temperature=temperature)
+    topo = _topology(shard)
+    record = producer_record(
+        producer or describe_model(model), max_new_tokens, temperature, media_token
+    )
+    with output_lock(_part_path(output, topo.index), "bench predictions"):
+        check_producer(output, record, force_resume=force_resume)
+        return _run(generate, bench, output, topo, batch_size, media_token, shard, merge, progress)
+
+
+def producer_record(
+    model: str, max_new_tokens: int, temperature: float, media_token: bool
+) -> dict[str, Any]:
+    """What :func:`check_producer` compares: the model's label and the settings that change
+    its answers."""
+    return {
+        "model": model,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "media_token": media_token,
+    }
+
+
+def _run(
+    generate: GenerateFn,
+    bench: BenchSplit | Sequence[BenchQuestion],
+    output: Path,
+    topo: _Topology,
+    batch_size: int,
+    media_token: bool,
+    shard: tuple[int, int] | None,
+    merge: bool,
+    progress: bool,
+) -> RunResult:
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    generate = as_generate_fn(model, max_new_tokens=max_new_tokens, temperature=temperature)
-    topo = _topology(shard)
     questions = sorted(bench, key=lambda q: q.question_id)
     done = _done(output)
     mine = [

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
+from instit._files import require_new_folder
 from instit.bench.data import VIDEO_ARCHIVE
 from instit.bench.protocol import CONFIGS
 from instit.errors import DatasetError, DependencyError
@@ -72,9 +73,10 @@ def make_tiny_bench(
     ``file_format="parquet"`` writes ``<config>/test-00000-of-00001.parquet`` with images as
     ``{"bytes", "path"}`` structs exactly as the hub copy (needs pyarrow); ``"jsonl"`` writes
     ``<config>/test.jsonl`` with image files beside it.  Videos go to ``videos_vpt.zip``.
-    Two questions share each image / video, as in the real bench.
+    Two questions share each image / video, as in the real bench.  ``root`` must be new or
+    empty (a real bench copy is never written into).
     """
-    root = Path(root)
+    root = require_new_folder(root, "make_tiny_bench")
     root.mkdir(parents=True, exist_ok=True)
     video_folders: set[str] = set()
     for config in configs:

@@ -21,8 +21,18 @@ examples:
 
 
 def _cmd_to_llava(args: argparse.Namespace) -> int:
+    from instit._files import check_not_an_input, check_output
     from instit.dataset.to_llava import TURN_TYPES, convert_to_llava
 
+    output = check_output(
+        args.output,
+        kind="file",
+        overwrite=args.overwrite,
+        flag="--overwrite",
+        suffixes=[".jsonl"],
+        what="-o/--output",
+    )
+    check_not_an_input(output, [args.source], "-o/--output")
     result = convert_to_llava(
         args.source,
         args.output,

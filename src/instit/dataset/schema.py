@@ -14,6 +14,7 @@ import codecs
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,18 +40,39 @@ class _Text:
         self.text = ""
         self.pos = 0
         self.eof = False
+        self.started = False  # a byte-order mark before the first character is skipped
+        self.record = 0  # the record being read, for error messages
+        self.bad_byte: tuple[bytes, int] | None = None  # (byte, file offset) not UTF-8
 
     def more(self, size: int) -> bool:
-        """Append up to ``size`` more bytes of the file; ``False`` at the end of the file."""
+        """Append up to ``size`` more bytes of the file; ``False`` at the end of the file.
+
+        Text up to a byte that is not UTF-8 is kept; the error is raised when the reader needs
+        what follows it, so it names the record that holds the byte.
+        """
+        if self.bad_byte is not None:
+            byte, at = self.bad_byte
+            raise DatasetError(
+                f"{self.path}: record {self.record} is not UTF-8 text (byte {byte!r} at byte {at} "
+                "of the file): the dataset files are UTF-8 JSON; re-encode the file as UTF-8 "
+                "(e.g. iconv -t UTF-8) or download it again"
+            )
         if self.eof:
             return False
+        pending = self.decode.getstate()[0]
         data = self.handle.read(size)
+        start = self.reader.bytes_read - len(pending)
         self.reader.bytes_read += len(data)
         self.eof = not data
         try:
             decoded = self.decode.decode(data, final=self.eof)
         except UnicodeDecodeError as exc:
-            raise DatasetError(f"{self.path} is not UTF-8 text ({exc})") from exc
+            whole = pending + data
+            decoded = whole[: exc.start].decode("utf-8")
+            self.bad_byte = (whole[exc.start : exc.start + 1], start + exc.start)
+        if not self.started and decoded:
+            self.started = True
+            decoded = decoded.removeprefix("\ufeff")
         if self.eof:  # nothing appended: indices into text stay valid
             return False
         self.text = self.text[self.pos :] + decoded
@@ -88,6 +110,7 @@ class JsonArrayReader:
     def _decode(self, buf: _Text, index: int) -> Any:
         """Decode the value at ``buf.pos``, reading more (doubling) until it is complete."""
         size = self.chunk_size
+        buf.record = index
         while True:
             try:
                 value, end = self._decoder.raw_decode(buf.text, buf.pos)
@@ -100,9 +123,32 @@ class JsonArrayReader:
                     ) from exc
                 size *= 2
                 continue
+            except RecursionError as exc:  # complete or not, it nests too deep to decode
+                raise DatasetError(
+                    f"{self.path}: record {index} (from character {buf.offset(buf.pos)} of the "
+                    "file) nests arrays/objects deeper than Python's JSON decoder can follow; "
+                    "no Inst-It Dataset record nests more than 4 levels: the file is damaged"
+                ) from exc
+            except ValueError as exc:  # int() refuses numbers over sys.get_int_max_str_digits()
+                raise DatasetError(
+                    f"{self.path}: record {index} (from character {buf.offset(buf.pos)} of the "
+                    f"file) holds an integer with more than {sys.get_int_max_str_digits()} "
+                    "digits; no Inst-It Dataset field holds such a number: the file is damaged"
+                ) from exc
             if end < len(buf.text) or not buf.more(size):  # a number may go on in the next read
                 buf.pos = end
                 return value
+
+    def _check_end(self, buf: _Text) -> None:
+        """Only whitespace may follow the array's closing ``]``."""
+        at = buf.offset(buf.pos)
+        extra = buf.peek()
+        if extra:
+            raise DatasetError(
+                f"{self.path}: found {buf.text[buf.pos : buf.pos + 20]!r} after the array's "
+                f"closing ']' (character {at} of the file): the file holds more than one JSON "
+                "value (two files joined, or a damaged end); download it again"
+            )
 
     def __iter__(self) -> Iterator[Any]:
         try:
@@ -117,12 +163,16 @@ class JsonArrayReader:
                 )
             buf.pos += 1
             if buf.peek() == "]":
+                buf.pos += 1
+                self._check_end(buf)
                 return
             index = 0
             while True:
                 yield self._decode(buf, index)
                 char = buf.peek()
                 if char == "]":
+                    buf.pos += 1
+                    self._check_end(buf)
                     return
                 if char != ",":
                     found = repr(char) if char else "the end of the file"

@@ -24,11 +24,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from instit._files import check_not_an_input, output_lock
 from instit.dataset.schema import (
     ImageRecord,
     JsonArrayReader,
@@ -64,6 +66,10 @@ PROMPT_VIDEO = (
 
 #: Turn types that :func:`video_to_llava` / :func:`image_to_llava` can include.
 TURN_TYPES = ("instance", "holistic", "temporal", "video", "qa")
+
+# JSON leaves these unescaped with ensure_ascii=False, but str.splitlines() (and other readers
+# that follow Unicode) break lines at them: escaped, one conversation stays one line for all.
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def _instances_text(captions: dict[str, str], ids: list[str]) -> str:
@@ -184,7 +190,8 @@ def convert_to_llava(
 
     Args:
         source: ``inst_it_dataset_video_21k.json`` or ``inst_it_dataset_image_51k.json``.
-        output: the ``.jsonl`` file to write (written to a temporary name, renamed at the end).
+        output: the ``.jsonl`` file to write (written to a temporary name, renamed at the end;
+            never the source, and locked against a second conversion into it meanwhile).
         kind: ``"video"`` / ``"image"``; detected from the first record when ``None``.
         include: turn types to keep (see :data:`TURN_TYPES`).
         limit: convert only the first ``limit`` records.
@@ -200,42 +207,54 @@ def convert_to_llava(
         raise InstitValueError(f"limit must be >= 0, got {limit}")
     if not source.is_file():
         raise DatasetError(f"dataset file {source} does not exist: check the path")
+    check_not_an_input(output, [source], "output")
+    if output.is_dir():
+        raise InstitValueError(f"output {output} is a folder: pass the .jsonl file to write")
     if output.exists() and not overwrite:
-        raise InstitValueError(
-            f"{output} exists: choose another output or pass overwrite=True (--overwrite)"
-        )
+        raise InstitValueError(f"{output} exists: choose another output or pass overwrite=True")
     kind = kind or detect_kind(source)
     reader = JsonArrayReader(source)
     records_in = read_records(source, kind, reader=reader)  # checks kind before writing
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
     records = conversations = turns = skipped = 0
-    try:
-        with (
-            open(tmp, "w", encoding="utf-8") as out,
-            tqdm(
-                total=source.stat().st_size,
-                unit="B",
-                unit_scale=True,
-                desc=f"to-llava {source.name}",
-                disable=not progress,
-            ) as bar,
-        ):
-            for record in itertools.islice(records_in, limit):
-                records += 1
-                if isinstance(record, VideoRecord):
-                    item = video_to_llava(record, include=chosen)
-                else:
-                    item = image_to_llava(record, include=chosen)
-                if item is None:
-                    skipped += 1
-                else:
-                    conversations += 1
-                    turns += len(item["conversations"]) // 2
-                    out.write(json.dumps(item, ensure_ascii=False) + "\n")
-                bar.update(reader.bytes_read - bar.n)
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with output_lock(output, "the conversion output"):
+        handle, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+        tmp = Path(name)  # a new file: never the source, nor another run's
+        try:
+            with (
+                open(handle, "w", encoding="utf-8") as out,
+                tqdm(
+                    total=source.stat().st_size,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"to-llava {source.name}",
+                    disable=not progress,
+                ) as bar,
+            ):
+                for record in itertools.islice(records_in, limit):
+                    records += 1
+                    if isinstance(record, VideoRecord):
+                        item = video_to_llava(record, include=chosen)
+                    else:
+                        item = image_to_llava(record, include=chosen)
+                    if item is None:
+                        skipped += 1
+                    else:
+                        conversations += 1
+                        turns += len(item["conversations"]) // 2
+                        try:
+                            out.write(
+                                json.dumps(item, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
+                            )
+                        except UnicodeEncodeError as exc:
+                            raise DatasetError(
+                                f"{source}: record {records - 1} holds text that is not valid "
+                                f"Unicode ({exc.object[exc.start : exc.end]!r}, a lone "
+                                "surrogate escape such as \\ud800 in the JSON): fix or drop "
+                                "that record"
+                            ) from exc
+                    bar.update(reader.bytes_read - bar.n)
+            os.replace(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
     return ConversionResult(str(source), str(output), kind, records, conversations, turns, skipped)

@@ -211,7 +211,7 @@ def layout_marks(
     Takes the same arguments as :func:`draw_marks` and returns exactly the placement it draws.
     """
     pixels = _pixels(image)
-    shapes, resolved = _prepare(pixels, instances, style, options, "image")
+    shapes, resolved = _prepare(image, pixels, instances, style, options, "image")
     return layout(pixels, shapes, resolved)
 
 
@@ -239,7 +239,7 @@ def draw_marks(
         MediaError / InstitTypeError: ``image`` cannot be read.
     """
     pixels = _pixels(image)
-    shapes, resolved = _prepare(pixels, instances, style, options, "image")
+    shapes, resolved = _prepare(image, pixels, instances, style, options, "image")
     return _render(pixels, shapes, resolved)
 
 
@@ -281,7 +281,7 @@ def draw_marks_frames(
     marked = []
     for index, frame in enumerate(tqdm(frame_list, desc="marks", disable=not progress)):
         pixels = _pixels(frame)
-        shapes, resolved = _prepare(pixels, coerced.at(index), style, options, "video")
+        shapes, resolved = _prepare(frame, pixels, coerced.at(index), style, options, "video")
         marked.append(_render(pixels, shapes, resolved))
     return marked
 
@@ -293,6 +293,7 @@ def _pixels(image: Any) -> np.ndarray:
 
 
 def _prepare(
+    image: Any,
     pixels: np.ndarray,
     instances: Any,
     style: MarkStyle | str | None,
@@ -300,12 +301,14 @@ def _prepare(
     default: str,
 ) -> tuple[list[Shape], ResolvedStyle]:
     from instit.instances import Instances
+    from instit.media import orientation_hint
 
     chosen = coerce_style(style, default)
     if options:
         chosen = chosen.with_options(**options)
     height, width = pixels.shape[:2]
-    coerced = Instances.coerce(instances, image_size=(width, height))  # also validates
+    with orientation_hint(image):
+        coerced = Instances.coerce(instances, image_size=(width, height))  # also validates
     return shapes_from(coerced, (width, height)), _resolve(chosen, width, height)
 
 

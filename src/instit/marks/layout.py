@@ -11,11 +11,15 @@ The algorithm (see ``docs/marks.md``):
    spots they need.
 3. For each label the candidate positions are a grid of offsets around the anchor (a third of
    a label height apart, up to ``search_radius`` label heights), sorted by distance; each
-   candidate box is shifted into the image.  The candidates are tested in chunks against all
-   labels placed so far with one vectorised box-intersection test; in the first chunk with a
-   free candidate, the cheapest free one wins, where the cost is its distance to the anchor
-   plus a label height when its centre is outside the instance.  When nothing is free within
-   the search radius, the whole image is scanned the same way, nearest spot first.
+   candidate box is shifted into the image.  The candidates are ranked nearest first and taken
+   in chunks; in the first chunk with a free candidate, the cheapest free one wins, where the
+   cost is its distance to the anchor plus a label height when its centre is outside the
+   instance.  When nothing is free within the search radius, the whole image (a grid of spots
+   a third of a label height apart) is ranked the same way, nearest spot first.
+   "Free" is one lookup: for each label size a map holds, per top-left corner, whether a label
+   there would overlap one already placed (the same whole-pixel intersection test as comparing
+   it with every placed label).  Placing a label marks the corners it blocks in each map, so
+   placement is linear in the number of labels, not quadratic.
 4. A label that does not cover its home is ``moved``; one farther than ``leader_distance``
    label heights from it gets a leader line from the anchor to the nearest point of its box.
 5. Colours: the instance colour comes from its ID; text (and ``box_color="auto"``) colours are
@@ -95,19 +99,81 @@ def label_size(text: str, style: ResolvedStyle) -> tuple[int, int]:
     return width + 2 * style.pad_x, height + style.pad_top + style.pad_bottom
 
 
+class _Occupancy:
+    """Where labels already are, as one "blocked" map per label size.
+
+    ``blocked(size)[y0, x0]`` is true when a ``size`` label with its top-left corner at
+    ``(x0, y0)`` would overlap a placed label.  Placing a box marks, in every map, the corners
+    that would make a box overlap it: the same test as comparing the box with every placed
+    label (``x0 < bx1 and bx0 < x1`` on whole pixels), answered by one lookup, so placing ``n``
+    labels costs ``O(n)`` map updates instead of ``O(n^2)`` comparisons.
+    """
+
+    def __init__(self, image_size: tuple[int, int]) -> None:
+        self._image_size = image_size
+        self._boxes: list[tuple[int, int, int, int]] = []
+        self._maps: dict[tuple[int, int], np.ndarray] = {}
+        self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.full: set[tuple[int, int]] = set()  # sizes with no free spot on the image grid
+
+    def grid(self, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centres ``cx, cy`` and boxes of the whole-image candidates for ``size`` labels: a
+        grid a third of a label height apart, row by row (a label larger than the image has
+        none)."""
+        found = self._grids.get(size)
+        if found is None:
+            width, height = self._image_size
+            label_w, label_h = size
+            step = max(1, label_h // 3)
+            grid_x, grid_y = np.meshgrid(
+                np.arange(label_w / 2, width - label_w / 2 + 1, step),
+                np.arange(label_h / 2, height - label_h / 2 + 1, step),
+            )
+            cx, cy = grid_x.ravel(), grid_y.ravel()
+            found = (cx, cy, _boxes(cx, cy, size, self._image_size))
+            self._grids[size] = found
+        return found
+
+    def blocked(self, size: tuple[int, int]) -> np.ndarray:
+        found = self._maps.get(size)
+        if found is None:
+            width, height = self._image_size
+            label_w, label_h = size
+            # a label's corner lies in 0..width - label_w (0 for a label wider than the image)
+            found = np.zeros(
+                (max(0, height - label_h) + 1, max(0, width - label_w) + 1), dtype=bool
+            )
+            for box in self._boxes:
+                _block(found, box, size)
+            self._maps[size] = found
+        return found
+
+    def add(self, box: tuple[int, int, int, int]) -> None:
+        self._boxes.append(box)
+        for size, blocked in self._maps.items():
+            _block(blocked, box, size)
+
+
+def _block(blocked: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int]) -> None:
+    """Mark the corners of ``size`` labels overlapping ``box``: ``bx0 - w < x0 < bx1``."""
+    bx0, by0, bx1, by1 = box
+    label_w, label_h = size
+    rows = slice(max(0, by0 - label_h + 1), max(0, by1))
+    columns = slice(max(0, bx0 - label_w + 1), max(0, bx1))
+    blocked[rows, columns] = True
+
+
 def layout(pixels: np.ndarray, shapes: list[Shape], style: ResolvedStyle) -> dict[int, Placement]:
     """Place the labels of ``shapes`` on the RGB array ``pixels``; returns ``{id: Placement}``."""
     height, width = pixels.shape[:2]
-    placed = np.empty((len(shapes), 4), dtype=np.int64)
-    boxes: list[tuple[int, int, int, int]] = []  # the same boxes, for the fast path
+    occupancy = _Occupancy((width, height))
     result: dict[int, Placement] = {}
-    for count, shape in enumerate(sorted(shapes, key=lambda s: (s.radius, s.id))):
+    for shape in sorted(shapes, key=lambda s: (s.radius, s.id)):
         text = label_text(shape.id, style.labels)
         size = label_size(text, style)
         home = _home(shape, size[1], style)
-        box = _place(shape, home, size, (width, height), boxes, placed[:count], style)
-        placed[count] = box
-        boxes.append(box)
+        box = _place(shape, home, size, (width, height), occupancy, style)
+        occupancy.add(box)
         result[shape.id] = _placement(shape, home, text, box, pixels, style)
     return {shape.id: result[shape.id] for shape in shapes}
 
@@ -132,46 +198,40 @@ def _place(
     home: tuple[float, float],
     size: tuple[int, int],
     image_size: tuple[int, int],
-    boxes: list[tuple[int, int, int, int]],
-    placed: np.ndarray,
+    occupancy: _Occupancy,
     style: ResolvedStyle,
 ) -> tuple[int, int, int, int]:
     label_w, label_h = size
     ax, ay = home
-    # fast path: the label centred on its home is free (the usual case); a plain loop beats
-    # array operations for the few dozen labels of a frame
+    blocked = occupancy.blocked(size)
+    # fast path: the label centred on its home is free (the usual case)
     width, height = image_size
     x0 = min(max(round(ax - label_w / 2), 0), max(0, width - label_w))
     y0 = min(max(round(ay - label_h / 2), 0), max(0, height - label_h))
     x1, y1 = x0 + label_w, y0 + label_h
-    for bx0, by0, bx1, by1 in boxes:
-        if x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y1:
-            break
-    else:
-        if shape.contains_point((x0 + x1) / 2, (y0 + y1) / 2):
-            return (x0, y0, x1, y1)
+    if not blocked[y0, x0] and shape.contains_point((x0 + x1) / 2, (y0 + y1) / 2):
+        return (x0, y0, x1, y1)
     offsets = _offsets(label_w, label_h, style.search_radius)
     cx, cy, distance = ax + offsets[:, 0], ay + offsets[:, 1], offsets[:, 2]
-    chosen = _first_free(shape, cx, cy, distance, size, image_size, placed)
+    boxes = _boxes(cx, cy, size, image_size)
+    chosen = _first_free(shape, boxes, distance, blocked, label_h, ordered=True)
     if chosen is None:  # crowded around the anchor: nearest free spot anywhere in the image
-        step = max(1, label_h // 3)
-        grid_x, grid_y = np.meshgrid(
-            np.arange(label_w / 2, width - label_w / 2 + 1, step),
-            np.arange(label_h / 2, height - label_h / 2 + 1, step),
-        )
-        cx, cy = grid_x.ravel(), grid_y.ravel()
-        distance = np.hypot(cx - ax, cy - ay)
-        order = np.argsort(distance, kind="stable")
-        cx, cy, distance = cx[order], cy[order], distance[order]
-        chosen = _first_free(shape, cx, cy, distance, size, image_size, placed)
-    if chosen is None:
-        warnings.warn(
-            f"no free spot for the label of instance {shape.id}: the image is too small for "
-            "this many labels, so it overlaps another one; draw fewer instances or use a "
-            "smaller font_size",
-            stacklevel=4,
-        )
-        chosen = _boxes(cx[:1], cy[:1], size, image_size)[0]
+        cx, cy, boxes = occupancy.grid(size)
+        if len(cx) == 0:  # a label larger than the image: its home spot is all there is
+            cx, cy = np.array([ax]), np.array([ay])
+            boxes = _boxes(cx, cy, size, image_size)
+        if size not in occupancy.full:
+            distance = np.hypot(cx - ax, cy - ay)
+            chosen = _first_free(shape, boxes, distance, blocked, label_h, ordered=False)
+        if chosen is None:
+            occupancy.full.add(size)  # spots only ever fill up: it stays full
+            warnings.warn(
+                f"no free spot for the label of instance {shape.id}: the image is too small "
+                "for this many labels, so it overlaps another one; draw fewer instances or use "
+                "a smaller font_size",
+                stacklevel=4,
+            )
+            chosen = boxes[_nearest(cx, cy, ax, ay)]
     x0, y0, x1, y1 = chosen.tolist()
     return (x0, y0, x1, y1)
 
@@ -212,47 +272,58 @@ def _boxes(
     return boxes
 
 
+def _nearest(cx: np.ndarray, cy: np.ndarray, ax: float, ay: float) -> int:
+    """Index of the grid point nearest ``(ax, ay)`` (ties: the first), on a row-major grid:
+    the nearest row and the nearest column, found separately."""
+    columns = int(np.count_nonzero(cy == cy[0]))
+    column = int(np.argmin(np.abs(cx[:columns] - ax)))
+    row = int(np.argmin(np.abs(cy[::columns] - ay)))
+    return row * columns + column
+
+
 def _first_free(
     shape: Shape,
-    cx: np.ndarray,
-    cy: np.ndarray,
+    boxes: np.ndarray,
     distance: np.ndarray,
-    size: tuple[int, int],
-    image_size: tuple[int, int],
-    placed: np.ndarray,
+    blocked: np.ndarray,
+    label_h: int,
+    *,
+    ordered: bool,
 ) -> np.ndarray | None:
-    """The best free box among the candidates centred on ``(cx, cy)``, nearest first; boxes
-    are made one chunk at a time, as the first chunk usually has a free one."""
-    label_h = size[1]
-    for start in range(0, len(distance), _CHUNK):
-        chunk = _boxes(cx[start : start + _CHUNK], cy[start : start + _CHUNK], size, image_size)
-        # only labels that reach into the area the chunk covers can overlap one of its boxes
-        low, high = chunk[:, :2].min(axis=0), chunk[:, 2:].max(axis=0)
-        near = placed[
-            (placed[:, 0] < high[0])
-            & (low[0] < placed[:, 2])
-            & (placed[:, 1] < high[1])
-            & (low[1] < placed[:, 3])
-        ]
-        if len(near):
-            overlap = (
-                (chunk[:, None, 0] < near[None, :, 2])
-                & (near[None, :, 0] < chunk[:, None, 2])
-                & (chunk[:, None, 1] < near[None, :, 3])
-                & (near[None, :, 1] < chunk[:, None, 3])
-            ).any(axis=1)
-            free = np.flatnonzero(~overlap)
-        else:
-            free = np.arange(len(chunk))
-        if len(free) == 0:
-            continue
-        candidates = chunk[free]
-        centre_x = (candidates[:, 0] + candidates[:, 2]) / 2
-        centre_y = (candidates[:, 1] + candidates[:, 3]) / 2
-        outside = ~shape.contains(centre_x, centre_y)
-        cost = distance[start + free] + outside * label_h
-        return candidates[int(np.argmin(cost))]
-    return None
+    """The best free box among the candidate ``boxes`` at ``distance`` from the home, or None.
+
+    The candidates are ranked nearest first (ties by position in the arrays; ``ordered``
+    says they already come in that order) and taken in chunks of ``_CHUNK``: in the first
+    chunk holding a free box, the cheapest free one wins, where the cost is the distance plus
+    a label height when the box centre is outside the instance.
+    """
+    free = np.flatnonzero(~blocked[boxes[:, 1], boxes[:, 0]])
+    if len(free) == 0:
+        return None
+    if ordered:
+        rank = int(free[0])
+        end = min(len(distance), (rank // _CHUNK + 1) * _CHUNK)
+        members = free[free < end]  # the free candidates of that chunk, in rank order
+    else:
+        first = int(free[np.argmin(distance[free])])  # nearest free; ties: first position
+        nearest = distance[first]
+        rank = int(np.count_nonzero(distance < nearest)) + int(
+            np.count_nonzero(distance[:first] == nearest)
+        )
+        end = min(len(distance), (rank // _CHUNK + 1) * _CHUNK)
+        # the end-th smallest distance splits the ranks below `end` from the others
+        threshold = np.partition(distance, end - 1)[end - 1]
+        below = distance[free] < threshold
+        ties = np.flatnonzero(distance == threshold)[: end - np.count_nonzero(distance < threshold)]
+        in_chunk = below | np.isin(free, ties)
+        members = free[in_chunk]
+        members = members[np.lexsort((members, distance[members]))]
+    candidates = boxes[members]
+    centre_x = (candidates[:, 0] + candidates[:, 2]) / 2
+    centre_y = (candidates[:, 1] + candidates[:, 3]) / 2
+    outside = ~shape.contains(centre_x, centre_y)
+    cost = distance[members] + outside * label_h
+    return candidates[int(np.argmin(cost))]
 
 
 def _placement(

@@ -98,7 +98,8 @@ class MarkStyle:
             label anchor) or ``"none"`` (labels only).
         labels: ``"numeric"`` (``3``) or ``"alpha"`` (``C``; 27 -> ``AA``).
         font: ``"sans"`` (DejaVu Sans) or ``"sans-light"`` (DejaVu Sans ExtraLight).
-        font_size: font size in pixels at ``reference_size``.
+        font_size: font size in pixels at ``reference_size`` (at most 1000, like the paddings
+            and the line width; on any image fonts and lines stop growing at 8192 px).
         min_font_size: the smallest font size used on small images.
         antialias: smooth text edges (``False`` draws 1-bit glyphs, like OpenCV's putText).
         pad_x, pad_top, pad_bottom: space between the digits and the label box edges, in pixels
@@ -144,9 +145,10 @@ class MarkStyle:
                 f"MarkStyle.antialias must be True or False, got {self.antialias!r}"
             )
         for name in ("font_size", "min_font_size"):
-            _check_number(name, getattr(self, name), low=1.0)
-        for name in ("pad_x", "pad_top", "pad_bottom", "line_width", "leader_distance"):
-            _check_number(name, getattr(self, name), low=0.0)
+            _check_number(name, getattr(self, name), low=1.0, high=_MAX_LENGTH)
+        for name in ("pad_x", "pad_top", "pad_bottom", "line_width"):
+            _check_number(name, getattr(self, name), low=0.0, high=_MAX_LENGTH)
+        _check_number("leader_distance", self.leader_distance, low=0.0)
         _check_number("search_radius", self.search_radius, low=1.0)
         for name in ("box_alpha", "fill_alpha"):
             _check_number(name, getattr(self, name), low=0.0, high=1.0)
@@ -214,6 +216,8 @@ class MarkStyle:
         """Scale the style to an image of ``width`` x ``height`` pixels."""
         ref_w, ref_h = self.reference_size
         scale = math.sqrt((width * height) / (ref_w * ref_h))
+        # on giant images lengths stop growing where FreeType and OpenCV stop working
+        scale = min(scale, _MAX_RESOLVED / max(self.font_size, self.line_width, 1.0))
         font_size = max(self.font_size * scale, self.min_font_size)
         # padding follows the font (which may have hit its floor); lines follow the image
         text_scale = font_size / self.font_size
@@ -237,6 +241,10 @@ class MarkStyle:
             leader_distance=self.leader_distance,
             search_radius=self.search_radius,
         )
+
+
+_MAX_LENGTH = 1000.0  # font size, paddings and line width at reference_size, in pixels
+_MAX_RESOLVED = 8192.0  # font size and line width on any image (FreeType / OpenCV limits)
 
 
 def coerce_style(style: MarkStyle | str | None, default: str) -> MarkStyle:

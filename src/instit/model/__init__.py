@@ -15,6 +15,7 @@ _EXPORTS = {
     "convert": "instit.model.core",
     "CheckpointSpec": "instit.model.checkpoint",
     "read_checkpoint": "instit.model.checkpoint",
+    "load_processor": "instit.model.weights",
     "resolve_quantization": "instit.model.quantization",
     "resolve_dtype": "instit.model.quantization",
 }

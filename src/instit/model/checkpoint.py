@@ -17,22 +17,28 @@ costs milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from instit._files import inside
 from instit.errors import CheckpointError
 
 __all__ = [
+    "HUB_ALLOW_PATTERNS",
+    "HUB_IGNORE_PATTERNS",
     "KNOWN_TOWERS",
     "CheckpointSpec",
     "TowerGeometry",
     "read_checkpoint",
     "resolve_vision_tower",
     "snapshot",
+    "stored_dtype",
     "tensor_index",
 ]
 
@@ -80,6 +86,12 @@ _TOKENIZER_FILES = [
     "tokenizer.model",
     "chat_template.jinja",
 ]
+
+#: What :func:`snapshot` downloads from the hub: configs, safetensors, tokenizer files and the
+#: vision tower's config ...
+HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.jinja", *_TOKENIZER_FILES, "*/config.json"]
+#: ... and never pickles (``pytorch_model.bin``, ``training_args.bin``, optimizer states).
+HUB_IGNORE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl"]
 
 
 @dataclass(frozen=True)
@@ -151,28 +163,29 @@ def snapshot(
     Downloads only configs, safetensors shards, tokenizer files and the vision-tower folder;
     never ``*.bin`` (pickles) or ``training_args.bin``.
     """
+    from instit._files import looks_like_local_path, missing_path
+
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     if path.exists():
         raise CheckpointError(f"{path} is a file; pass the checkpoint folder (or a hub id) instead")
     text = str(name_or_path)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", text):
+    if looks_like_local_path(text):
         raise CheckpointError(
-            f"checkpoint {text!r} is neither an existing folder nor a hub id like "
-            "'Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B'; check the path"
+            missing_path(path, "checkpoint folder")
+            + " (a hub id looks like 'Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B')"
         )
     from huggingface_hub import snapshot_download
 
-    patterns = ["*.json", "*.safetensors", "*.jinja", *_TOKENIZER_FILES, "*/config.json"]
     try:
         folder = snapshot_download(
             text,
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=bool(local_files_only),
-            allow_patterns=patterns,
-            ignore_patterns=["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl"],
+            allow_patterns=HUB_ALLOW_PATTERNS,
+            ignore_patterns=HUB_IGNORE_PATTERNS,
         )
     except Exception as exc:  # huggingface_hub raises many types (offline, 404, auth ...)
         raise CheckpointError(
@@ -184,22 +197,76 @@ def snapshot(
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(
             f"{path.name} is missing in {path.parent}; pass a complete checkpoint folder"
         ) from None
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # bad JSON or UTF-8, 5000-digit numbers
         raise CheckpointError(f"{path} is not valid JSON ({exc}); re-download it") from exc
+    except RecursionError:
+        raise CheckpointError(
+            f"{path} is nested too deeply to be a config; re-download it"
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(
+            f"{path} holds a JSON {type(data).__name__}, not an object of settings; re-download it"
+        )
+    return data
+
+
+def _shard_root(folder: Path) -> Path:
+    """Where ``folder``'s shards may live: the folder, or for a hub cache snapshot
+    (``models--o--n/snapshots/<commit>``, whose files link to ``models--o--n/blobs``) the repo
+    folder."""
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--"):
+        return folder.parent.parent
+    return folder
+
+
+def _shard_path(folder: Path, shard: str) -> Path:
+    """``folder / shard``, refusing a name that leaves the folder (absolute, ``..``, symlink)."""
+    path = folder / shard
+    escapes = Path(shard).is_absolute() or ".." in Path(shard).parts
+    if escapes or not inside(path, _shard_root(folder)):
+        raise CheckpointError(
+            f"the weights of {folder} name shard {shard!r}, which leaves the checkpoint folder "
+            "(absolute path, '..' or a symlink pointing elsewhere); refusing to read it: put "
+            "the shard files themselves into the folder"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def _open_shard(folder: Path, shard: str) -> Iterator[Any]:
+    """``safe_open`` one shard of ``folder``; a damaged file's ``SafetensorError`` becomes a
+    :class:`CheckpointError` naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    path = _shard_path(folder, shard)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            yield handle
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"shard {path} is not a readable safetensors file ({exc}); it is truncated, empty "
+            "or not safetensors: download it again"
+        ) from exc
 
 
 def tensor_index(folder: Path) -> dict[str, str]:
     """Map every tensor name to its shard file, checking that shards and index entries agree."""
-    from safetensors import safe_open
-
     index_file = folder / "model.safetensors.index.json"
     if index_file.exists():
-        weight_map = dict(_read_json(index_file).get("weight_map", {}))
+        weight_map = _read_json(index_file).get("weight_map") or {}
+        if not isinstance(weight_map, dict) or not all(
+            isinstance(v, str) for v in weight_map.values()
+        ):
+            raise CheckpointError(
+                f"{index_file}: weight_map must map tensor names to shard file names; "
+                "re-download the checkpoint"
+            )
+        weight_map = dict(weight_map)
         if not weight_map:
             raise CheckpointError(f"{index_file} has no weight_map; re-download the checkpoint")
     elif (folder / "model.safetensors").exists():
@@ -212,7 +279,7 @@ def tensor_index(folder: Path) -> dict[str, str]:
             "model.safetensors.index.json with its shards"
         )
     shards = sorted(set(weight_map.values())) or ["model.safetensors"]
-    missing = [s for s in shards if not (folder / s).exists()]
+    missing = [s for s in shards if not _shard_path(folder, s).exists()]
     if missing:
         raise CheckpointError(
             f"checkpoint {folder} is missing shard file(s) {missing} named in its index; "
@@ -220,7 +287,7 @@ def tensor_index(folder: Path) -> dict[str, str]:
         )
     located: dict[str, str] = {}
     for shard in shards:
-        with safe_open(str(folder / shard), framework="pt") as handle:
+        with _open_shard(folder, shard) as handle:
             for name in handle.keys():  # noqa: SIM118 - safe_open handles are not mappings
                 located[name] = shard
     if not weight_map:
@@ -241,9 +308,7 @@ def tensor_index(folder: Path) -> dict[str, str]:
 
 
 def _shape(folder: Path, weight_map: dict[str, str], name: str) -> list[int]:
-    from safetensors import safe_open
-
-    with safe_open(str(folder / weight_map[name]), framework="pt") as handle:
+    with _open_shard(folder, weight_map[name]) as handle:
         return list(handle.get_slice(name).get_shape())
 
 
@@ -279,9 +344,10 @@ def _tower_geometry(folder: Path, weight_map: dict[str, str], prefix: str) -> To
     )
 
 
-def _vision_part(config: dict[str, Any]) -> dict[str, Any]:
-    """The vision config inside a full SiglipModel/CLIPModel config, or the config itself."""
-    return dict(config.get("vision_config", config))
+def _vision_part(file: Path) -> dict[str, Any]:
+    """The vision config inside a full SiglipModel/CLIPModel config file, or the config itself."""
+    config = _read_json(file)
+    return dict(_check_settings(config.get("vision_config", config), file))
 
 
 def _hub_tower_config(
@@ -297,7 +363,7 @@ def _hub_tower_config(
         )
     except Exception:  # offline, unknown repo, gated: fall back to the built-in table
         return None
-    return _vision_part(_read_json(Path(file)))
+    return _vision_part(Path(file))
 
 
 def resolve_vision_tower(
@@ -321,7 +387,7 @@ def resolve_vision_tower(
     for candidate in (Path(name).expanduser(), checkpoint / name):
         if (candidate / "config.json").is_file():
             config, source = (
-                _vision_part(_read_json(candidate / "config.json")),
+                _vision_part(candidate / "config.json"),
                 f"folder {candidate}",
             )
             break
@@ -366,6 +432,57 @@ def _matches(config: dict[str, Any], geometry: TowerGeometry) -> bool:
 
 # -- the checkpoint --------------------------------------------------------------------------------
 
+#: Settings that must be numbers wherever they appear (text, vision or top-level config).
+_NUMBER_FIELDS = (
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "max_position_embeddings", "vocab_size", "rms_norm_eps",
+    "layer_norm_eps", "rope_theta", "image_size", "patch_size", "projection_dim",
+    "tokenizer_model_max_length", "mm_vision_select_layer", "mm_hidden_size",
+    "image_token_id", "image_token_index", "video_token_id", "video_token_index",
+    "head_dim", "attention_dropout", "initializer_range",
+)  # fmt: skip
+
+
+#: Of those, the ones that may not be ``null`` either.
+_REQUIRED_NUMBERS = frozenset(
+    {
+        "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "max_position_embeddings", "rms_norm_eps", "layer_norm_eps", "rope_theta",
+        "image_size", "patch_size", "vocab_size",
+    }
+)  # fmt: skip
+
+
+def _check_settings(config: Any, file: Path, where: str = "") -> dict[str, Any]:
+    """``config`` (a JSON object) with every :data:`_NUMBER_FIELDS` entry present a number
+    (``null`` allowed where transformers has a default)."""
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{file}: {where.rstrip('.') or 'the config'} is a JSON {type(config).__name__}, "
+            "not an object of settings; re-download the checkpoint or fix the file"
+        )
+    for name in _NUMBER_FIELDS:
+        value = config.get(name)
+        if value is None and not (name in config and name in _REQUIRED_NUMBERS):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CheckpointError(
+                f"{file}: {where}{name} is {value!r}, not a number; fix the field in the file "
+                "or re-download the checkpoint"
+            )
+    return config
+
+
+def stored_dtype(folder: Path) -> str:
+    """The dtype ``folder``'s weights are stored in per its config.json (``"float32"`` if unsaid).
+
+    Only ``bfloat16``, ``float16`` and ``float32`` are returned; anything else reads as float32.
+    """
+    config = _read_json(folder / "config.json")
+    stored = config.get("torch_dtype") or config.get("dtype")
+    return stored if stored in ("bfloat16", "float16", "float32") else "float32"
+
+
 _LLAVA_KEYS = {
     "add_faster_video", "add_time_instruction", "faster_token_stride", "force_sample",
     "image_aspect_ratio", "image_crop_resolution", "image_grid_pinpoints", "image_split_resolution",
@@ -382,7 +499,14 @@ def read_checkpoint(
 ) -> CheckpointSpec:
     """Read ``folder``'s config, weight index and vision tower into a :class:`CheckpointSpec`."""
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
+    root = _shard_root(folder)
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if entry.is_symlink() and not inside(entry, root):
+            raise CheckpointError(
+                f"{entry} is a link leading out of the checkpoint folder {folder}; instit reads "
+                "only files inside it: copy the file into the folder"
+            )
+    config = _check_settings(_read_json(folder / "config.json"), folder / "config.json")
     model_type = config.get("model_type")
     weight_map = tensor_index(folder)
     if model_type in LLAVA_TYPES:
@@ -455,8 +579,9 @@ def read_checkpoint(
 def _read_transformers(
     folder: Path, config: dict[str, Any], weight_map: dict[str, str]
 ) -> CheckpointSpec:
-    text = dict(config.get("text_config") or {})
-    vision = dict(config.get("vision_config") or {})
+    file = folder / "config.json"
+    text = dict(_check_settings(config.get("text_config") or {}, file, "text_config."))
+    vision = dict(_check_settings(config.get("vision_config") or {}, file, "vision_config."))
     if text.get("model_type") not in ("qwen2", "llama") or not vision:
         raise CheckpointError(
             f"unsupported {config['model_type']} checkpoint in {folder}: text model "
@@ -470,6 +595,14 @@ def _read_transformers(
     preprocessor_file = folder / "preprocessor_config.json"
     preprocessor = _read_json(preprocessor_file) if preprocessor_file.exists() else {}
     pinpoints = config.get("image_grid_pinpoints") or preprocessor.get("image_grid_pinpoints") or []
+    if not isinstance(pinpoints, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair)
+        for pair in pinpoints
+    ):
+        raise CheckpointError(
+            f"{folder}/config.json: image_grid_pinpoints {pinpoints!r} is not a list of "
+            "[height, width] pairs; fix the field or re-download the checkpoint"
+        )
     if config["model_type"] == "llava_next":
         aspect = "anyres"
     else:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +142,8 @@ class InstIt:
         self.template = template
         self.quantization = quantization
         self.vision = _vision_spec(spec)
+        self.adapter: dict[str, Any] | None = None
+        """The LoRA adapter on the model (``{"path": ..., "merged": bool}``), if any."""
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -159,6 +160,8 @@ class InstIt:
         local_files_only: bool | None = None,
         attn_implementation: str = "sdpa",
         progress: bool = True,
+        adapter: str | os.PathLike[str] | None = None,
+        merge: bool = False,
     ) -> InstIt:
         """Load a checkpoint folder or hub id (LLaVA-NeXT's layout or transformers').
 
@@ -174,6 +177,9 @@ class InstIt:
             revision, cache_dir, local_files_only: passed to the hub download.
             attn_implementation: transformers' attention backend (``"sdpa"``, ``"eager"`` ...).
             progress: show the weight-loading progress bar.
+            adapter: a LoRA adapter folder written by :func:`instit.finetune`, put on the
+                loaded model (see :func:`instit.model.adapters.attach_adapter`).
+            merge: fold ``adapter`` into the weights (unquantized models only).
 
         Raises:
             CheckpointError: missing files, shards or weights, unknown architecture, a
@@ -184,14 +190,21 @@ class InstIt:
         from transformers import AutoTokenizer
 
         from instit.model import quantization as q
+        from instit.model.adapters import attach_adapter, check_adapter_folder
         from instit.model.checkpoint import read_checkpoint, snapshot
-        from instit.model.weights import load_module
+        from instit.model.weights import checked_config, load_module
         from instit.prompting.templates import template_for
+
+        if adapter is not None:
+            check_adapter_folder(adapter)  # before reading any weight
+        elif merge:
+            raise InstitValueError("merge=True needs an adapter; pass adapter=FOLDER as well")
 
         folder = snapshot(
             name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
         )
         spec = read_checkpoint(folder, cache_dir=cache_dir, local_files_only=local_files_only)
+        checked_config(spec, spec.embedding_rows)  # before the tokenizer reads config.json too
         resolved_device = q.resolve_device(device)
         dtype_name = q.resolve_dtype(dtype, resolved_device)
         mode = q.resolve_quantization(quantization, resolved_device)
@@ -214,7 +227,10 @@ class InstIt:
             progress=progress,
         )
         label = mode if isinstance(mode, str) or mode is None else "custom"
-        return cls(module, tokenizer, spec, template=template, quantization=label)
+        model = cls(module, tokenizer, spec, template=template, quantization=label)
+        if adapter is not None:
+            attach_adapter(model, adapter, merge=merge)
+        return model
 
     # -- information -------------------------------------------------------------------------------
 
@@ -254,6 +270,7 @@ class InstIt:
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "quantization": self.quantization,
+            "adapter": self.adapter,
             "vocab_size": len(self.tokenizer),
         }
 
@@ -311,14 +328,26 @@ class InstIt:
         """Inputs for ``module(**inputs)``: the reference's ids with the visual placeholders
         expanded, attention mask and pixel values (``image_sizes`` as (height, width)).
         """
+        return self.prepare_ids(media, self._token_ids(question, True))
+
+    def prepare_ids(self, media: MediaLike, ids: Sequence[int]) -> dict[str, torch.Tensor]:
+        """:meth:`prepare` for token ids the caller built (one ``-200`` media placeholder), e.g.
+        a whole multi-turn conversation for training: the placeholder is expanded to the media's
+        visual tokens and the pixel values are made exactly as for a question.
+        """
         import torch
 
         from instit.model.processing import process_frames, process_image
         from instit.prompting.templates import IMAGE_TOKEN_INDEX
 
+        ids = list(ids)
+        if ids.count(IMAGE_TOKEN_INDEX) != 1:
+            raise ModelInputError(
+                f"the ids hold {ids.count(IMAGE_TOKEN_INDEX)} media placeholders "
+                f"({IMAGE_TOKEN_INDEX}); build them with one media placeholder"
+            )
         modality, content = self._load_media(media)
         count = self._visual_tokens(modality, content)
-        ids = self._token_ids(question, True)
         self._check_length(len(ids) - 1 + count, "the prompt with its media")
         placeholder = (
             self.config.image_token_id if modality == "image" else self.config.video_token_id
@@ -543,14 +572,19 @@ class InstIt:
     def save_pretrained(
         self, directory: str | os.PathLike[str], *, overwrite: bool = False
     ) -> Path:
-        """Write a plain-transformers LLaVA-OneVision checkpoint (see :func:`convert`)."""
+        """Write a plain-transformers LLaVA-OneVision checkpoint (see :func:`convert`).
+
+        The folder is written beside ``directory`` and swapped in when complete: an existing
+        checkpoint there (``overwrite=True``) is kept until the new one is whole.
+        """
+        from instit._files import output_lock, replace_folder
         from instit.model.weights import export_transformers
 
         directory = Path(directory)
         _check_destination(directory, self.spec.path, overwrite=overwrite)
-        if directory.is_dir():
-            shutil.rmtree(directory)
-        return export_transformers(self, directory)
+        with output_lock(directory, "the checkpoint"):  # an older one is replaced whole
+            replace_folder(directory, lambda staging: export_transformers(self, staging))
+        return directory
 
 
 @contextlib.contextmanager
@@ -597,6 +631,7 @@ def convert(
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool | None = None,
+    adapter: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Convert a LLaVA-NeXT checkpoint into transformers' LLaVA-OneVision layout.
 
@@ -605,29 +640,26 @@ def convert(
     for images; weights keep the checkpoint's stored dtype. Refuses a non-empty ``dst`` unless
     ``overwrite=True``, and a ``dst`` that is, contains or lies inside the source: the source is
     only read. ``revision``, ``cache_dir`` and ``local_files_only`` are for a hub id. Returns
-    ``dst``.
+    ``dst``. With ``adapter`` (a LoRA folder from :func:`instit.finetune`), the adapter is merged
+    into the written weights.
     """
-    from instit.model.checkpoint import snapshot
+    from instit.model.checkpoint import snapshot, stored_dtype
 
     dst = Path(dst)
     folder = snapshot(
         src, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
     )
     _check_destination(dst, folder, overwrite=overwrite)
-    config = (
-        json.loads((folder / "config.json").read_text())
-        if (folder / "config.json").exists()
-        else {}
-    )
-    stored = config.get("torch_dtype") or config.get("dtype") or "float32"
     model = InstIt.from_pretrained(
         folder,
         quantization=None,
         device="cpu",
-        dtype=stored if stored in ("bfloat16", "float16", "float32") else "float32",
+        dtype=stored_dtype(folder),
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         progress=progress,
+        adapter=adapter,
+        merge=adapter is not None,
     )
     return model.save_pretrained(dst, overwrite=overwrite)
 

@@ -433,7 +433,11 @@ def _squash(image: Image.Image, side: int) -> Image.Image:
 
 
 def _shortest_edge_crop(image: Image.Image, side: int) -> Image.Image:
-    """CLIP's processor: shortest edge to ``side`` (long edge truncated), centre crop."""
+    """CLIP's processor: shortest edge to ``side``, centre crop.
+
+    The long edge is truncated, ``int(side * long / short)``, as transformers'
+    ``get_resize_output_image_size`` does (854x480 at 336 gives 597x336, not 598x336).
+    """
     width, height = image.size
     if width <= height:
         size = (side, int(side * height / width))

@@ -12,7 +12,10 @@ rows (Qwen: 152064 -> 151646) so the logits have the reference's width.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from instit.errors import CheckpointError
@@ -22,8 +25,16 @@ if TYPE_CHECKING:
 
     from instit.model.checkpoint import CheckpointSpec
     from instit.model.modeling import InstItLlavaForConditionalGeneration
+    from instit.model.processing import VisionSpec
 
-__all__ = ["ORIGINAL_KEY_MAPPING", "TRANSFORMERS_KEY_MAPPING", "build_config", "load_module"]
+__all__ = [
+    "ORIGINAL_KEY_MAPPING",
+    "TRANSFORMERS_KEY_MAPPING",
+    "build_config",
+    "checked_config",
+    "load_module",
+    "load_processor",
+]
 
 #: regex -> replacement from LLaVA-NeXT's weight names to transformers' LLaVA-OneVision names.
 ORIGINAL_KEY_MAPPING: dict[str, str] = {
@@ -84,6 +95,45 @@ def build_config(spec: CheckpointSpec, vocab_size: int) -> Any:
     )
 
 
+def checked_config(spec: CheckpointSpec, vocab_size: int) -> Any:
+    """:func:`build_config`, with transformers' validation of every field (a string where a
+    number or flag belongs, ``null``, a bad ``id2label`` ...) as a :class:`CheckpointError`
+    naming the field."""
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import CONFIG_MAPPING
+    from transformers.activations import ACT2FN
+
+    file = spec.path / "config.json"
+    try:
+        config = build_config(spec, vocab_size)
+        # the file as transformers' AutoConfig reads it (the tokenizer and plain users do)
+        CONFIG_MAPPING[spec.config["model_type"]].from_dict(spec.config)
+    except (
+        StrictDataclassError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        KeyError,
+    ) as exc:
+        reason = f"{type(exc).__name__}: " + " ".join(str(exc).split())
+        raise CheckpointError(
+            f"{file} does not describe a model transformers can build ({reason}); fix that "
+            "field or re-download the checkpoint"
+        ) from exc
+    for name, act in [
+        ("hidden_act", config.text_config.hidden_act),
+        ("vision_config.hidden_act", config.vision_config.hidden_act),
+        ("projector_hidden_act", config.projector_hidden_act),
+    ]:
+        if not isinstance(act, str) or act not in ACT2FN:
+            raise CheckpointError(
+                f"{file}: {name} is {act!r}, not an activation transformers knows (such as "
+                "'silu', 'gelu', 'gelu_pytorch_tanh', 'quick_gelu'); fix the field"
+            )
+    return config
+
+
 @contextlib.contextmanager
 def _quiet_progress(progress: bool) -> Iterator[None]:
     from transformers.utils import logging as hf_logging
@@ -113,6 +163,8 @@ def load_module(
     Raises :class:`CheckpointError` listing unexpected, missing or mis-shaped weights, and when the
     tokenizer has more tokens than the checkpoint has embedding rows.
     """
+    from safetensors import SafetensorError
+
     from instit.model.modeling import InstItLlavaForConditionalGeneration
 
     if vocab_size > spec.embedding_rows:
@@ -120,7 +172,7 @@ def load_module(
             f"the tokenizer has {vocab_size} tokens but the checkpoint only {spec.embedding_rows} "
             "embedding rows; the tokenizer does not belong to this checkpoint"
         )
-    config = build_config(spec, vocab_size)
+    config = checked_config(spec, vocab_size)
     kwargs: dict[str, Any] = {
         "config": config,
         "dtype": dtype,
@@ -141,7 +193,7 @@ def load_module(
             module, info = InstItLlavaForConditionalGeneration.from_pretrained(
                 str(spec.path), **kwargs
             )
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise CheckpointError(
                 f"could not load the weights of {spec.path}: {exc}; check that the checkpoint "
                 "is complete and matches its config.json"
@@ -210,7 +262,9 @@ _CHAT_TEMPLATES = {
         "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
         "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
         "{% for part in message['content'] %}"
-        "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'video' %}<video>\n"
+        # "<image> \n": the reference tokenises the text after the image on its own, and
+        # sentencepiece starts that piece with a "▁"; the space gives the same ids in one pass
+        "{% if part['type'] == 'image' %}<image> \n{% elif part['type'] == 'video' %}<video> \n"
         "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
         "{% if message['role'] == 'user' %} {% else %}</s>{% endif %}{% endfor %}"
         "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
@@ -307,33 +361,115 @@ def export_transformers(model: Any, folder: Any, shard_bytes: int = 4 * 1024**3)
     generation.save_pretrained(str(folder))
     tokenizer.chat_template = _CHAT_TEMPLATES[model.template]
     tokenizer.save_pretrained(str(folder))
-    vision = model.vision
-    processor = {
-        # the PIL class reproduces the reference's bicubic resizing exactly (the torchvision one
-        # differs by up to 12 levels), whether or not torchvision is installed
-        "image_processor_type": "LlavaOnevisionImageProcessorPil",
+    tower_tokens = module.model.vision_tower.embeddings.num_positions
+    for name, content in _processor_configs(model.vision, config, tower_tokens).items():
+        (folder / name).write_text(json.dumps(content, indent=1))
+    (folder / "README.md").write_text(_model_card(model.vision.tower))
+    return folder
+
+
+def _processor_configs(vision: VisionSpec, config: Any, tower_tokens: int) -> dict[str, Any]:
+    """``preprocessor_config.json``, ``video_preprocessor_config.json``, ``processor_config.json``.
+
+    ``tower_tokens`` is the tower's output length *including* CLIP's CLS token (577 for
+    CLIP-336, 729 for SigLIP-384): ``LlavaOnevisionProcessor`` counts ``num_image_tokens`` per
+    view and removes one token again when ``vision_feature_select_strategy`` is ``"default"``
+    (CLS dropped), exactly as the model does with the features.
+    """
+    side = vision.image_size
+    # pixels: resize bicubic, rescale to [0, 1], normalise with the tower's mean/std, RGB
+    pixels = {
         "processor_class": "LlavaOnevisionProcessor",
         "do_resize": True,
-        "size": {"height": vision.image_size, "width": vision.image_size},
         "resample": 3,
         "do_rescale": True,
         "rescale_factor": 1 / 255,
         "do_normalize": True,
         "image_mean": list(vision.mean),
         "image_std": list(vision.std),
-        "do_pad": True,
         "do_convert_rgb": True,
+    }
+    image = {
+        # the PIL class reproduces the reference's bicubic resizing exactly; AutoImageProcessor
+        # still resolves it to the torchvision class when torchvision is installed (see
+        # load_processor)
+        "image_processor_type": "LlavaOnevisionImageProcessorPil",
+        **pixels,
+        "size": {"height": side, "width": side},
+        "do_pad": True,
         "image_grid_pinpoints": [list(p) for p in config.image_grid_pinpoints],
     }
-    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=1))
-    side = vision.patches_per_side
-    extras = {
+    # video frames go through the tower's own processor in the reference: SigLIP squashes to
+    # S x S, CLIP resizes the shortest edge to S and crops the centre
+    frame = (
+        {"size": {"shortest_edge": side}, "do_center_crop": True}
+        if vision.tower == "clip"
+        else {"size": {"height": side, "width": side}, "do_center_crop": False}
+    )
+    video = {
+        "video_processor_type": "LlavaOnevisionVideoProcessor",
+        **pixels,
+        **frame,
+        "crop_size": {"height": side, "width": side},
+        "do_sample_frames": False,
+    }
+    processor = {
         "processor_class": "LlavaOnevisionProcessor",
-        "num_image_tokens": side * side,
+        "num_image_tokens": tower_tokens,
         "vision_feature_select_strategy": config.vision_feature_select_strategy,
         "vision_aspect_ratio": config.vision_aspect_ratio,
         "image_token": "<image>",
         "video_token": "<video>",
     }
-    (folder / "processor_config.json").write_text(json.dumps(extras, indent=1))
-    return folder
+    return {
+        "preprocessor_config.json": image,
+        "video_preprocessor_config.json": video,
+        "processor_config.json": processor,
+    }
+
+
+def _model_card(tower: str) -> str:
+    """The exported folder's ``README.md`` (how to run it with plain transformers, its limits)."""
+    from importlib import resources
+    from string import Template
+
+    text = resources.files("instit").joinpath("assets", "export_README.md").read_text()
+    frames = "squashed to S x S" if tower == "siglip" else "shortest edge to S, centre crop"
+    return Template(text).substitute(video_frames=frames)
+
+
+def load_processor(name_or_path: str | os.PathLike[str]) -> Any:
+    """transformers' ``LlavaOnevisionProcessor`` for an exported checkpoint, PIL image backend.
+
+    Equivalent to ``AutoProcessor.from_pretrained(path, image_processor=
+    AutoImageProcessor.from_pretrained(path, backend="pil"))``: token ids, pixel values and
+    logits are then the reference's (a plain ``AutoProcessor.from_pretrained(path)`` uses the
+    torchvision resampler whenever torchvision is installed). Needs torchvision, which
+    transformers' video processor requires.
+    """
+    from instit.errors import DependencyError
+
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and not (path / "processor_config.json").is_file():
+        raise CheckpointError(
+            f"{path} has no processor_config.json; pass a folder written by instit convert "
+            "(or InstIt.save_pretrained); load original checkpoints with InstIt.from_pretrained"
+        )
+    if not path.is_dir() and path.exists():
+        raise CheckpointError(f"{path} is a file; pass the exported checkpoint's folder")
+    if importlib.util.find_spec("torchvision") is None:
+        raise DependencyError(
+            "transformers' LLaVA-OneVision processor needs torchvision for its video processor; "
+            'pip install "instit[processor]" (or the torchvision build matching your torch)'
+        )
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    source = str(path) if path.is_dir() else str(name_or_path)
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(source, backend="pil")
+        return AutoProcessor.from_pretrained(source, image_processor=image_processor)
+    except OSError as exc:
+        raise CheckpointError(
+            f"could not load the processor of {source} ({exc}); pass an exported checkpoint "
+            "folder or hub id"
+        ) from exc

@@ -151,14 +151,15 @@ def prepare(
 
 
 def _prepare_image(media: Any, instances: Any, *, marks: MarksMode, style: Any) -> Prepared:
-    from instit.media import load_image
+    from instit.media import load_image, orientation_hint
 
     image = load_image(media)
     known: list[int] | None = None
     if instances is not None:
         from instit.instances import Instances
 
-        coerced = Instances.coerce(instances, image_size=image.size)
+        with orientation_hint(media):
+            coerced = Instances.coerce(instances, image_size=image.size)
         known = [int(i) for i in coerced.ids]
         if marks == "draw":
             from instit.marks import draw_marks

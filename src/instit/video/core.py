@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -66,9 +67,17 @@ class Video:
     def __post_init__(self) -> None:
         from PIL import Image
 
-        self.frames = list(self.frames)
-        self.indices = [int(i) for i in self.indices]
-        self.timestamps = [float(t) for t in self.timestamps]
+        try:
+            self.frames = list(self.frames)
+            self.indices = [int(i) for i in self.indices]
+            self.timestamps = [float(t) for t in self.timestamps]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InstitTypeError(
+                f"a Video needs a list of frames, integer indices and timestamps in seconds "
+                f"({exc}); build videos with instit.load_video"
+            ) from exc
+        if not all(math.isfinite(t) for t in self.timestamps):
+            raise VideoError("Video.timestamps must be finite seconds; got NaN or infinity")
         if not self.frames:
             raise VideoError("a Video needs at least one frame; pass a non-empty frame list")
         if not len(self.frames) == len(self.indices) == len(self.timestamps):

@@ -15,6 +15,12 @@ folder of images, list of frames) is sampled by the same rules:
   one before the window).  Samples that land on
   the same frame (``r`` above the video's rate) are dropped unless ``duplicates=True``.
   ``max_frames`` then thins the samples uniformly with the same linspace rule.
+
+Requests are checked against the frames before anything is allocated: ``num_frames`` larger
+than the window's frame count takes every frame once (what the linspace rule gives), and is
+refused above :data:`MAX_SAMPLES` with ``duplicates=True``; ``fps`` is refused when it would make
+more than ``max(MAX_SAMPLES, 4 x the window's frames)`` sample times (``fps=1e9`` on any real
+video), with the rate to use instead.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ __all__ = ["select_frames", "uniform_positions"]
 # Timestamps are floats computed from integer ticks; this absorbs their rounding error when a
 # sample time falls exactly on a frame (e.g. 1 fps sampling of a 30 fps video).
 _EPS = 1e-6
+MAX_SAMPLES = 1_000_000
+"""The most sample times (or repeated frames) one call makes beyond the frames it has."""
 
 
 def uniform_positions(n: int, k: int, *, duplicates: bool = False) -> list[int]:
@@ -44,6 +52,9 @@ def uniform_positions(n: int, k: int, *, duplicates: bool = False) -> list[int]:
     """
     if n <= 0:
         return []
+    if k >= n and not duplicates:
+        # steps of at most one frame from 0 to n - 1 truncate to every position
+        return list(range(n))
     positions = np.linspace(0, n - 1, k, dtype=int).tolist()
     if duplicates:
         return positions
@@ -123,6 +134,12 @@ def select_frames(
             "pass a window inside the video"
         )
 
+    if k is not None and duplicates and k > max(MAX_SAMPLES, stop - first):
+        raise InstitValueError(
+            f"num_frames={k} with duplicates=True would list {k:,} frames, repeats of the "
+            f"{stop - first} frames of {source}, more than {MAX_SAMPLES:,}; pass a smaller "
+            "num_frames"
+        )
     if fps is not None:
         origin = times[first] if start_s is None else start_s
         # The last frame stays on screen for about one frame interval; samples stop there (or at
@@ -131,7 +148,16 @@ def select_frames(
         limit = times[stop - 1] + last_gap
         if end_s is not None:
             limit = min(limit, end_s)
-        count = max(int(np.ceil((limit - origin) * float(fps) - _EPS)), 1)
+        wanted = float(np.ceil((limit - origin) * float(fps) - _EPS))
+        if wanted > max(MAX_SAMPLES, 4 * (stop - first)):
+            span = max(limit - origin, _EPS)
+            raise InstitValueError(
+                f"fps={fps:g} asks for {wanted:.3g} sample times over the {span:.3g} s of "
+                f"{source}, which has {stop - first} frames (about {(stop - first) / span:.3g} "
+                "per second); pass an fps near that rate, or num_frames=None (with max_frames) "
+                "for every frame"
+            )
+        count = max(int(wanted), 1)
         sample_times = origin + np.arange(count) / float(fps)
         on_screen = np.searchsorted(times, sample_times + _EPS, side="right") - 1
         chosen = np.clip(on_screen, first, stop - 1).tolist()
