@@ -9,6 +9,7 @@ not processed, so ``import instit`` can only come from the installed wheel.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import site
 import subprocess
@@ -98,8 +99,9 @@ marked = instit.draw_marks(image, instances)
 print(json.dumps({"file": instit.__file__, "size": list(marked.size), "ids": list(instances.ids),
                   "changed": marked.tobytes() != image.tobytes()}))
 """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only the wheel's instit
     result = subprocess.run(
-        [python, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        [python, "-c", check], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
