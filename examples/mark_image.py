@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from instit.cli_support import run_script
 from instit.examples_data import example_image
 from instit.instances import Instances
 from instit.marks import draw_marks
@@ -40,4 +42,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, "mark_image.py"))

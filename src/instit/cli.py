@@ -139,6 +139,15 @@ def _save_image(image: Any, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _add_snap_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--snap",
+        action="store_true",
+        help="video: draw the tracks of frames that were not sampled on the nearest sampled "
+        "frame (default: leave them out, with a warning)",
+    )
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -164,6 +173,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=["draw", "as_is"],
         help="draw the instances' marks first (default) or use the media as already marked",
     )
+    _add_snap_option(parser)
     parser.add_argument(
         "--num-frames", type=int, default=None, help="frames sampled from a video (8)"
     )
@@ -279,12 +289,18 @@ def _mark_video(args: argparse.Namespace, tracks: Any, style: Any) -> int:
     from instit.video import load_video
 
     video = load_video(args.source, **_sampling(args))
-    marked = video.with_marks(tracks, style=style, indexed_by=args.indexed_by)
+    if args.indexed_by == "source":  # keyed by position from here on, unsampled frames handled
+        tracks = tracks.sampled(video.indices, snap=args.snap)
+    marked = video.with_marks(tracks, style=style, indexed_by="sample")
+    with_instances = sum(1 for t in range(len(video)) if len(tracks.at(t)))
     files = _write_frames(marked.frames, Path(args.output), ".png")
     if args.json:
-        _print_json({**marked.to_dict(), "files": files})
+        _print_json({**marked.to_dict(), "files": files, "frames_with_marks": with_instances})
     else:
-        print(f"wrote {len(files)} marked frames to {args.output}")
+        print(
+            f"wrote {len(files)} marked frames to {args.output} "
+            f"({with_instances} of them show instances)"
+        )
     return EXIT_OK
 
 
@@ -340,6 +356,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             args.question,
             instances=instances,
             marks=args.marks,
+            snap=args.snap,
             max_new_tokens=args.max_new_tokens,
             stream=True,
         )
@@ -353,6 +370,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             args.question,
             instances=instances,
             marks=args.marks,
+            snap=args.snap,
             max_new_tokens=args.max_new_tokens,
         )
         if args.json:
@@ -372,6 +390,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         media,
         instances,
         marks=args.marks,
+        snap=args.snap,
         max_new_tokens=args.max_new_tokens,
         progress=not args.quiet,
     )
@@ -471,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="source",
         help="tracks keyed by source frame number (default) or by sampled position",
     )
+    _add_snap_option(mark)
     mark.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     frames = _verb(

@@ -63,6 +63,19 @@ class GeometryWarning(UserWarning):
     """Geometry was changed to fit the image (for example a box clipped at the image border)."""
 
 
+class UnsampledFramesWarning(UserWarning):
+    """Tracks have instances on source frames the video did not sample, so they are not drawn.
+
+    ``dropped`` holds those source frame indices, ``marked`` the number of sampled frames that
+    show instances.  Pass ``snap=True`` to move them to the nearest sampled frame instead.
+    """
+
+    def __init__(self, message: str, dropped: tuple[int, ...] = (), marked: int = 0) -> None:
+        super().__init__(message)
+        self.dropped = dropped
+        self.marked = marked
+
+
 class UnknownIdError(InstancesError, KeyError):
     """An instance ID that is not present was asked for (also a :class:`KeyError`)."""
 
@@ -1477,6 +1490,59 @@ class Tracks(Mapping[int, Instances]):
             {p: self._frames[i] for p, i in enumerate(positions) if i in self._frames},
             image_size=self._image_size,
         )
+
+    def sampled(self, indices: Iterable[int], *, snap: bool = False) -> Tracks:
+        """Tracks of a video sampled at source frames ``indices``, **keyed by position**.
+
+        Like :meth:`select_frames`, but for drawing on a sampled video: tracked frames that
+        were not sampled are not silently lost.  Without ``snap`` they are dropped with one
+        :class:`UnsampledFramesWarning` naming them and counting the frames that keep marks.
+        With ``snap=True`` each of them moves to the nearest sampled frame (the earlier one on
+        a tie); a sampled frame keeps its own entry when it has one, else takes the nearest
+        tracked frame that snaps to it, and only tracked frames that lose to another are still
+        dropped (with the warning).
+        """
+        positions = [_parse_frame_index(i) for i in indices]
+        unique = sorted(set(positions))
+        chosen: dict[int, int] = {i: i for i in unique if i in self._frames}  # sampled -> source
+        if snap and unique:
+            for source in self._frames:
+                if source in chosen:
+                    continue
+                slot = int(np.searchsorted(unique, source))
+                near = [unique[j] for j in (slot - 1, slot) if 0 <= j < len(unique)]
+                target = min(near, key=lambda i: (abs(i - source), i))
+                current = chosen.get(target)
+                if current is None or (abs(current - target), current) > (
+                    abs(source - target),
+                    source,
+                ):
+                    chosen[target] = source
+        used = set(chosen.values())
+        dropped = tuple(i for i in self._frames if i not in used)
+        result = Tracks(
+            {p: self._frames[chosen[i]] for p, i in enumerate(positions) if i in chosen},
+            image_size=self._image_size,
+        )
+        if dropped:
+            shown = ", ".join(str(i) for i in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+            hint = (
+                "other tracked frames are nearer to their sampled frames"
+                if snap
+                else "pass snap=True (--snap) to move them to the nearest sampled frame, or "
+                "sample those frames"
+            )
+            warnings.warn(
+                UnsampledFramesWarning(
+                    f"{len(dropped)} of {len(self._frames)} tracked frames were not sampled "
+                    f"(source frames {shown}) and are not drawn; {len(result)} of "
+                    f"{len(positions)} sampled frames show instances; {hint}",
+                    dropped,
+                    len(result),
+                ),
+                stacklevel=2,
+            )
+        return result
 
     def track(self, instance_id: int) -> dict[int, Instance]:
         """``{frame_index: Instance}`` for every frame where ``instance_id`` appears."""
