@@ -81,11 +81,10 @@ def _is_number(value: object) -> bool:
     )
 
 
-def is_annotation_list(items: Sequence[object]) -> bool:
-    """A non-empty list of dicts that are COCO annotations or supervision sink rows."""
-    return bool(items) and all(
-        isinstance(item, Mapping) and ("bbox" in item or "segmentation" in item or "x_min" in item)
-        for item in items
+def is_annotation(item: object) -> bool:
+    """A COCO annotation or a supervision sink row."""
+    return isinstance(item, Mapping) and (
+        "bbox" in item or "segmentation" in item or "x_min" in item
     )
 
 
@@ -126,8 +125,8 @@ def from_annotations(items: Sequence[object], size: tuple[int, int] | None) -> I
 
     if not items:
         return Instances.empty(size)
-    if not is_annotation_list(items):
-        bad = next((i for i, item in enumerate(items) if not is_annotation_list([item])), 0)
+    bad = next((i for i, item in enumerate(items) if not is_annotation(item)), None)
+    if bad is not None:
         raise InstancesError(
             f'annotation {bad} has neither "bbox"/"segmentation" (COCO) nor '
             f'"x_min".. (supervision sink); accepted formats: {FORMATS}'

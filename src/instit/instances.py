@@ -32,7 +32,7 @@ from instit._annotation_formats import (
     FORMATS,
     from_annotations,
     from_wrapper,
-    is_annotation_list,
+    is_annotation,
     is_box,
     is_sink_rows,
     parse_key,
@@ -1010,7 +1010,7 @@ class Instances:
         if isinstance(obj, (list, tuple)):
             if not obj:
                 return cls.empty(size)
-            if is_annotation_list(obj):
+            if any(is_annotation(v) for v in obj):
                 return from_annotations(obj, size)
             if all(isinstance(v, Mapping) for v in obj):
                 return cls.from_rle(obj, image_size=size)
