@@ -1012,7 +1012,8 @@ class Instances:
                 return cls.empty(size)
             if any(is_annotation(v) for v in obj):
                 return from_annotations(obj, size)
-            if all(isinstance(v, Mapping) for v in obj):
+            rle_keys = ("counts", "size")
+            if all(isinstance(v, Mapping) for v in obj) and any(k in obj[0] for k in rle_keys):
                 return cls.from_rle(obj, image_size=size)
             if all(is_box(v) for v in obj):
                 return cls.from_boxes(obj, image_size=size)
