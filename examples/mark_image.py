@@ -3,8 +3,9 @@
     python examples/mark_image.py                       # the bundled example -> marked.png
     python examples/mark_image.py --image photo.jpg --instances masks.json --out marked.png
 
-``--instances`` is a JSON file ``instit`` can read as instances: a dict ``{id: COCO RLE}``, or
-what ``Instances.to_json()`` writes.  Prints the IDs it marked and where the image went.
+``--instances`` is a JSON file ``instit`` can read as instances: what ``Instances.to_json()``
+writes, ``{"1": [x0, y0, x1, y1]}`` boxes, ``{id: COCO RLE}``, COCO annotations or supervision
+``JSONSink`` rows (see docs/instances.md).  Prints the IDs it marked and where the image went.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Turn what a user passes to ``ask`` / ``describe_instances`` into what the model sees.
 
 One media item is an image (PIL image, ``HxW[xC]`` array, image file) or a video (``Video``,
-``TxHxWxC`` array, a list of frames, a video file or a folder of frames).  With instances, the
+``TxHxWxC`` array, a list of frames, a video file or a folder of frames).  Arrays are RGB unless
+``channels="bgr"`` (converted by :mod:`instit.media`).  With instances, the
 marks are drawn first (``marks="draw"``) unless the media already shows them (``marks="as_is"``);
 either way the instances' IDs are what answers are checked against.
 """

@@ -224,7 +224,7 @@ def load_video(
         source: a video file FFmpeg reads (mp4, webm, mkv, avi, mov, ...); a folder of images
             (natural order: ``frame_2`` before ``frame_10``; hidden and non-image files are
             ignored); a list/tuple of PIL images, arrays or image paths; a ``THWC`` uint8 numpy
-            array (or torch tensor).
+            array (or torch tensor).  Arrays are RGB unless ``channels="bgr"``.
         num_frames: take this many frames spread uniformly over the clip (or window), first and
             last included, by LLaVA-NeXT's ``np.linspace(0, n - 1, k, dtype=int)`` rule.
             ``None`` takes every frame.  Fewer frames come back when the clip is shorter.
