@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from instit.cli_support import run_script
 from instit.examples_data import example_image
 from instit.instances import Instances, Tracks
 from instit.model import InstIt
@@ -80,4 +82,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    hint = "pass --model PATH for a local checkpoint folder"
+    sys.exit(run_script(main, "ask_video.py", checkpoint_hint=hint))

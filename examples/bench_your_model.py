@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from PIL import Image
 
 from instit.bench import load_bench, make_tiny_bench, run_bench, score_file
+from instit.cli_support import run_script
 
 MC_CONFIGS = {"image_multi_choice": "image", "video_multi_choice": "video"}
 
@@ -82,4 +84,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    hint = "pass --checkpoint PATH for a local checkpoint folder"
+    sys.exit(run_script(main, "bench_your_model.py", checkpoint_hint=hint))

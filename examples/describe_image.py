@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from instit.cli_support import run_script
 from instit.examples_data import example_image
 from instit.instances import Instances
 from instit.media import load_image
@@ -56,4 +58,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    hint = "pass --model PATH for a local checkpoint folder"
+    sys.exit(run_script(main, "describe_image.py", checkpoint_hint=hint))

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import instit
+from instit.cli_support import run_script
 
 DEFAULT_MODEL = "Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B"
 CAPTIONS = {
@@ -83,4 +85,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    hint = "pass --model PATH for a local checkpoint folder"
+    sys.exit(run_script(main, "finetune_on_your_instances.py", checkpoint_hint=hint))

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from instit.cli_support import run_script
 from instit.instances import encode_rle
 
 ASSETS = Path(__file__).resolve().parents[1] / "src" / "instit" / "assets"
@@ -93,4 +95,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, "make_example_assets.py"))

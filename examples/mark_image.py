@@ -3,16 +3,19 @@
     python examples/mark_image.py                       # the bundled example -> marked.png
     python examples/mark_image.py --image photo.jpg --instances masks.json --out marked.png
 
-``--instances`` is a JSON file ``instit`` can read as instances: a dict ``{id: COCO RLE}``, or
-what ``Instances.to_json()`` writes.  Prints the IDs it marked and where the image went.
+``--instances`` is a JSON file ``instit`` can read as instances: what ``Instances.to_json()``
+writes, ``{"1": [x0, y0, x1, y1]}`` boxes, ``{id: COCO RLE}``, COCO annotations or supervision
+``JSONSink`` rows (see docs/instances.md).  Prints the IDs it marked and where the image went.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from instit.cli_support import run_script
 from instit.examples_data import example_image
 from instit.instances import Instances
 from instit.marks import draw_marks
@@ -40,4 +43,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main, "mark_image.py"))

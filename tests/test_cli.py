@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import supervision as sv
 from PIL import Image
 
 from instit.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
 from instit.examples_data import example_image
 from instit.instances import Instances, Tracks
+from instit.marks import draw_marks
 from instit.video import load_video, uniform_positions
 from lock_holder import lock_held_elsewhere
 from video_clips import frame_code, write_clip
@@ -665,3 +667,97 @@ def test_bad_numbers_are_usage_errors_naming_the_flag_before_a_model_loads(
     err = capsys.readouterr().err
     assert code == EXIT_USAGE and flag in err
     assert "batch_size" not in err and "max_new_tokens" not in err
+
+
+ASSETS = Path(__file__).resolve().parents[1] / "src" / "instit" / "assets"
+
+
+def test_mark_reads_the_bundled_annotation_file(tmp_path: Path, capsys):
+    out = tmp_path / "marked.png"
+    instances = str(ASSETS / "astronaut_instances.json")
+    code = main(["mark", str(ASSETS / "astronaut.jpg"), "--instances", instances, "-o", str(out)])
+    assert code == EXIT_OK, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == f"wrote {out} with 4 marks"
+    image, example = example_image()
+    direct = np.asarray(draw_marks(image, example))
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), direct)
+
+
+def _sink_detections() -> sv.Detections:
+    return sv.Detections(
+        xyxy=np.array([[40.0, 50.0, 200.0, 300.0], [300.0, 20.0, 480.0, 160.0]]),
+        confidence=np.array([0.9, 0.8]),
+        class_id=np.array([0, 3]),
+        tracker_id=np.array([7, 2]),
+    )
+
+
+@pytest.mark.parametrize("sink", ["json", "csv"])
+def test_mark_reads_supervision_sink_files(sink: str, example_files, tmp_path: Path, capsys):
+    image_path, _, _ = example_files
+    path = tmp_path / f"detections.{sink}"
+    with (sv.JSONSink if sink == "json" else sv.CSVSink)(str(path)) as writer:
+        writer.append(_sink_detections())
+    out = tmp_path / "marked.png"
+    args = ["mark", str(image_path), "--instances", str(path), "-o", str(out), "--json"]
+    assert main(args) == EXIT_OK
+    assert sorted(_json_out(capsys)["placements"]) == ["2", "7"]  # the tracker IDs
+    expected = draw_marks(image_path, Instances.from_supervision(_sink_detections()))
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), np.asarray(expected))
+
+
+def test_instances_files_in_other_formats_are_usage_errors(example_files, tmp_path: Path, capsys):
+    image_path, _, _ = example_files
+    out = str(tmp_path / "o.png")
+    cases = [
+        ("a.csv", "left,top\n1,2\n", "no column 'x_min'; a CSV of instances is a supervision"),
+        ("b.json", '{"cat": [0, 0, 1, 1]}', "instance id 'cat' is not a number"),
+        ("c.json", '[{"label": "cat"}]', "cannot use a list as instances"),
+        ("d.json", '[{"segmentation": [[0, 0, 9, 0, 9, 9]]}]', None),  # polygons: image's size
+    ]
+    for name, text, message in cases:
+        (tmp_path / name).write_text(text)
+        code = main(["mark", str(image_path), "--instances", str(tmp_path / name), "-o", out])
+        err = capsys.readouterr().err
+        if message is None:
+            assert code == EXIT_OK, err
+            Path(out).unlink()
+        else:
+            assert code == EXIT_USAGE and message in err and "Traceback" not in err
+
+
+def test_mark_video_warns_about_unsampled_tracked_frames_or_snaps(
+    clip: Path, tmp_path: Path, capsys
+):
+    size = (160, 120)
+    box = Instances.from_boxes([[10, 10, 60, 60]], ids=[7], image_size=size)
+    tracks_path = tmp_path / "tracks.json"
+    tracks_path.write_text(Tracks({1: box, 10: box}, image_size=size).to_json())
+    base = ["mark", str(clip), "--instances", str(tracks_path), "--num-frames", "4"]
+    # 4 of 30 frames sample 0, 9, 19, 29: frames 1 and 10 are not among them
+    assert main([*base, "-o", str(tmp_path / "a")]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert captured.out.strip().endswith("(0 of them show instances)")
+    (warning,) = captured.err.strip().splitlines()
+    assert warning.startswith("instit mark: warning: 2 of 2 tracked frames were not sampled")
+    assert "--snap" in warning
+    assert main([*base, "-o", str(tmp_path / "b"), "--snap", "--json"]) == EXIT_OK
+    payload = _json_out(capsys)
+    assert payload["frames_with_marks"] == 2 and capsys.readouterr().err == ""
+    plain = load_video(clip, num_frames=4)
+    changed = [
+        (np.asarray(Image.open(f).convert("RGB")) != np.asarray(raw)).any()
+        for f, raw in zip(payload["files"], plain.frames, strict=True)
+    ]
+    assert changed == [True, True, False, False]  # 1 -> frame 0, 10 -> frame 9
+
+
+def test_mark_video_reads_supervision_rows_with_frame_index(clip: Path, tmp_path: Path, capsys):
+    path = tmp_path / "tracked.csv"
+    one = sv.Detections(xyxy=np.array([[10.0, 10.0, 60.0, 60.0]]), tracker_id=np.array([3]))
+    with sv.CSVSink(str(path)) as sink:
+        for frame in (0, 29):
+            sink.append(one, custom_data={"frame_index": frame})
+    args = ["mark", str(clip), "--instances", str(path), "--num-frames", "4", "-o", "m"]
+    assert main([*args[:-1], str(tmp_path / "m"), "--json"]) == EXIT_OK
+    assert _json_out(capsys)["frames_with_marks"] == 2

@@ -29,9 +29,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2", "qwen2-siglip")
 
 
-def _run(script: str, *args: str, cwd: Path) -> str:
+def _start(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(EXAMPLES / script), *args],
         cwd=cwd,
         env=env,
@@ -40,6 +40,10 @@ def _run(script: str, *args: str, cwd: Path) -> str:
         timeout=600,
         check=False,
     )
+
+
+def _run(script: str, *args: str, cwd: Path) -> str:
+    done = _start(script, *args, cwd=cwd)
     assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -144,3 +148,31 @@ def test_example_runs(script: str, tmp_path: Path, request: pytest.FixtureReques
     check, needs_model = RUNS[script]
     model = request.getfixturevalue("tiny_model") if needs_model else None
     check(tmp_path, model)
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "option"),
+    [
+        ("describe_image.py", ["--model", "Inst-IT/no-such-model"], "--model PATH"),
+        ("ask_video.py", ["--model", "Inst-IT/no-such-model"], "--model PATH"),
+        ("finetune_on_your_instances.py", ["--model", "Inst-IT/no-such-model"], "--model PATH"),
+        ("bench_your_model.py", ["--demo", "--checkpoint", "Inst-IT/no-such"], "--checkpoint PATH"),
+    ],
+)
+def test_examples_end_offline_failures_in_one_line(
+    script: str, args: list[str], option: str, tmp_path: Path
+) -> None:
+    done = _start(script, *args, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.strip().splitlines()  # no traceback
+    assert line.startswith(f"{script}: failed: could not get checkpoint 'Inst-IT/no-such")
+    assert line.endswith(f"pass {option} for a local checkpoint folder")
+    assert done.stdout == ""
+
+
+def test_examples_bad_input_exits_2(tmp_path: Path) -> None:
+    args = ["--image", str(tmp_path / "missing.png"), "--instances", "i.json"]
+    done = _start("mark_image.py", *args, cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("mark_image.py: error:")

@@ -817,7 +817,9 @@ def test_masks_are_stored_as_compressed_rle() -> None:
 @pytest.mark.parametrize(
     ("data", "error", "message"),
     [
-        ({"instances": []}, InstancesError, "no 'kind' field"),
+        ({"format": "instit.instances", "instances": []}, InstancesError, "no 'kind' field"),
+        ({"instances": [{"id": 1, "label": "cat"}]}, InstancesError, "annotation 0 has neither"),
+        ({"cat": [0, 0, 1, 1]}, InstitTypeError, "instance id 'cat' is not a number"),
         ({"kind": "mask"}, InstancesError, "no 'instances' field"),
         ({"kind": "blob", "instances": []}, InstancesError, "kind 'blob'"),
         ({"kind": "box", "instances": [{"id": 4}]}, InstancesError, "instance 4: missing 'box'"),
@@ -915,8 +917,9 @@ def test_tracks_bad_input() -> None:
         Tracks({2: masks, 4: np.ones((1, 7, 8), dtype=bool)})
     with pytest.raises(InstancesError, match="frame index -1 is negative"):
         Tracks({-1: masks})
-    with pytest.raises(InstitTypeError, match="frame index '0' is a str"):
-        Tracks({"0": masks})
+    with pytest.raises(InstitTypeError, match="frame index 'first' is not a number"):
+        Tracks({"first": masks})
+    assert Tracks({"0": masks}) == Tracks({0: masks})  # JSON keys are strings
     with pytest.raises(InstancesError, match="frame 3: instance 2: mask is empty"):
         Tracks({3: [masks[0], np.zeros((H, W), dtype=bool)]})
     with pytest.raises(InstitTypeError, match="frame 1: cannot use a int as instances"):

@@ -809,3 +809,15 @@ def test_style_lengths_are_bounded_before_freetype_and_opencv_see_them() -> None
     resolved = largest.resolve(10**6, 10**6)  # a giant image: lengths stop at 8192 px
     assert resolved.font_size == resolved.line_width == 8192
     assert MarkStyle.image().resolve(960, 640).font_size == 25
+
+
+def test_draw_marks_on_bgr_arrays_gives_the_rgb_result() -> None:
+    rgb = np.zeros((40, 50, 3), np.uint8)
+    rgb[:, :25] = (200, 30, 10)
+    instances = Instances.from_boxes([[5, 5, 30, 30]], [3])
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    expected = np.asarray(draw_marks(rgb, instances))
+    assert np.array_equal(np.asarray(draw_marks(bgr, instances, channels="bgr")), expected)
+    assert layout_marks(bgr, instances, channels="bgr") == layout_marks(rgb, instances)
+    frames = draw_marks_frames(np.stack([bgr, bgr]), [instances, None], channels="bgr")
+    assert np.array_equal(np.asarray(frames[1]), rgb)

@@ -482,3 +482,38 @@ def test_lazy_pil_objects_that_cannot_decode_and_unusable_paths_are_media_errors
         load_image(closed)
     with pytest.raises(MediaError, match=r"cannot use .* as an image path"):
         load_image("a" * 5000 + ".png")
+
+
+# -- channel order -------------------------------------------------------------------------
+
+
+def test_bgr_arrays_are_reversed_once_into_rgb(tmp_path: Path) -> None:
+    import cv2
+
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0], rgb[1, 2] = 210, (1, 2, 3)
+    path = tmp_path / "rgb.png"
+    Image.fromarray(rgb).save(path)
+    bgr = cv2.imread(str(path))  # what OpenCV users hold
+    assert np.array_equal(np.asarray(load_image(bgr, channels="bgr")), rgb)
+    assert np.array_equal(to_numpy_rgb(bgr, channels="bgr"), rgb)
+    assert np.array_equal(to_numpy_rgb(bgr), bgr)  # arrays are RGB by default
+    bgra = np.dstack([bgr, np.full((4, 5), 255, np.uint8)])
+    assert np.array_equal(to_numpy_rgb(bgra, channels="bgr"), rgb)
+    gray = np.full((4, 5), 7, np.uint8)
+    assert np.array_equal(to_numpy_rgb(gray, channels="bgr"), to_numpy_rgb(gray))
+    assert bgr[0, 0, 2] == 210  # the caller's array is untouched
+
+
+@pytest.mark.parametrize("source", ["file", "pil"])
+def test_bgr_is_refused_for_what_is_already_rgb(source: str, tmp_path: Path) -> None:
+    from instit.errors import InstitValueError
+
+    image = Image.new("RGB", (3, 2))
+    path = tmp_path / "a.png"
+    image.save(path)
+    value = path if source == "file" else image
+    with pytest.raises(InstitValueError, match="always decoded as RGB; drop channels='bgr'"):
+        load_image(value, channels="bgr")
+    with pytest.raises(InstitValueError, match="not a channel order"):
+        to_numpy_rgb(np.zeros((2, 2, 3), np.uint8), channels="rbg")  # type: ignore[arg-type]

@@ -715,3 +715,41 @@ def test_progress_defaults_agree_across_tasks() -> None:
         for f in (ask, ask_many, describe_instances)
     }
     assert defaults == {"ask": True, "ask_many": True, "describe_instances": True}
+
+
+# -- BGR arrays and tracks on frames that were not sampled ---------------------------------------
+
+
+def test_ask_reads_bgr_arrays_when_told() -> None:
+    model = ScriptedModel(lambda m, p: "ok")
+    rgb = np.zeros((8, 6, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    ask(model, bgr, "Colour?", channels="bgr")
+    ask(model, np.stack([bgr, bgr]), "Colour?", channels="bgr")  # a TxHxWxC video
+    image, video = model.calls[0][0][0], model.calls[1][0][0]
+    assert np.array_equal(np.asarray(image), rgb)
+    assert all(np.array_equal(np.asarray(frame), rgb) for frame in video)
+    with pytest.raises(InstitValueError, match="channels='bgr' describes numpy arrays"):
+        ask(model, _image(), "Colour?", channels="bgr")
+    with pytest.raises(InstitValueError, match="channels='BGR' is not a channel order"):
+        ask(model, bgr, "Colour?", channels="BGR")  # type: ignore[arg-type]
+
+
+def test_describe_and_ask_warn_or_snap_unsampled_tracked_frames() -> None:
+    from instit import UnsampledFramesWarning
+    from instit.instances import Tracks
+    from instit.video import Video
+
+    frames = _frames(3)
+    video = Video(frames, indices=[0, 10, 20], timestamps=[0.0, 1.0, 2.0])
+    tracks = Tracks({0: _boxes([1]), 11: _boxes([2])})
+    model = ScriptedModel(lambda m, p: "[2]")
+    with pytest.warns(UnsampledFramesWarning, match="source frames 11"):
+        answer = ask(model, video, "Who?", instances=tracks)
+    assert answer.unknown_ids == [2]  # frame 11 was not sampled: [2] is on no frame
+    snapped = ask(model, video, "Who?", instances=tracks, snap=True)
+    assert snapped.unknown_ids == []
+    drawn = model.calls[-1][0][0]
+    assert not np.array_equal(np.asarray(drawn[1]), np.asarray(frames[1]))  # 11 -> frame 10
+    assert np.array_equal(np.asarray(drawn[2]), np.asarray(frames[2]))

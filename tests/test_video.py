@@ -815,3 +815,35 @@ def test_uniform_positions_shortcut_equals_the_linspace_rule() -> None:
         for k in (n, n + 1, 2 * n + 3, 10 * n, 1000):
             expected = list(dict.fromkeys(np.linspace(0, n - 1, k, dtype=int).tolist()))
             assert uniform_positions(n, k) == expected == list(range(n))
+
+
+def test_load_video_reads_bgr_frames_when_told(tmp_path: Path) -> None:
+    rgb = np.zeros((3, 6, 8, 3), np.uint8)
+    rgb[..., 0] = np.arange(3)[:, None, None] * 50 + 10
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    for source in (bgr, list(bgr)):
+        video = load_video(source, num_frames=None, channels="bgr")
+        assert all(np.array_equal(np.asarray(f), r) for f, r in zip(video.frames, rgb, strict=True))
+    Image.fromarray(rgb[0]).save(tmp_path / "f_0.png")
+    for source in (tmp_path, [tmp_path / "f_0.png"]):
+        with pytest.raises(InstitValueError, match="channels='bgr' describes numpy arrays"):
+            load_video(source, channels="bgr")
+
+
+def test_with_marks_warns_or_snaps_tracks_of_frames_not_sampled() -> None:
+    from instit import UnsampledFramesWarning
+    from instit.instances import Instances, Tracks
+
+    frames = [Image.new("RGB", (20, 20), (v, v, v)) for v in (0, 60, 120)]
+    video = Video(frames, indices=[0, 10, 20], timestamps=[0.0, 1.0, 2.0])
+    tracks = Tracks({4: Instances.from_boxes([[2, 2, 12, 12]], [1])})
+    with pytest.warns(UnsampledFramesWarning, match="0 of 3 sampled frames show instances"):
+        plain = video.with_marks(tracks)
+
+    def changed(marked: Video) -> list[bool]:
+        pairs = zip(marked.frames, frames, strict=True)
+        return [not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in pairs]
+
+    assert changed(plain) == [False, False, False]
+    snapped = video.with_marks(tracks, snap=True)  # frame 4 is nearest to sampled frame 0
+    assert changed(snapped) == [True, False, False]

@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "Instances": "instit.instances",
     "Tracks": "instit.instances",
     "GeometryWarning": "instit.instances",
+    "UnsampledFramesWarning": "instit.instances",
     "UnknownIdError": "instit.instances",
     "encode_rle": "instit.instances",
     "decode_rle": "instit.instances",
@@ -102,6 +103,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Instances as Instances,
         Tracks as Tracks,
         UnknownIdError as UnknownIdError,
+        UnsampledFramesWarning as UnsampledFramesWarning,
         decode_rle as decode_rle,
         encode_rle as encode_rle,
     )

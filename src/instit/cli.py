@@ -37,22 +37,55 @@ def _print_json(payload: Any) -> None:
     print(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
-def _load_instances(path: str | None) -> Any:
-    """Instances (image) or Tracks (video) from a JSON file written by ``to_json``."""
+def _load_instances(path: str | None, media: str) -> Any:
+    """Instances (an image) or Tracks (a video ``media``) from a JSON or CSV file: anything
+    ``Instances.coerce`` / ``Tracks.coerce`` read (``to_json`` output, boxes, COCO
+    annotations, supervision's JSONSink / CSVSink files)."""
     if path is None:
         return None
     from instit.instances import Instances, Tracks
 
     file = Path(path)
     if not file.is_file():
-        raise InstitValueError(f"instances file {file} does not exist: pass a JSON file")
+        raise InstitValueError(f"instances file {file} does not exist: pass a JSON or CSV file")
+    data = _read_csv_rows(file) if file.suffix.lower() == ".csv" else _read_json(file)
+    if _is_video_source(media):
+        if isinstance(data, dict) and "kind" in data and "instances" in data:
+            raise InstitValueError(
+                f"{path} holds image instances; a video needs tracks "
+                "(Tracks.to_json: one entry per source frame)"
+            )
+        return Tracks.coerce(data)
+    from instit.media import image_size
+
+    return Instances.coerce(data, image_size=image_size(media))
+
+
+def _read_json(file: Path) -> Any:
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        return json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge numbers, nesting
         raise InstitValueError(f"instances file {file} is not valid JSON ({exc})") from None
-    if isinstance(data, dict) and "frames" in data:
-        return Tracks.from_dict(data)
-    return Instances.from_dict(data)
+
+
+def _read_csv_rows(file: Path) -> list[dict[str, str]]:
+    """The rows of a supervision ``CSVSink`` file (cells stay text; instit reads the numbers)."""
+    import csv
+
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except (ValueError, csv.Error) as exc:  # bad UTF-8, a malformed or oversized cell
+        raise InstitValueError(f"instances file {file} is not readable CSV ({exc})") from None
+    missing = [c for c in ("x_min", "y_min", "x_max", "y_max") if c not in columns]
+    if missing:
+        raise InstitValueError(
+            f"instances file {file} has no column {missing[0]!r}; a CSV of instances is a "
+            "supervision CSVSink file (x_min, y_min, x_max, y_max, tracker_id[, frame_index])"
+        )
+    return rows
 
 
 def _is_video_source(path: str) -> bool:
@@ -107,6 +140,15 @@ def _save_image(image: Any, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _add_snap_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--snap",
+        action="store_true",
+        help="video: draw the tracks of frames that were not sampled on the nearest sampled "
+        "frame (default: leave them out, with a warning)",
+    )
+
+
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
@@ -122,7 +164,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--adapter", help="a LoRA adapter folder (from instit finetune) to apply")
     parser.add_argument(
-        "--instances", help="instances JSON (Instances.to_json; Tracks.to_json for videos)"
+        "--instances",
+        help="instances: JSON (Instances.to_json, {id: box}, COCO annotations, supervision "
+        "JSONSink) or a supervision CSVSink file; Tracks for videos",
     )
     parser.add_argument(
         "--marks",
@@ -130,6 +174,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=["draw", "as_is"],
         help="draw the instances' marks first (default) or use the media as already marked",
     )
+    _add_snap_option(parser)
     parser.add_argument(
         "--num-frames", type=int, default=None, help="frames sampled from a video (8)"
     )
@@ -213,7 +258,7 @@ def _save_marked(result: Any, target: str | None, video: bool) -> None:
 def _cmd_mark(args: argparse.Namespace) -> int:
     from instit.marks import MarkStyle
 
-    instances = _load_instances(args.instances)
+    instances = _load_instances(args.instances, args.source)
     video = _is_video_source(args.source)
     name = args.style or ("video" if video else "image")
     style = MarkStyle.video() if name == "video" else MarkStyle.image()
@@ -247,21 +292,21 @@ def _cmd_mark(args: argparse.Namespace) -> int:
 
 def _mark_video(args: argparse.Namespace, tracks: Any, style: Any) -> int:
     """Sample the video, draw the tracks (keyed by source frame) and write frame_<t>.png."""
-    from instit.instances import Tracks
     from instit.video import load_video
 
-    if not isinstance(tracks, Tracks):
-        raise InstitValueError(
-            f"{args.instances} holds image instances; a video needs tracks "
-            "(Tracks.to_json: one entry per source frame)"
-        )
     video = load_video(args.source, **_sampling(args))
-    marked = video.with_marks(tracks, style=style, indexed_by=args.indexed_by)
+    if args.indexed_by == "source":  # keyed by position from here on, unsampled frames handled
+        tracks = tracks.sampled(video.indices, snap=args.snap)
+    marked = video.with_marks(tracks, style=style, indexed_by="sample")
+    with_instances = sum(1 for t in range(len(video)) if len(tracks.at(t)))
     files = _write_frames(marked.frames, Path(args.output), ".png")
     if args.json:
-        _print_json({**marked.to_dict(), "files": files})
+        _print_json({**marked.to_dict(), "files": files, "frames_with_marks": with_instances})
     else:
-        print(f"wrote {len(files)} marked frames to {args.output}")
+        print(
+            f"wrote {len(files)} marked frames to {args.output} "
+            f"({with_instances} of them show instances)"
+        )
     return EXIT_OK
 
 
@@ -314,7 +359,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         )
     video = _check_save_marked(args)
     media = _load_media(args.media, args)
-    instances = _load_instances(args.instances)
+    instances = _load_instances(args.instances, args.media)
     model = _load_model(args)
     if args.stream:
         stream = model.ask(
@@ -322,6 +367,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             args.question,
             instances=instances,
             marks=args.marks,
+            snap=args.snap,
             max_new_tokens=args.max_new_tokens,
             stream=True,
         )
@@ -335,6 +381,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
             args.question,
             instances=instances,
             marks=args.marks,
+            snap=args.snap,
             max_new_tokens=args.max_new_tokens,
             progress=not args.no_progress,
         )
@@ -350,12 +397,13 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 def _cmd_describe(args: argparse.Namespace) -> int:
     video = _check_save_marked(args)
     media = _load_media(args.media, args)
-    instances = _load_instances(args.instances)
+    instances = _load_instances(args.instances, args.media)
     model = _load_model(args)
     description = model.describe_instances(
         media,
         instances,
         marks=args.marks,
+        snap=args.snap,
         max_new_tokens=args.max_new_tokens,
         progress=not args.no_progress,
     )
@@ -470,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     mark.add_argument(
         "--instances",
         required=True,
-        help="instances JSON (Instances.to_json; Tracks.to_json for a video)",
+        help="instances: JSON (Instances.to_json, {id: box}, COCO annotations, supervision "
+        "JSONSink) or a supervision CSVSink file; Tracks for a video",
     )
     mark.add_argument(
         "-o", "--output", required=True, help="output image file, or folder for a video"
@@ -492,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="source",
         help="tracks keyed by source frame number (default) or by sampled position",
     )
+    _add_snap_option(mark)
     mark.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
     frames = _verb(

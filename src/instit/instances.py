@@ -28,6 +28,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from instit._annotation_formats import (
+    FORMATS,
+    from_annotations,
+    from_wrapper,
+    is_annotation,
+    is_box,
+    is_sink_rows,
+    parse_key,
+    split_mapping,
+    tracks_from_sink_rows,
+)
 from instit.errors import DependencyError, InstancesError, InstitTypeError
 
 if TYPE_CHECKING:
@@ -50,6 +61,19 @@ _MAX_RLE_GROUPS = 13
 
 class GeometryWarning(UserWarning):
     """Geometry was changed to fit the image (for example a box clipped at the image border)."""
+
+
+class UnsampledFramesWarning(UserWarning):
+    """Tracks have instances on source frames the video did not sample, so they are not drawn.
+
+    ``dropped`` holds those source frame indices, ``marked`` the number of sampled frames that
+    show instances.  Pass ``snap=True`` to move them to the nearest sampled frame instead.
+    """
+
+    def __init__(self, message: str, dropped: tuple[int, ...] = (), marked: int = 0) -> None:
+        super().__init__(message)
+        self.dropped = dropped
+        self.marked = marked
 
 
 class UnknownIdError(InstancesError, KeyError):
@@ -663,11 +687,7 @@ class Instances:
             InstancesError: empty masks, masks of different shapes or not matching
                 ``image_size``, bad IDs.
         """
-        if isinstance(masks, Mapping):
-            if ids is not None:
-                raise InstitTypeError("pass the IDs either as dict keys or as ids=, not both")
-            ids = list(masks.keys())
-            masks = list(masks.values())
+        masks, ids = split_mapping(masks, ids)  # type: ignore[assignment]
         size = _parse_image_size(image_size)
         masks = _as_array_if_array_like(masks)
         if isinstance(masks, np.ndarray):
@@ -748,7 +768,8 @@ class Instances:
         image_size: tuple[int, int] | None = None,
         clip: bool = True,
     ) -> Instances:
-        """Instances from ``(N, 4)`` boxes ``(x0, y0, x1, y1)`` in pixels.
+        """Instances from ``(N, 4)`` boxes ``(x0, y0, x1, y1)`` in pixels, or a dict
+        ``{id: (x0, y0, x1, y1)}`` (IDs: ``ids``, else the dict keys, else ``1..N``).
 
         Boxes reaching outside the image (below 0 always, beyond ``image_size`` when known)
         are clipped with a :class:`GeometryWarning` when ``clip`` is true, else refused.
@@ -758,6 +779,7 @@ class Instances:
                 width or height (also after clipping), out-of-image boxes with
                 ``clip=False``, bad IDs.
         """
+        boxes, ids = split_mapping(boxes, ids)  # type: ignore[assignment]
         size = _parse_image_size(image_size)
         array = _float_rows(boxes, 4, "boxes")
         id_tuple = _parse_ids(ids, len(array), "boxes")
@@ -819,11 +841,7 @@ class Instances:
                 vertex beyond :data:`MAX_COORDINATE`, polygons that do not cover any pixel of
                 the image, an image above :func:`instit.media.pixel_limit` pixels, bad IDs.
         """
-        if isinstance(polygons, Mapping):
-            if ids is not None:
-                raise InstitTypeError("pass the IDs either as dict keys or as ids=, not both")
-            ids = list(polygons.keys())
-            polygons = list(polygons.values())
+        polygons, ids = split_mapping(polygons, ids)  # type: ignore[assignment]
         size = _parse_image_size(image_size, required=True)
         assert size is not None
         if isinstance(polygons, (str, bytes)) or not isinstance(polygons, Iterable):
@@ -866,12 +884,14 @@ class Instances:
         *,
         image_size: tuple[int, int] | None = None,
     ) -> Instances:
-        """Instances from ``(N, 2)`` points ``(x, y)`` (for example clicks on objects).
+        """Instances from ``(N, 2)`` points ``(x, y)`` (for example clicks on objects), or a
+        dict ``{id: (x, y)}``.
 
         Raises:
             InstancesError: NaN/infinite coordinates, points outside the image (negative, or
                 beyond ``image_size`` when known), bad IDs.
         """
+        points, ids = split_mapping(points, ids)  # type: ignore[assignment]
         size = _parse_image_size(image_size)
         array = _float_rows(points, 2, "points")
         id_tuple = _parse_ids(ids, len(array), "points")
@@ -904,10 +924,7 @@ class Instances:
         them together may declare at most 8 times that limit (1.4 billion pixels by default).
         """
         if isinstance(rles, Mapping) and not ("counts" in rles and "size" in rles):
-            if ids is not None:
-                raise InstitTypeError("pass the IDs either as dict keys or as ids=, not both")
-            ids = list(rles.keys())
-            rles = list(rles.values())
+            rles, ids = split_mapping(rles, ids)  # type: ignore[assignment]
         if isinstance(rles, (str, bytes, Mapping)) or not isinstance(rles, Iterable):
             raise InstitTypeError(
                 "rles must be a list of COCO RLE dicts (wrap a single one as [rle]), "
@@ -955,9 +972,13 @@ class Instances:
         """Turn whatever a user passed as "the instances" into :class:`Instances`.
 
         Accepts ``None`` (no instances), :class:`Instances`, ``supervision.Detections``, a
-        dict ``{id: HxW mask}`` or ``{id: COCO RLE}``, a ``to_dict()`` dict, a ``(N, H, W)``
-        array, or a list of ``HxW`` masks or of RLE dicts.  With ``image_size`` the result is
-        checked with :meth:`validate_for` and carries that size.
+        dict ``{id: HxW mask}``, ``{id: COCO RLE}`` or ``{id: [x0, y0, x1, y1]}`` (keys may be
+        digit strings, as in JSON), a ``to_dict()`` dict, a ``(N, H, W)`` array, a list of
+        ``HxW`` masks, of RLE dicts or of ``[x0, y0, x1, y1]`` boxes (IDs ``1..N``), COCO
+        annotations (a list, a COCO file of one image or ``{"instances": [...]}``; IDs: their
+        ``"id"``, else ``1..N``) and supervision ``JSONSink``/``CSVSink`` rows (IDs:
+        ``tracker_id``, else ``1..N``).  With ``image_size`` the result is checked with
+        :meth:`validate_for` and carries that size.
         """
         size = _parse_image_size(image_size)
         result = cls._coerce(obj, size)
@@ -978,12 +999,7 @@ class Instances:
         if isinstance(obj, Mapping):
             if "instances" in obj and "kind" in obj:
                 return cls.from_dict(obj)
-            if "counts" in obj and "size" in obj:
-                return cls.from_rle([obj], image_size=size)
-            values = list(obj.values())
-            if values and all(isinstance(v, Mapping) for v in values):
-                return cls.from_rle(obj, image_size=size)
-            return cls.from_masks(obj, image_size=size)
+            return cls._from_mapping(obj, size)
         if isinstance(obj, np.ndarray):
             if obj.ndim == 3:
                 return cls.from_masks(obj, image_size=size)
@@ -994,15 +1010,38 @@ class Instances:
         if isinstance(obj, (list, tuple)):
             if not obj:
                 return cls.empty(size)
-            if all(isinstance(v, Mapping) for v in obj):
+            if any(is_annotation(v) for v in obj):
+                return from_annotations(obj, size)
+            rle_keys = ("counts", "size")
+            if all(isinstance(v, Mapping) for v in obj) and any(k in obj[0] for k in rle_keys):
                 return cls.from_rle(obj, image_size=size)
+            if all(is_box(v) for v in obj):
+                return cls.from_boxes(obj, image_size=size)
             if all(_ndim(v) == 2 for v in obj):
                 return cls.from_masks(obj, image_size=size)
         raise InstitTypeError(
             f"cannot use a {type(obj).__name__} as instances; pass Instances, "
-            "supervision.Detections, a dict {id: mask}, a (N, H, W) mask array or a list of "
-            "masks, or build them with Instances.from_boxes / from_polygons / from_points"
+            "supervision.Detections, a dict {id: mask}, a (N, H, W) mask array, a list of "
+            "masks or of [x0, y0, x1, y1] boxes, or build them with Instances.from_boxes / "
+            f"from_polygons / from_points. From JSON or CSV: {FORMATS}"
         )
+
+    @classmethod
+    def _from_mapping(cls, obj: Mapping[Any, Any], size: tuple[int, int] | None) -> Instances:
+        """A dict that is not ``to_dict()`` output: one RLE, an annotation file, or
+        ``{id: geometry}`` of one kind (RLEs, boxes or masks)."""
+        if "counts" in obj and "size" in obj:
+            return cls.from_rle([obj], image_size=size)
+        wrapped = from_wrapper(obj, size)
+        if wrapped is not None:
+            return wrapped
+        ids = [parse_key(key) for key in obj]
+        values = list(obj.values())
+        if values and all(isinstance(v, Mapping) for v in values):
+            return cls.from_rle(values, ids, image_size=size)
+        if values and all(is_box(v) for v in values):
+            return cls.from_boxes(values, ids, image_size=size)
+        return cls.from_masks(values, ids, image_size=size)
 
     # -- access ------------------------------------------------------------------------------
 
@@ -1200,9 +1239,13 @@ class Instances:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Instances:
-        """Rebuild :class:`Instances` from :meth:`to_dict` output."""
+        """Rebuild :class:`Instances` from :meth:`to_dict` output, or read another JSON-ready
+        dict :meth:`coerce` accepts (``{"1": [x0, y0, x1, y1]}``, ``{"1": rle}``, a COCO
+        file of one image, ``{"instances": [COCO annotations]}``)."""
         if not isinstance(data, Mapping):
             raise InstitTypeError(f"from_dict needs a dict, got {type(data).__name__}")
+        if "kind" not in data and data.get("format") != "instit.instances":
+            return cls._from_mapping(data, None)
         for key in ("kind", "instances"):
             if key not in data:
                 raise InstancesError(f"instances dict has no {key!r} field; pass to_dict() output")
@@ -1363,7 +1406,7 @@ class Tracks(Mapping[int, Instances]):
         size = _parse_image_size(image_size)
         parsed: dict[int, Instances] = {}
         for key in frames:
-            index = _parse_frame_index(key)
+            index = _parse_frame_index(parse_key(key, "frame index"))
             try:
                 parsed[index] = Instances.coerce(frames[key], image_size=size)
             except (InstancesError, InstitTypeError) as exc:
@@ -1389,9 +1432,13 @@ class Tracks(Mapping[int, Instances]):
 
     @classmethod
     def coerce(cls, obj: object) -> Tracks:
-        """:class:`Tracks`, a dict ``{frame_index: instances}`` or a per-frame list."""
+        """:class:`Tracks`, a dict ``{frame_index: instances}`` (keys may be digit strings, as
+        in JSON), a per-frame list, or supervision ``JSONSink``/``CSVSink`` rows with
+        ``frame_index`` and ``tracker_id`` columns (IDs: ``tracker_id``)."""
         if isinstance(obj, Tracks):
             return obj
+        if is_sink_rows(obj):
+            return tracks_from_sink_rows(obj)  # type: ignore[arg-type]
         if isinstance(obj, Mapping):
             if "frames" in obj and "format" in obj:
                 return cls.from_dict(obj)
@@ -1444,6 +1491,59 @@ class Tracks(Mapping[int, Instances]):
             {p: self._frames[i] for p, i in enumerate(positions) if i in self._frames},
             image_size=self._image_size,
         )
+
+    def sampled(self, indices: Iterable[int], *, snap: bool = False) -> Tracks:
+        """Tracks of a video sampled at source frames ``indices``, **keyed by position**.
+
+        Like :meth:`select_frames`, but for drawing on a sampled video: tracked frames that
+        were not sampled are not silently lost.  Without ``snap`` they are dropped with one
+        :class:`UnsampledFramesWarning` naming them and counting the frames that keep marks.
+        With ``snap=True`` each of them moves to the nearest sampled frame (the earlier one on
+        a tie); a sampled frame keeps its own entry when it has one, else takes the nearest
+        tracked frame that snaps to it, and only tracked frames that lose to another are still
+        dropped (with the warning).
+        """
+        positions = [_parse_frame_index(i) for i in indices]
+        unique = sorted(set(positions))
+        chosen: dict[int, int] = {i: i for i in unique if i in self._frames}  # sampled -> source
+        if snap and unique:
+            for source in self._frames:
+                if source in chosen:
+                    continue
+                slot = int(np.searchsorted(unique, source))
+                near = [unique[j] for j in (slot - 1, slot) if 0 <= j < len(unique)]
+                target = min(near, key=lambda i: (abs(i - source), i))
+                current = chosen.get(target)
+                if current is None or (abs(current - target), current) > (
+                    abs(source - target),
+                    source,
+                ):
+                    chosen[target] = source
+        used = set(chosen.values())
+        dropped = tuple(i for i in self._frames if i not in used)
+        result = Tracks(
+            {p: self._frames[chosen[i]] for p, i in enumerate(positions) if i in chosen},
+            image_size=self._image_size,
+        )
+        if dropped:
+            shown = ", ".join(str(i) for i in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+            hint = (
+                "other tracked frames are nearer to their sampled frames"
+                if snap
+                else "pass snap=True (--snap) to move them to the nearest sampled frame, or "
+                "sample those frames"
+            )
+            warnings.warn(
+                UnsampledFramesWarning(
+                    f"{len(dropped)} of {len(self._frames)} tracked frames were not sampled "
+                    f"(source frames {shown}) and are not drawn; {len(result)} of "
+                    f"{len(positions)} sampled frames show instances; {hint}",
+                    dropped,
+                    len(result),
+                ),
+                stacklevel=2,
+            )
+        return result
 
     def track(self, instance_id: int) -> dict[int, Instance]:
         """``{frame_index: Instance}`` for every frame where ``instance_id`` appears."""

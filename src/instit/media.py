@@ -15,9 +15,12 @@ same conversions:
 * **Float images** (``F`` mode, float arrays) must hold finite values in [0, 1];
   ``v8 = round(v * 255)``.  Anything else raises :class:`~instit.errors.MediaError` instead of
   being silently clipped.
-* **numpy arrays** ``HxW``, ``HxWx1``, ``HxWx3`` (RGB) or ``HxWx4`` (RGBA) of dtype ``uint8``,
-  ``uint16``, ``bool`` (False -> 0, True -> 255) or float; other integer dtypes are accepted when
-  every value is in 0..255.
+* **numpy arrays** ``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4`` of dtype ``uint8``, ``uint16``,
+  ``bool`` (False -> 0, True -> 255) or float; other integer dtypes are accepted when every
+  value is in 0..255.  Colour arrays are **RGB** (``RGBA``) unless ``channels="bgr"`` says they
+  are BGR (``BGRA``), as OpenCV's ``cv2.imread`` / ``VideoCapture`` and supervision hand them
+  out; the channels are reversed here, in one place, and nowhere else.  ``channels`` applies to
+  arrays only: PIL images and files are decoded as RGB.
 * **Paths** (``str`` / ``os.PathLike``) and binary file objects: the file is decoded with Pillow
   (first frame of multi-frame files) and its EXIF orientation is applied.  Files larger than
   Pillow's decompression-bomb limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 million
@@ -34,7 +37,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -43,6 +46,8 @@ from instit.errors import InstancesError, InstitTypeError, InstitValueError, Med
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike | IO[bytes]
 """Anything :func:`load_image` accepts."""
+Channels = Literal["rgb", "bgr"]
+"""The channel order of colour arrays: ``"rgb"`` (default) or ``"bgr"`` (OpenCV, supervision)."""
 
 _ACCEPTED = (
     "a PIL.Image.Image, a numpy array (HxW, HxWx1, HxWx3 or HxWx4), "
@@ -53,31 +58,59 @@ _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 _EXIF_ORIENTATION = 0x0112
 
 
-def load_image(image: ImageLike) -> Image.Image:
+def load_image(image: ImageLike, *, channels: Channels = "rgb") -> Image.Image:
     """Return ``image`` as a new RGB :class:`PIL.Image.Image`.
 
     See the module documentation for the accepted inputs and the conversion rules (alpha is
     composited over black, 16-bit data is scaled by its full range, floats must be in [0, 1]).
+    Arrays are read as RGB; pass ``channels="bgr"`` for the BGR arrays of OpenCV and
+    supervision.
 
     Raises:
         MediaError: the file is missing or not an image, or the pixel data cannot be converted.
         InstitTypeError: ``image`` is of an unsupported type.
+        InstitValueError: ``channels`` is not ``"rgb"``/``"bgr"``, or ``"bgr"`` for a
+            non-array.
     """
+    check_channels(channels, image)
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image)
     if isinstance(image, np.ndarray):
-        return Image.fromarray(_array_to_rgb(image, "array"))
+        return Image.fromarray(_array_to_rgb(image, "array", channels))
     return _pil_to_rgb(_open(image))
 
 
-def to_numpy_rgb(image: ImageLike) -> np.ndarray:
+def to_numpy_rgb(image: ImageLike, *, channels: Channels = "rgb") -> np.ndarray:
     """Return ``image`` as a new, writable ``HxWx3`` ``uint8`` RGB array.
 
-    Same inputs and conversion rules as :func:`load_image`.
+    Same inputs, ``channels`` and conversion rules as :func:`load_image`.
     """
     if isinstance(image, np.ndarray):
-        return _array_to_rgb(image, "array")
-    return np.array(load_image(image), dtype=np.uint8)
+        check_channels(channels, image)
+        return _array_to_rgb(image, "array", channels)
+    return np.array(load_image(image, channels=channels), dtype=np.uint8)
+
+
+def check_channels(channels: object, image: object = None) -> None:
+    """Raise a clear error unless ``channels`` is ``"rgb"`` or ``"bgr"``; ``"bgr"`` only
+    describes arrays, so it is refused for an ``image`` that is given and is not one."""
+    if channels not in ("rgb", "bgr"):
+        raise InstitValueError(
+            f"channels={channels!r} is not a channel order; pass channels='rgb' (the default) "
+            "or channels='bgr' for arrays from OpenCV or supervision"
+        )
+    if channels == "bgr" and image is not None and not _is_array(image):
+        raise InstitValueError(
+            f"channels='bgr' describes numpy arrays, but this is a {type(image).__name__}: PIL "
+            "images and files are always decoded as RGB; drop channels='bgr' for them"
+        )
+
+
+def _is_array(value: object) -> bool:
+    """numpy arrays, and array-likes such as torch tensors (video frames)."""
+    return isinstance(value, np.ndarray) or (
+        hasattr(value, "__array__") and not isinstance(value, Image.Image)
+    )
 
 
 def image_size(image: ImageLike) -> tuple[int, int]:
@@ -282,16 +315,19 @@ def _to_uint8(array: np.ndarray, what: str) -> np.ndarray:
     raise MediaError(f"{what} has dtype {dtype}; use uint8, uint16, bool or float in [0, 1]")
 
 
-def _array_to_rgb(array: np.ndarray, what: str) -> np.ndarray:
-    """Any supported array -> new C-contiguous ``HxWx3`` uint8 array."""
+def _array_to_rgb(array: np.ndarray, what: str, channels: Channels = "rgb") -> np.ndarray:
+    """Any supported array -> new C-contiguous ``HxWx3`` uint8 array (``channels="bgr"``:
+    BGR / BGRA input, reversed to RGB here)."""
     _check_array_layout(array, what)
     pixels = _to_uint8(array, what)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
-    channels = pixels.shape[2]
-    if channels == 1:
+    count = pixels.shape[2]
+    if channels == "bgr" and count > 1:
+        pixels = pixels[:, :, [2, 1, 0, 3][:count]]
+    if count == 1:
         return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
-    if channels == 4:
+    if count == 4:
         return _composite_on_black(pixels)
     return np.ascontiguousarray(pixels)
 

@@ -21,6 +21,7 @@ from instit.marks.geometry import Shape, shapes_from
 from instit.marks.layout import Placement, layout
 from instit.marks.style import MarkStyle, ResolvedStyle, coerce_style
 from instit.marks.text import text_mask
+from instit.media import Channels
 
 
 class ContourAnnotator:
@@ -204,28 +205,40 @@ def annotators(style: ResolvedStyle) -> list[Any]:
 
 
 def layout_marks(
-    image: Any, instances: Any, style: MarkStyle | str | None = None, **options: Any
+    image: Any,
+    instances: Any,
+    style: MarkStyle | str | None = None,
+    *,
+    channels: Channels = "rgb",
+    **options: Any,
 ) -> dict[int, Placement]:
     """Where :func:`draw_marks` puts each label, as ``{instance_id: Placement}``.
 
     Takes the same arguments as :func:`draw_marks` and returns exactly the placement it draws.
     """
-    pixels = _pixels(image)
+    pixels = _pixels(image, channels)
     shapes, resolved = _prepare(image, pixels, instances, style, options, "image")
     return layout(pixels, shapes, resolved)
 
 
 def draw_marks(
-    image: Any, instances: Any, style: MarkStyle | str | None = None, **options: Any
+    image: Any,
+    instances: Any,
+    style: MarkStyle | str | None = None,
+    *,
+    channels: Channels = "rgb",
+    **options: Any,
 ) -> Image.Image:
     """Draw Set-of-Marks visual prompts (ID labels and instance outlines) on ``image``.
 
     Args:
         image: anything :func:`instit.media.load_image` accepts (PIL image of any mode, numpy
-            array, file path). It is not modified.
+            array -- RGB unless ``channels="bgr"`` --, file path). It is not modified.
         instances: anything ``Instances.coerce`` accepts (``Instances``, ``sv.Detections``,
             ``{id: mask}``, a list of masks, None).
         style: a :class:`MarkStyle`, ``"image"`` (default) or ``"video"``.
+        channels: ``"bgr"`` when ``image`` is a BGR array (OpenCV, supervision); the result
+            is RGB either way.
         **options: :class:`MarkStyle` fields overriding ``style`` (e.g. ``mask="fill"``,
             ``labels="alpha"``).
 
@@ -238,7 +251,7 @@ def draw_marks(
         InstitValueError: an unknown or invalid style option.
         MediaError / InstitTypeError: ``image`` cannot be read.
     """
-    pixels = _pixels(image)
+    pixels = _pixels(image, channels)
     shapes, resolved = _prepare(image, pixels, instances, style, options, "image")
     return _render(pixels, shapes, resolved)
 
@@ -248,18 +261,21 @@ def draw_marks_frames(
     tracks: Any,
     style: MarkStyle | str | None = None,
     progress: bool = True,
+    *,
+    channels: Channels = "rgb",
     **options: Any,
 ) -> list[Image.Image]:
     """Draw marks on every frame; frame ``i`` (0-based) shows the instances ``tracks.at(i)``.
 
     Args:
         frames: images (anything :func:`instit.media.load_image` accepts) or a ``TxHxWx3``
-            array.
+            array, RGB unless ``channels="bgr"``.
         tracks: anything ``Tracks.coerce`` accepts: ``Tracks``, a dict
             ``{frame_index: instances}`` (missing frames have no instances) or a list with one
             entry per frame.
         style: a :class:`MarkStyle`, ``"video"`` (default) or ``"image"``.
         progress: show a tqdm progress bar.
+        channels: ``"bgr"`` when the frames are BGR arrays (OpenCV, supervision).
         **options: :class:`MarkStyle` fields overriding ``style``.
 
     Returns:
@@ -280,16 +296,16 @@ def draw_marks_frames(
         )
     marked = []
     for index, frame in enumerate(tqdm(frame_list, desc="marks", disable=not progress)):
-        pixels = _pixels(frame)
+        pixels = _pixels(frame, channels)
         shapes, resolved = _prepare(frame, pixels, coerced.at(index), style, options, "video")
         marked.append(_render(pixels, shapes, resolved))
     return marked
 
 
-def _pixels(image: Any) -> np.ndarray:
+def _pixels(image: Any, channels: Channels) -> np.ndarray:
     from instit.media import to_numpy_rgb
 
-    return np.ascontiguousarray(to_numpy_rgb(image))
+    return np.ascontiguousarray(to_numpy_rgb(image, channels=channels))
 
 
 def _prepare(

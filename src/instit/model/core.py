@@ -480,8 +480,10 @@ class InstIt:
 
         ``prompts`` are user questions; the conversation template is applied here. A media item
         is an image, a video (``Video``, list of frames, ``TxHxWxC`` array, video file), an
-        :class:`EncodedMedia` or ``None`` (text only). The same object given several times is
-        encoded once. ``temperature=0`` is greedy decoding (the reference's setting).
+        :class:`EncodedMedia` or ``None`` (text only); arrays are RGB (for BGR arrays use
+        ``ask(..., channels="bgr")`` or ``load_image(array, channels="bgr")`` first). The same
+        object given several times is encoded once. ``temperature=0`` is greedy decoding (the
+        reference's setting).
         ``progress=True`` shows a bar that counts the tokens of each batch as they come.
         """
         import torch

@@ -1,7 +1,8 @@
 """Turn what a user passes to ``ask`` / ``describe_instances`` into what the model sees.
 
 One media item is an image (PIL image, ``HxW[xC]`` array, image file) or a video (``Video``,
-``TxHxWxC`` array, a list of frames, a video file or a folder of frames).  With instances, the
+``TxHxWxC`` array, a list of frames, a video file or a folder of frames).  Arrays are RGB unless
+``channels="bgr"`` (converted by :mod:`instit.media`).  With instances, the
 marks are drawn first (``marks="draw"``) unless the media already shows them (``marks="as_is"``);
 either way the instances' IDs are what answers are checked against.
 """
@@ -19,6 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterator
 
     from PIL import Image
+
+    from instit.media import Channels
 
 MarksMode = Literal["draw", "as_is"]
 IndexedBy = Literal["source", "sample"]
@@ -127,14 +130,21 @@ def prepare(
     marks: MarksMode = "draw",
     style: Any = None,
     indexed_by: IndexedBy = "source",
+    snap: bool = False,
+    channels: Channels = "rgb",
 ) -> Prepared:
     """Load ``media``, draw the marks of ``instances`` on it (``marks="draw"``), collect IDs.
 
     ``indexed_by`` says how the tracks of a ``Video`` are keyed (as in ``Video.with_marks``):
     by source frame number (``"source"``) or by position in the video (``"sample"``).  Tracks
-    of a list of frames are always keyed by position.
+    of a list of frames are always keyed by position.  ``snap`` moves tracked frames that were
+    not sampled to the nearest sampled one (``Tracks.sampled``); ``channels="bgr"`` reads
+    arrays as BGR.
     """
+    from instit.media import check_channels
+
     check_marks(marks)
+    check_channels(channels)
     if indexed_by not in ("source", "sample"):
         raise InstitValueError(
             f"indexed_by={indexed_by!r} is not a mode; pass 'source' (tracks keyed by frame "
@@ -146,14 +156,24 @@ def prepare(
             "list of frames, video file, frame folder)"
         )
     if is_video_like(media):
-        return _prepare_video(media, instances, marks=marks, style=style, indexed_by=indexed_by)
-    return _prepare_image(media, instances, marks=marks, style=style)
+        return _prepare_video(
+            media,
+            instances,
+            marks=marks,
+            style=style,
+            indexed_by=indexed_by,
+            snap=snap,
+            channels=channels,
+        )
+    return _prepare_image(media, instances, marks=marks, style=style, channels=channels)
 
 
-def _prepare_image(media: Any, instances: Any, *, marks: MarksMode, style: Any) -> Prepared:
+def _prepare_image(
+    media: Any, instances: Any, *, marks: MarksMode, style: Any, channels: Channels
+) -> Prepared:
     from instit.media import load_image, orientation_hint
 
-    image = load_image(media)
+    image = load_image(media, channels=channels)
     known: list[int] | None = None
     if instances is not None:
         from instit.instances import Instances
@@ -169,10 +189,23 @@ def _prepare_image(media: Any, instances: Any, *, marks: MarksMode, style: Any) 
 
 
 def _prepare_video(
-    media: Any, instances: Any, *, marks: MarksMode, style: Any, indexed_by: IndexedBy
+    media: Any,
+    instances: Any,
+    *,
+    marks: MarksMode,
+    style: Any,
+    indexed_by: IndexedBy,
+    snap: bool,
+    channels: Channels,
 ) -> Prepared:
+    from instit.media import check_channels
+
     video = _as_video(media)
-    frames: list[Image.Image] = list(video.frames) if video is not None else _frames(media)
+    if video is not None:
+        check_channels(channels, video.frames[0])  # a Video holds RGB PIL frames
+    frames: list[Image.Image] = (
+        list(video.frames) if video is not None else _frames(media, channels)
+    )
     if not frames:
         raise MediaError("the video has no frames; pass at least one frame")
     timestamps = _timestamps(video, len(frames))
@@ -185,7 +218,7 @@ def _prepare_video(
 
         tracks = Tracks.coerce(instances)
         if video is not None and indexed_by == "source":
-            tracks = tracks.select_frames(video.indices)  # now keyed by position
+            tracks = tracks.sampled(video.indices, snap=snap)  # now keyed by position
         beyond = [i for i in tracks.frame_indices if i >= len(frames)]
         if beyond:
             hint = (
@@ -222,11 +255,11 @@ def _as_video(media: Any) -> Any:
     return None
 
 
-def _frames(media: Any) -> list[Image.Image]:
+def _frames(media: Any, channels: Channels) -> list[Image.Image]:
     """A list of frames, or a ``TxHxWxC`` array, as RGB PIL images."""
     from instit.media import load_image
 
-    return [load_image(frame) for frame in media]
+    return [load_image(frame, channels=channels) for frame in media]
 
 
 def _timestamps(video: Any, count: int) -> list[float] | None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from instit.errors import InstitError, InstitTypeError, InstitValueError
 from instit.results import Answer, AnswerStream
 from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
+
+if TYPE_CHECKING:  # pragma: no cover
+    from instit.media import Channels
 
 __all__ = ["ask", "ask_many"]
 
@@ -26,6 +29,8 @@ def ask(
     stream: bool = ...,
     style: Any = ...,
     indexed_by: IndexedBy = ...,
+    snap: bool = ...,
+    channels: Channels = ...,
     progress: bool = ...,
 ) -> Answer | AnswerStream: ...
 @overload
@@ -41,6 +46,8 @@ def ask(
     stream: bool = ...,
     style: Any = ...,
     indexed_by: IndexedBy = ...,
+    snap: bool = ...,
+    channels: Channels = ...,
     progress: bool = ...,
 ) -> list[Answer]: ...
 
@@ -57,6 +64,8 @@ def ask(
     stream: bool = False,
     style: Any = None,
     indexed_by: IndexedBy = "source",
+    snap: bool = False,
+    channels: Channels = "rgb",
     progress: bool = True,
 ) -> Answer | AnswerStream | list[Answer]:
     """Ask ``model`` about one image or video; parse the ``[ID]`` / ``<t>`` references it uses.
@@ -65,8 +74,9 @@ def ask(
         model: An :class:`instit.InstIt` (anything with ``generate`` / ``stream`` /
             ``encode_media``, see :class:`~instit.tasks.GenerativeModel`).
         media: One image (PIL image, ``HxW[xC]`` array, image file) or one video (``Video``,
-            ``TxHxWxC`` array, a **list of frames**, a video file or a folder of frames).  To ask
-            about several media at once use :func:`ask_many`.
+            ``TxHxWxC`` array, a **list of frames**, a video file or a folder of frames).  Arrays
+            are RGB unless ``channels="bgr"``.  To ask about several media at once use
+            :func:`ask_many`.
         question: A question, or a list of questions (one batched generation; the media is
             encoded once for all of them).  Refer to instances as ``[ID]`` and frames as ``<t>``.
         instances: The instances on the media (``Instances`` / anything ``Instances.coerce``
@@ -82,6 +92,10 @@ def ask(
         style: A mark style for ``draw_marks`` (``None``: the Inst-It look).
         indexed_by: For a ``Video``: its tracks are keyed by source frame number
             (``"source"``, default, as ``Video.with_marks``) or by position (``"sample"``).
+        snap: For a ``Video`` with tracks keyed by source frame: move the instances of tracked
+            frames that were not sampled to the nearest sampled frame (``Tracks.sampled``);
+            without it they are dropped with an :class:`instit.UnsampledFramesWarning`.
+        channels: ``"bgr"`` when ``media`` is BGR arrays (OpenCV, supervision).
         progress: Show a progress bar counting the tokens as they are generated (default, as
             in :func:`ask_many` and :func:`describe_instances`; not with ``stream=True``).
 
@@ -96,7 +110,15 @@ def ask(
     check_model(model)
     questions = _questions(question)
     _check_generation(max_new_tokens, temperature)
-    prepared = prepare(media, instances, marks=marks, style=style, indexed_by=indexed_by)
+    prepared = prepare(
+        media,
+        instances,
+        marks=marks,
+        style=style,
+        indexed_by=indexed_by,
+        snap=snap,
+        channels=channels,
+    )
     if stream:
         if not isinstance(question, str):
             raise InstitValueError(
@@ -134,6 +156,8 @@ def ask_many(
     temperature: float = 0.0,
     style: Any = None,
     indexed_by: IndexedBy = "source",
+    snap: bool = False,
+    channels: Channels = "rgb",
     progress: bool = True,
 ) -> list[Answer]:
     """Ask about several media in one batched generation.
@@ -145,7 +169,8 @@ def ask_many(
         questions: One question for every item, or one question per item.
         instances: ``None``, or one entry per media item (each ``None`` or that item's
             instances / tracks).
-        marks, max_new_tokens, temperature, style, indexed_by, progress: As for :func:`ask`.
+        marks, max_new_tokens, temperature, style, indexed_by, snap, channels, progress: As
+            for :func:`ask`.
 
     Returns:
         One :class:`~instit.results.Answer` per media item, in order.  A media object that
@@ -181,7 +206,13 @@ def ask_many(
         key = (id(item), id(item_instances))
         if key not in cache:
             cache[key] = prepare(
-                item, item_instances, marks=marks, style=style, indexed_by=indexed_by
+                item,
+                item_instances,
+                marks=marks,
+                style=style,
+                indexed_by=indexed_by,
+                snap=snap,
+                channels=channels,
             )
         prepared.append(cache[key])
     texts = generate_for(

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from instit.errors import InstitTypeError, InstitValueError
 from instit.prompting.describe import DescribePrompts, parse_instance_captions
 from instit.results import FrameDescription, ImageDescription, VideoDescription
 from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
 from instit.tasks.ask import _check_generation, generate_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from instit.media import Channels
 
 __all__ = ["describe_instances"]
 
@@ -28,6 +31,8 @@ def describe_instances(
     questions: Sequence[str] | None = None,
     style: Any = None,
     indexed_by: IndexedBy = "source",
+    snap: bool = False,
+    channels: Channels = "rgb",
     progress: bool = True,
 ) -> ImageDescription | VideoDescription:
     """Caption each instance and the whole image (or each frame and the whole video).
@@ -60,6 +65,8 @@ def describe_instances(
         style: A mark style for ``draw_marks``.
         indexed_by: For a ``Video``: its tracks are keyed by source frame number
             (``"source"``, default) or by position (``"sample"``).
+        snap, channels: As for :func:`~instit.tasks.ask` (tracked frames that were not sampled,
+            BGR arrays).
         progress: Show progress bars while generating.
 
     Returns:
@@ -78,7 +85,15 @@ def describe_instances(
         raise InstitValueError(f"retries must be an int >= 0, got {retries!r}")
     _check_generation(max_new_tokens, temperature)
     question_list = _question_list(questions)
-    prepared = prepare(media, instances, marks=marks, style=style, indexed_by=indexed_by)
+    prepared = prepare(
+        media,
+        instances,
+        marks=marks,
+        style=style,
+        indexed_by=indexed_by,
+        snap=snap,
+        channels=channels,
+    )
     options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "progress": progress}
     if prepared.kind == "image":
         if question_list:

@@ -21,6 +21,8 @@ from instit.video.sampling import select_frames
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
+    from instit.media import Channels
+
 __all__ = ["IMAGE_SUFFIXES", "Video", "load_video"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -132,6 +134,7 @@ class Video:
         style: Any = None,
         indexed_by: Literal["source", "sample"] = "source",
         *,
+        snap: bool = False,
         progress: bool = False,
     ) -> Video:
         """A copy whose frames carry the Set-of-Marks of ``tracks`` (same ID, same colour).
@@ -142,6 +145,9 @@ class Video:
             indexed_by: ``"source"`` (default) when ``tracks`` is keyed by source frame number:
                 sampled frame ``i`` shows ``tracks.at(video.indices[i])``; ``"sample"`` when it is
                 keyed by position in this video (0-based).
+            snap: with ``indexed_by="source"``, draw the instances of tracked frames that were
+                not sampled on the nearest sampled frame (see :meth:`instit.Tracks.sampled`);
+                without it they are dropped with an :class:`instit.UnsampledFramesWarning`.
             progress: show a tqdm progress bar while drawing.
         """
         from instit.instances import Tracks
@@ -149,7 +155,7 @@ class Video:
 
         coerced = Tracks.coerce(tracks)
         if indexed_by == "source":
-            coerced = coerced.select_frames(self.indices)
+            coerced = coerced.sampled(self.indices, snap=snap)
         elif indexed_by != "sample":
             raise InstitValueError(
                 f"indexed_by must be 'source' or 'sample', got {indexed_by!r}; use 'source' when "
@@ -209,6 +215,7 @@ def load_video(
     duplicates: bool = False,
     pattern: str | None = None,
     source_fps: float | None = None,
+    channels: Channels = "rgb",
     progress: bool = False,
 ) -> Video:
     """Sample frames from a video file, a folder of images or in-memory frames.
@@ -217,7 +224,7 @@ def load_video(
         source: a video file FFmpeg reads (mp4, webm, mkv, avi, mov, ...); a folder of images
             (natural order: ``frame_2`` before ``frame_10``; hidden and non-image files are
             ignored); a list/tuple of PIL images, arrays or image paths; a ``THWC`` uint8 numpy
-            array (or torch tensor).
+            array (or torch tensor).  Arrays are RGB unless ``channels="bgr"``.
         num_frames: take this many frames spread uniformly over the clip (or window), first and
             last included, by LLaVA-NeXT's ``np.linspace(0, n - 1, k, dtype=int)`` rule.
             ``None`` takes every frame.  Fewer frames come back when the clip is shorter.
@@ -230,6 +237,8 @@ def load_video(
             images).
         source_fps: frame rate of an image sequence, which gives its frames timestamps (needed
             for ``fps``, ``start`` and ``end`` on sequences).  Video files carry their own.
+        channels: the channel order of in-memory array frames: ``"rgb"`` (default) or
+            ``"bgr"`` (OpenCV's ``VideoCapture``, supervision).  Files are always RGB.
         progress: show a tqdm progress bar while decoding.
 
     Returns:
@@ -252,6 +261,9 @@ def load_video(
         raise InstitTypeError(f"pattern must be a glob string, got {type(pattern).__name__}")
 
     needs_time = fps is not None or start is not None or end is not None
+    from instit.media import check_channels
+
+    check_channels(channels, None if isinstance(source, (list, tuple)) else source)
 
     def choose(timestamps: Sequence[float], name: str) -> list[int]:
         return select_frames(
@@ -291,10 +303,16 @@ def load_video(
     if pattern is not None:
         raise InstitValueError("pattern= applies to folders of images; drop it for other sources")
     if isinstance(source, np.ndarray) or _is_torch_tensor(source):
-        return _load_array(source, source_fps, choose, progress, needs_time)
+        return _load_array(source, source_fps, choose, progress, needs_time, channels)
     if isinstance(source, (list, tuple)):
         return _load_sequence(
-            list(source), None, source_fps, choose, progress, needs_time=needs_time
+            list(source),
+            None,
+            source_fps,
+            choose,
+            progress,
+            needs_time=needs_time,
+            channels=channels,
         )
     raise InstitTypeError(
         f"load_video cannot read a {type(source).__name__}; pass a video file path, a folder of "
@@ -392,6 +410,7 @@ def _load_array(
     choose: Callable[[Sequence[float], str], list[int]],
     progress: bool,
     needs_time: bool,
+    channels: Channels,
 ) -> Video:
     if not isinstance(array, np.ndarray):  # a torch tensor
         array = array.detach().cpu().numpy()
@@ -400,7 +419,9 @@ def _load_array(
             f"a video array must be THWC (frames, height, width, 1/3/4 channels), got shape "
             f"{tuple(array.shape)}; for a TCHW torch tensor pass tensor.permute(0, 2, 3, 1)"
         )
-    return _load_sequence(list(array), None, source_fps, choose, progress, needs_time=needs_time)
+    return _load_sequence(
+        list(array), None, source_fps, choose, progress, needs_time=needs_time, channels=channels
+    )
 
 
 def _load_sequence(
@@ -412,6 +433,7 @@ def _load_sequence(
     *,
     needs_time: bool,
     from_folder: bool = False,
+    channels: Channels = "rgb",
 ) -> Video:
     from instit.media import load_image
 
@@ -438,7 +460,7 @@ def _load_sequence(
     loaded: dict[int, Image.Image] = {}
     with _progress_bar(len(positions), progress, "loading frames") as bar:
         for position in positions:
-            loaded[position] = load_image(items[position])
+            loaded[position] = load_image(items[position], channels=channels)
             bar.update(1)
     first = positions[0]
     for position in positions:
