@@ -150,13 +150,37 @@ def drift(reference: dict[str, Any], other: dict[str, Any]) -> tuple[float, floa
     return difference, same / max(1, len(reference["tokens"]))
 
 
-def estimated_weights(folder: Path, setting: str) -> int:
+def estimated_weights(count: Any, setting: str) -> int:
     """Weights of ``setting`` per :mod:`instit.model.memory` (without its working overhead)."""
-    from instit.model.checkpoint import read_checkpoint
-    from instit.model.memory import OVERHEAD_BYTES, OVERHEAD_SHARE, count_parameters, load_bytes
+    from instit.model.memory import OVERHEAD_BYTES, OVERHEAD_SHARE, load_bytes
 
-    count = count_parameters(read_checkpoint(folder))
     return round((load_bytes(count, *SETTINGS[setting]) - OVERHEAD_BYTES) / (1 + OVERHEAD_SHARE))
+
+
+def shape_count(shape: str) -> Any:
+    """The :class:`~instit.model.memory.ParameterCount` of a preset, from a meta-device model."""
+    import torch
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    from instit.model.memory import count_shapes
+
+    arch = ARCHITECTURES[shape]
+    config = LlavaOnevisionConfig(
+        text_config={"model_type": "qwen2", **arch.text_config(_NoTokenizer())},
+        vision_config={"model_type": "siglip_vision_model", **arch.vision_config()},
+    )
+    with torch.device("meta"):
+        model = LlavaOnevisionForConditionalGeneration(config)
+    return count_shapes(((n, t.shape) for n, t in model.state_dict().items()), "transformers")
+
+
+class _NoTokenizer:
+    """Stands in for a tokenizer where only the architecture's sizes matter."""
+
+    eos_token_id = 0
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return 0
 
 
 def conformance_drift(settings: list[str], steps: int) -> list[str]:
@@ -200,9 +224,32 @@ def conformance_drift(settings: list[str], steps: int) -> list[str]:
     return lines
 
 
+def derived_row(shape: str, setting: str, measured: tuple[str, dict[str, Any]]) -> str:
+    """A memory-only table row for ``shape``, scaled from ``measured`` = (shape, its row):
+    steady and peak RSS per byte of estimated weights, times ``shape``'s estimated weights."""
+    small, row = measured
+    weights = estimated_weights(shape_count(shape), setting)
+    scale = weights / estimated_weights(shape_count(small), setting)
+    cells = [
+        f"~{row[key] * scale:,.0f}" for key in ("load_peak", "load_anon_peak", "steady", "peak")
+    ]
+    return (
+        f"| {shape} (derived from {small}) | {setting} | | "
+        + " | ".join(cells)
+        + f" | | | | | (weights {weights / 2**30:.1f} GiB) |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=["0.5b", "7b"], choices=ARCHITECTURES)
+    parser.add_argument("--shapes", nargs="+", default=["0.5b"], choices=ARCHITECTURES)
+    parser.add_argument(
+        "--derive",
+        nargs="*",
+        default=["7b"],
+        choices=ARCHITECTURES,
+        help="shapes whose memory rows are derived from the first measured shape, not run",
+    )
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     parser.add_argument("--steps", type=int, default=64, help="greedy tokens per run")
     parser.add_argument(
@@ -254,14 +301,7 @@ def main() -> None:
                 if setting not in smaller:
                     table.append(f"| {shape} | {setting} | refused: {row['refused'][:120]} |")
                     continue
-                small_folder, small_row = smaller[setting]
-                ratio = small_row["steady"] * 2**20 / estimated_weights(small_folder, setting)
-                derived = ratio * estimated_weights(folder, setting) / 2**20
-                row["derived_steady"] = derived
-                table.append(
-                    f"| {shape} | {setting} | refused by the memory check | | | "
-                    f"~{derived:,.0f} (derived) | | | | | |"
-                )
+                table.append(derived_row(shape, setting, smaller[setting]))
                 continue
             if prefill:
                 import torch
@@ -285,7 +325,11 @@ def main() -> None:
             else:
                 cells += ["", "", "", ""]
             table.append(f"| {shape} | {setting} | " + " | ".join(cells) + " |")
-            smaller.setdefault(setting, (folder, row))
+            smaller.setdefault(setting, (shape, row))
+    for shape in args.derive:
+        for setting in args.settings:
+            if setting in smaller:
+                table.append(derived_row(shape, setting, smaller[setting]))
     print()
     print("\n".join(table))
     if CONFORMANCE.exists() and not args.skip_conformance:

@@ -25,8 +25,10 @@ numbers and the most faithful setting that fits.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,7 @@ __all__ = [
     "available_memory",
     "check_cpu_load",
     "count_parameters",
+    "count_shapes",
     "load_bytes",
     "parse_bytes",
 ]
@@ -122,32 +125,37 @@ class MemoryCheck:
         }
 
 
+def count_shapes(shapes: Iterable[tuple[str, Sequence[int]]], layout: str) -> ParameterCount:
+    """Count ``(name, shape)`` pairs named as in ``layout`` (``"original"``/``"transformers"``)."""
+    from instit.model.weights import ORIGINAL_KEY_MAPPING, TRANSFORMERS_KEY_MAPPING
+
+    mapping = ORIGINAL_KEY_MAPPING if layout == "original" else TRANSFORMERS_KEY_MAPPING
+    quantized = rows = other = 0
+    for name, shape in shapes:
+        numel = math.prod(shape)
+        renamed = name
+        for pattern, replacement in mapping.items():
+            renamed = re.sub(pattern, replacement, renamed)
+        if len(shape) == 2 and renamed.startswith("model.language_model.layers."):
+            quantized += numel
+            rows += shape[0]
+        else:
+            other += numel
+    return ParameterCount(quantized=quantized, quantized_rows=rows, other=other)
+
+
 def count_parameters(spec: CheckpointSpec) -> ParameterCount:
     """Count ``spec``'s parameters from its safetensors headers (no tensor data is read)."""
     from safetensors import safe_open
 
-    from instit.model.weights import ORIGINAL_KEY_MAPPING, TRANSFORMERS_KEY_MAPPING
-
-    mapping = ORIGINAL_KEY_MAPPING if spec.layout == "original" else TRANSFORMERS_KEY_MAPPING
     by_shard: dict[str, list[str]] = {}
     for name, shard in spec.weight_map.items():
         by_shard.setdefault(shard, []).append(name)
-    quantized = rows = other = 0
+    shapes: list[tuple[str, list[int]]] = []
     for shard, names in sorted(by_shard.items()):
         with safe_open(str(spec.path / shard), framework="pt") as handle:
-            for name in names:
-                shape = handle.get_slice(name).get_shape()
-                numel = 1
-                for size in shape:
-                    numel *= size
-                for pattern, replacement in mapping.items():
-                    name = re.sub(pattern, replacement, name)
-                if len(shape) == 2 and name.startswith("model.language_model.layers."):
-                    quantized += numel
-                    rows += shape[0]
-                else:
-                    other += numel
-    return ParameterCount(quantized=quantized, quantized_rows=rows, other=other)
+            shapes += [(name, handle.get_slice(name).get_shape()) for name in names]
+    return count_shapes(shapes, spec.layout)
 
 
 def load_bytes(count: ParameterCount, dtype: str, quantization: str | None) -> int:
