@@ -1,7 +1,8 @@
 """The main job on a CPU: float32 vs bfloat16 vs 8-bit vs 4-bit (bitsandbytes' CPU backend).
 
-    .venv/bin/python benchmarks/cpu.py                         # 0.5B and 7B shapes, see below
-    .venv/bin/python benchmarks/cpu.py --shapes tiny --steps 8 # a quick check of the script
+    .venv/bin/python benchmarks/cpu.py                # 0.5B measured, 7B memory derived, ~40 min
+    .venv/bin/python benchmarks/cpu.py --shapes 7b    # also run the 7B shape (16 GB checkpoint)
+    .venv/bin/python benchmarks/cpu.py --shapes tiny --derive --steps 8  # check the script
 
 For each model shape (``--shapes``: ``0.5b`` = LLaVA-OneVision-0.5B, ``7b`` = Inst-It Qwen2-7B,
 random bfloat16 weights written tensor by tensor by ``load.py``'s :func:`write_checkpoints`, so
@@ -24,8 +25,8 @@ is what ``quantization="auto"`` falls back to, and ``bf16+4bit``), one fresh pro
 A setting that instit's memory check refuses (``NotEnoughMemoryError``, e.g. the 7B shape in
 float32 on a 24 GB machine) is not run: its memory row is **derived** from the same setting on
 the smaller shape (measured steady RSS per byte of estimated weights, times the larger shape's
-estimated weights) and marked so.  ``--max-prefill-tokens`` skips the timing runs of shapes
-whose prefill would take too long on a small machine (memory is still measured).
+estimated weights) and marked so; ``--derive`` shapes get such rows without being run.
+``--max-prefill-params`` skips the timing runs of larger shapes (memory is still measured).
 
 The same drift figures are computed on the conformance cases (``../shared/conformance``: the two
 tiny checkpoints, 4 images and 2 videos each) in this process, when they are present.
@@ -242,7 +243,7 @@ def derived_row(shape: str, setting: str, measured: tuple[str, dict[str, Any]]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=["0.5b"], choices=ARCHITECTURES)
+    parser.add_argument("--shapes", nargs="*", default=["0.5b"], choices=ARCHITECTURES)
     parser.add_argument(
         "--derive",
         nargs="*",

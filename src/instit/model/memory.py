@@ -68,7 +68,7 @@ _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 #: Working memory on top of the weights: a fixed part and a share of the weights (measured with
 #: ``benchmarks/cpu.py``: the load's transient tensors and one anyres answer's activations).
 OVERHEAD_BYTES = 1 << 30
-OVERHEAD_SHARE = 0.1
+OVERHEAD_SHARE = 0.2
 
 _DTYPES = ("float32", "bfloat16")
 _QUANTIZATIONS: tuple[str | None, ...] = (None, "8bit", "4bit")
