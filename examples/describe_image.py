@@ -2,11 +2,13 @@
 
     python examples/describe_image.py                      # bundled example, default checkpoint
     python examples/describe_image.py --model PATH_OR_HUB_ID --out marked.png
+    python examples/describe_image.py --quantization 4bit  # a 16 GB machine without CUDA
 
-Loads ``Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B`` (4-bit on CUDA; the weights download on first
-use), draws the marks of the bundled example's four instances, asks the model to caption each
-instance and the whole image, prints the result as an Inst-It Dataset image record (JSON) and
-saves the marked image the model saw.
+Loads ``Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B`` (4-bit on CUDA; on a CPU float32, or the most
+faithful setting that fits in memory; the weights download on first use), draws the marks of the
+bundled example's four instances, asks the model to caption each instance and the whole image,
+prints the result as an Inst-It Dataset image record (JSON) and saves the marked image the model
+saw.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Caption each marked instance of an image.")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id or checkpoint folder")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument(
+        "--quantization",
+        default="auto",
+        choices=["auto", "4bit", "8bit", "none"],
+        help="auto: 4-bit on CUDA; on a CPU float32, or what fits in memory",
+    )
     parser.add_argument("--image", type=Path, help="image file (default: the bundled example)")
     parser.add_argument("--instances", type=Path, help="instances JSON (with --image)")
     parser.add_argument("--max-new-tokens", type=int, default=512)
@@ -45,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         image = load_image(args.image)
         instances = Instances.coerce(json.loads(args.instances.read_text()), image_size=image.size)
         image_path = str(args.image)
-    model = InstIt.from_pretrained(args.model, device=args.device)
+    quantization = None if args.quantization == "none" else args.quantization
+    model = InstIt.from_pretrained(args.model, device=args.device, quantization=quantization)
     description = describe_instances(
         model, image, instances, max_new_tokens=args.max_new_tokens, progress=False
     )

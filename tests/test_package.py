@@ -40,6 +40,7 @@ def test_errors_are_catchable_as_standard_exceptions():
     assert issubclass(instit.VideoError, instit.MediaError)
     assert issubclass(instit.InstitTypeError, TypeError)
     assert issubclass(instit.DependencyError, ImportError)
+    assert issubclass(instit.NotEnoughMemoryError, MemoryError)
     for name in ("CheckpointError", "JudgeError", "DatasetError"):
         assert issubclass(getattr(instit, name), instit.InstitError)
 

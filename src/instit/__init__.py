@@ -60,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "instit.errors",
     "ModelInputError": "instit.errors",
     "DependencyError": "instit.errors",
+    "NotEnoughMemoryError": "instit.errors",
     "DatasetError": "instit.errors",
     "JudgeError": "instit.errors",
 }
@@ -92,6 +93,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         JudgeError as JudgeError,
         MediaError as MediaError,
         ModelInputError as ModelInputError,
+        NotEnoughMemoryError as NotEnoughMemoryError,
         VideoError as VideoError,
     )
     from instit.examples_data import (

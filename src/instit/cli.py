@@ -159,7 +159,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--quantization",
         default="auto",
         choices=["auto", "4bit", "8bit", "none"],
-        help="auto: 4-bit NF4 on CUDA, none elsewhere",
+        help="auto: 4-bit NF4 on CUDA; on a CPU none, unless float32 would not fit in memory",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--adapter", help="a LoRA adapter folder (from instit finetune) to apply")

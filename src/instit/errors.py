@@ -53,6 +53,10 @@ class DependencyError(InstitError, ImportError):
     """An optional dependency or hardware capability (CUDA, bitsandbytes ...) is missing."""
 
 
+class NotEnoughMemoryError(InstitError, MemoryError):
+    """A load would need more memory than is available (raised before any weight is read)."""
+
+
 # -- benchmark and dataset -----------------------------------------------------------------------
 
 

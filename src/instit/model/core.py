@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import torch
 
     from instit.model.checkpoint import CheckpointSpec
+    from instit.model.memory import MemoryCheck
     from instit.model.processing import VisionSpec
 
 __all__ = ["EncodedMedia", "InstIt", "convert"]
@@ -144,6 +145,8 @@ class InstIt:
         self.vision = _vision_spec(spec)
         self.adapter: dict[str, Any] | None = None
         """The LoRA adapter on the model (``{"path": ..., "merged": bool}``), if any."""
+        #: the CPU memory check of :meth:`from_pretrained` (``None`` for other devices)
+        self.memory: MemoryCheck | None = None
 
     # -- loading -----------------------------------------------------------------------------------
 
@@ -169,11 +172,14 @@ class InstIt:
             name_or_path: a local folder or a hub id such as
                 ``"Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B"`` (only configs, safetensors and
                 tokenizer files are downloaded).
-            quantization: ``"auto"`` (4-bit NF4 on CUDA, none elsewhere), ``"4bit"``,
-                ``"8bit"``, ``None`` or a ``transformers.BitsAndBytesConfig``.
+            quantization: ``"auto"`` (4-bit NF4 on CUDA; on the CPU none, unless the float32
+                load would not fit in memory), ``"4bit"``, ``"8bit"`` (CUDA or CPU), ``None`` or
+                a ``transformers.BitsAndBytesConfig``.
             device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
             dtype: ``"auto"`` (bfloat16 on recent GPUs, float16 on older ones, float32 on CPU)
-                or a dtype / its name.
+                or a dtype / its name.  On the CPU, settings left at ``"auto"`` fall back to
+                the most faithful setting that fits in the available memory (see
+                :mod:`instit.model.memory`; logged, and in :meth:`info`).
             revision, cache_dir, local_files_only: passed to the hub download.
             attn_implementation: transformers' attention backend (``"sdpa"``, ``"eager"`` ...).
             progress: show the weight-loading progress bar.
@@ -184,7 +190,10 @@ class InstIt:
         Raises:
             CheckpointError: missing files, shards or weights, unknown architecture, a
                 tokenizer without the template's special tokens.
-            DependencyError: 4/8-bit quantization without CUDA or bitsandbytes.
+            DependencyError: 4/8-bit quantization without bitsandbytes or on a device other
+                than CUDA and the CPU.
+            NotEnoughMemoryError: a CPU load would not fit in the available memory (raised
+                before any weight is read; names the setting that fits).
         """
         import torch
         from transformers import AutoTokenizer
@@ -208,6 +217,9 @@ class InstIt:
         resolved_device = q.resolve_device(device)
         dtype_name = q.resolve_dtype(dtype, resolved_device)
         mode = q.resolve_quantization(quantization, resolved_device)
+        memory = None
+        if resolved_device == "cpu":
+            dtype_name, mode, memory = _fit_cpu_load(spec, dtype, quantization, dtype_name, mode)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(folder))
         except (OSError, ValueError) as exc:
@@ -228,6 +240,7 @@ class InstIt:
         )
         label = mode if isinstance(mode, str) or mode is None else "custom"
         model = cls(module, tokenizer, spec, template=template, quantization=label)
+        model.memory = memory
         if adapter is not None:
             attach_adapter(model, adapter, merge=merge)
         return model
@@ -272,6 +285,7 @@ class InstIt:
             "quantization": self.quantization,
             "adapter": self.adapter,
             "vocab_size": len(self.tokenizer),
+            "memory": None if self.memory is None else self.memory.to_dict(),
         }
 
     # -- prompts and inputs ------------------------------------------------------------------------
@@ -616,6 +630,26 @@ def _token_progress(
                 bar.refresh()
 
         yield {"streamer": _Ticker()}
+
+
+def _fit_cpu_load(
+    spec: CheckpointSpec, dtype: Any, quantization: Any, dtype_name: str, mode: Any
+) -> tuple[str, Any, MemoryCheck]:
+    """The CPU memory check: the dtype and quantization to load with, and the check itself."""
+    from instit.model.memory import check_cpu_load
+    from instit.model.quantization import has_bitsandbytes
+
+    custom = mode is not None and not isinstance(mode, str)
+    label = ("4bit" if mode.load_in_4bit else "8bit") if custom else mode
+    check = check_cpu_load(
+        spec,
+        dtype_name,
+        label,
+        dtype_fixed=dtype != "auto",
+        quantization_fixed=quantization != "auto",
+        bitsandbytes_available=has_bitsandbytes(),
+    )
+    return check.dtype, mode if custom else check.quantization, check
 
 
 def _as_list(value: Any) -> list[int]:
