@@ -344,3 +344,19 @@ def test_qlora_trains_on_a_4bit_base_with_tower_projector_and_head_unquantized(
     assert isinstance(model.ask(image, QUESTION, instances=instances, max_new_tokens=3).text, str)
     with pytest.raises(InstitValueError, match="unquantized base"):
         finetune(model, [(image, None, [(QUESTION, TARGET)])], tmp_path / "x", method="lora")
+
+
+def test_importing_peft_through_instit_reaches_no_network():
+    """peft imports bitsandbytes, which on AVX512-BF16 CPUs asks the Hub for a kernel: instit
+    imports bitsandbytes first, its own way."""
+    code = """
+import sys
+calls = []
+sys.addaudithook(lambda event, args: calls.append(event) if event.startswith("socket.") else None)
+from instit.model.adapters import import_peft
+import_peft()
+print(sorted(set(calls)))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]" and done.stderr == ""

@@ -29,7 +29,15 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def import_peft() -> Any:
-    """The ``peft`` module, or a :class:`DependencyError` naming the install command."""
+    """The ``peft`` module, or a :class:`DependencyError` naming the install command.
+
+    peft imports bitsandbytes when it is installed: instit imports it first, its own way (no
+    kernel download from the Hub, see :func:`instit.model.quantization.import_bitsandbytes`).
+    """
+    from instit.model.quantization import has_bitsandbytes, import_bitsandbytes
+
+    if has_bitsandbytes():
+        import_bitsandbytes()
     try:
         import peft
     except ImportError as exc:
