@@ -37,6 +37,10 @@ _EXPORTS: dict[str, str] = {
     "InstIt": "instit.model",
     "EncodedMedia": "instit.model",
     "convert": "instit.model",
+    # segment
+    "Segmenter": "instit.segment",
+    "Detector": "instit.segment",
+    "find_instances": "instit.segment",
     # results
     "Answer": "instit.results",
     "AnswerStream": "instit.results",
@@ -127,6 +131,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         FrameDescription as FrameDescription,
         ImageDescription as ImageDescription,
         VideoDescription as VideoDescription,
+    )
+    from instit.segment import (
+        Detector as Detector,
+        Segmenter as Segmenter,
+        find_instances as find_instances,
     )
     from instit.video import (
         Video as Video,

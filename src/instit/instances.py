@@ -1042,12 +1042,14 @@ class Instances:
         if labels is not None:
             if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
                 raise InstitTypeError(
-                    f"labels must be a list of strings, one per instance, got {type(labels).__name__}"
+                    "labels must be a list of strings, one per instance, got "
+                    f"{type(labels).__name__}"
                 )
             values = list(labels)
             if len(values) != len(self._ids):
                 raise InstancesError(
-                    f"got {len(values)} labels for {len(self._ids)} instances; pass one per instance"
+                    f"got {len(values)} labels for {len(self._ids)} instances; pass one per "
+                    "instance"
                 )
             for value, instance_id in zip(values, self._ids, strict=True):
                 if not isinstance(value, str):
