@@ -395,40 +395,12 @@ class Segmenter:
         time and the session's memory bank keeps only the frames the model can still attend
         to (``num_maskmem`` / ``max_object_pointers_in_encoder`` back, plus prompted frames).
         """
-        frames, keys = _video_frames(video, indexed_by)
-        prompts = _prompts(instances, frame, keys, frames[0].size)
-        model, processor = self._video_model()
-        forward = self._propagate(
-            model, processor, frames, prompts, reverse=False, progress=progress
-        )
-        start = min(prompts)
-        results = dict(forward)
-        if start > 0:
-            first = {start: prompts[start]}
-            backward = self._propagate(
-                model, processor, frames, first, reverse=True, progress=progress
-            )
-            for position, found in backward:
-                if position < start:
-                    results[position] = found
-        width, height = frames[0].size
-        return Tracks(
-            {keys[p]: found for p, found in sorted(results.items()) if len(found)},
-            image_size=(width, height),
-        )
-
-    def _propagate(
-        self,
-        model: Any,
-        processor: Any,
-        frames: Sequence[Image.Image],
-        prompts: dict[int, Instances],
-        reverse: bool,
-        progress: bool,
-    ) -> Iterator[tuple[int, Instances]]:
         import torch
         from tqdm.auto import tqdm
 
+        frames, keys = _video_frames(video, indexed_by)
+        prompts = _prompts(instances, frame, keys, frames[0].size)
+        model, processor = self._video_model()
         width, height = frames[0].size
         session = processor.init_video_session(
             inference_device=self._device,
@@ -439,26 +411,41 @@ class Segmenter:
         session.processed_frames = _ProcessedFrames(frames, processor.video_processor, self._dtype)
         session.video_height, session.video_width = height, width
         start = min(prompts)
-        order = range(start, -1, -1) if reverse else range(start, len(frames))
-        keep = _memory_span(model.config)
-        with torch.inference_mode():
-            for position in tqdm(order, desc="track", disable=not progress, leave=False):
-                if position in prompts:
-                    _add_prompt(processor, session, position, prompts[position], (height, width))
-                output = model(inference_session=session, frame_idx=position, reverse=reverse)
-                masks = processor.post_process_masks(
-                    [output.pred_masks.float().cpu()], original_sizes=[[height, width]]
-                )[0][:, 0].numpy()
-                present = masks.reshape(len(masks), -1).any(axis=1)
-                ids = [int(i) for i, here in zip(output.object_ids, present, strict=True) if here]
-                found = (
-                    Instances.from_masks(masks[present], ids)
-                    if ids
-                    else Instances.empty((width, height))
-                )
-                if keep is not None:
-                    _forget(session, position, keep, reverse)
-                yield position, found
+        # forward from the first prompted frame, then (same session) backward from it
+        passes = [(False, range(start, len(frames)))]
+        if start > 0:
+            passes.append((True, range(start, -1, -1)))
+        span = _memory_span(model.config)
+        size = (height, width)
+        results: dict[int, Instances] = {}
+        bar = tqdm(total=len(frames), desc="track", disable=not progress, leave=False)
+        with torch.inference_mode(), bar:
+            for reverse, order in passes:
+                for position in order:
+                    if position in prompts and not reverse:
+                        _add_prompt(processor, session, position, prompts[position], size)
+                    output = model(inference_session=session, frame_idx=position, reverse=reverse)
+                    if reverse and position == start:
+                        continue  # already found by the forward pass
+                    results[position] = _present(processor, output, (width, height))
+                    if span is not None:
+                        _forget(session, position, span, reverse, start)
+                    bar.update()
+        return Tracks(
+            {keys[p]: found for p, found in sorted(results.items()) if len(found)},
+            image_size=(width, height),
+        )
+
+
+def _present(processor: Any, output: Any, size: tuple[int, int]) -> Instances:
+    """The objects of one frame's output whose mask is not empty, with their object IDs."""
+    width, height = size
+    masks = processor.post_process_masks(
+        [output.pred_masks.float().cpu()], original_sizes=[[height, width]]
+    )[0][:, 0].numpy()
+    present = masks.reshape(len(masks), -1).any(axis=1)
+    ids = [int(i) for i, here in zip(output.object_ids, present, strict=True) if here]
+    return Instances.from_masks(masks[present], ids) if ids else Instances.empty(size)
 
 
 def _memory_span(config: Any) -> int | None:
@@ -470,12 +457,16 @@ def _memory_span(config: Any) -> int | None:
     return max(int(maskmem), int(pointers))
 
 
-def _forget(session: Any, position: int, keep: int, reverse: bool) -> None:
-    """Drop tracked-frame outputs the model can no longer read (prompted frames stay)."""
+def _forget(session: Any, position: int, span: int, reverse: bool, start: int) -> None:
+    """Drop tracked-frame outputs the model can no longer read.  Prompted frames stay, and so
+    do the ``span`` frames after ``start`` when a backward pass will read them."""
+    protected = range(start, start + span) if start > 0 else range(0)
     for outputs in session.output_dict_per_obj.values():
         tracked = outputs["non_cond_frame_outputs"]
-        for old in [f for f in tracked if (f - position if reverse else position - f) >= keep]:
-            del tracked[old]
+        for old in list(tracked):
+            distance = old - position if reverse else position - old
+            if distance >= span and old not in protected:
+                del tracked[old]
 
 
 def _add_prompt(

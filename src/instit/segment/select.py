@@ -84,7 +84,7 @@ def select_masks(
     inside = _fraction(contained, "contained")
     assert smallest is not None
 
-    flat = stack.reshape(len(stack), -1)
+    flat = stack.reshape(len(stack), stack.shape[1] * stack.shape[2])
     areas = flat.sum(axis=1)
     kept: list[int] = []
     for index in _ranking(values, areas):
@@ -112,7 +112,7 @@ def select_masks(
         for position in owner_order:
             result[position] &= ~taken
             taken |= result[position]
-    remaining = result.reshape(len(result), -1).sum(axis=1)
+    remaining = result.reshape(len(result), flat.shape[1]).sum(axis=1)
     big_enough = remaining >= max(smallest, 1)
     result, chosen, remaining = result[big_enough], chosen[big_enough], remaining[big_enough]
     first_pixel = np.array([int(np.flatnonzero(m.ravel())[0]) for m in result], dtype=np.int64)
