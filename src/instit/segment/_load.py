@@ -10,6 +10,8 @@ from typing import Any
 from instit.errors import CheckpointError, DependencyError
 
 INSTALL = "pip install 'instit[segment]'"
+DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-small"
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 
 
 def require(feature: str, *, timm: bool = False) -> None:

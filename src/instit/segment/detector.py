@@ -17,10 +17,9 @@ import numpy as np
 from instit.errors import CheckpointError, InstitTypeError, InstitValueError
 from instit.instances import Instances
 from instit.segment import _load
+from instit.segment._load import DEFAULT_DETECTOR
 
 __all__ = ["DEFAULT_DETECTOR", "Detector", "phrases"]
-
-DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 
 # model_type -> (model class, processor class)
 FAMILIES: dict[str, tuple[str, str]] = {

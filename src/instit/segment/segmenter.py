@@ -19,6 +19,7 @@ import numpy as np
 from instit.errors import CheckpointError, InstitTypeError, InstitValueError, VideoError
 from instit.instances import Instances, Tracks
 from instit.segment import _load
+from instit.segment._load import DEFAULT_SEGMENTER
 from instit.segment.select import select_masks
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,8 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 __all__ = ["DEFAULT_SEGMENTER", "SegmentWarning", "Segmenter"]
-
-DEFAULT_SEGMENTER = "facebook/sam2.1-hiera-small"
 
 # model_type in config.json -> (image model, image processor, video model, video processor)
 _SAM2 = ("Sam2Model", "Sam2Processor", "Sam2VideoModel", "Sam2VideoProcessor")
