@@ -436,7 +436,7 @@ def make_tiny_detector(
         )
         GroundingDinoForObjectDetection(config).eval().save_pretrained(folder)
         image_processor = GroundingDinoImageProcessor(
-            size={"shortest_edge": 64, "longest_edge": 96}
+            size={"shortest_edge": 128, "longest_edge": 192}
         )
         GroundingDinoProcessor(
             image_processor=image_processor, tokenizer=tokenizer
