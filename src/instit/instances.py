@@ -1038,7 +1038,17 @@ class Instances:
             InstancesError: not one label / score per instance, or a non-finite score.
             InstitTypeError: a label that is not a string.
         """
-        result = self._take(list(range(len(self._ids))), self._ids)
+        result = Instances._make(  # shares the read-only arrays: nothing is copied
+            self._kind,
+            self._ids,
+            self._image_size,
+            self._boxes,
+            masks=self._masks,
+            polygons=self._polygons,
+            points=self._points,
+            labels=self._labels,
+            scores=self._scores,
+        )
         if labels is not None:
             if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
                 raise InstitTypeError(

@@ -95,20 +95,26 @@ def _prompt_points(
 
 
 class _ProcessedFrames(Mapping[int, "torch.Tensor"]):
-    """Frames the video processor prepares on demand: the session sees every frame, but only
-    the last one requested is held (so memory does not grow with the video)."""
+    """Frames the video processor prepares on demand, ``CHUNK`` at a time (one processor call
+    per chunk; the pixels equal processing the whole video at once): the session sees every
+    frame, but only one chunk is held, so memory does not grow with the video."""
+
+    CHUNK = 8
 
     def __init__(self, frames: Sequence[Image.Image], processor: Any, dtype: Any) -> None:
         self._frames = frames
         self._processor = processor
         self._dtype = dtype
-        self._held: tuple[int, Any] | None = None
+        self._first: int | None = None
+        self._held: Any = None
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        if self._held is None or self._held[0] != index:
-            pixels = self._processor(videos=[self._frames[index]], return_tensors="pt")
-            self._held = (index, pixels.pixel_values_videos[0][0].to("cpu", dtype=self._dtype))
-        return self._held[1]
+        if self._first is None or not self._first <= index < self._first + self.CHUNK:
+            self._first = index - index % self.CHUNK
+            chunk = list(self._frames[self._first : self._first + self.CHUNK])
+            pixels = self._processor(videos=chunk, return_tensors="pt").pixel_values_videos[0]
+            self._held = pixels.to("cpu", dtype=self._dtype)
+        return self._held[index - self._first]
 
     def __iter__(self) -> Iterator[int]:
         return iter(range(len(self._frames)))
