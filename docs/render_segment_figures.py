@@ -19,13 +19,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from render_figures import caption, grid, save, shrink  # noqa: E402
+from render_figures import caption, grid, save, shrink
 
-from instit.examples_data import example_image  # noqa: E402
-from instit.instances import Instances  # noqa: E402
-from instit.marks import draw_marks  # noqa: E402
-from instit.segment import Segmenter, select_masks  # noqa: E402
-from instit.testing import make_tiny_segmenter  # noqa: E402
+from instit.examples_data import example_image
+from instit.instances import Instances
+from instit.marks import draw_marks
+from instit.segment import Segmenter, select_masks
+from instit.testing import make_tiny_segmenter
 
 W, H = 320, 240
 
