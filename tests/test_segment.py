@@ -181,6 +181,10 @@ def test_segment_rejects_bad_prompts_with_clear_errors(segmenter: Segmenter):
         segmenter.segment(image, boxes=[[1, 1, 9, 9], [2, 2, 8, 8]], ids=[3, 3])
     with pytest.raises(InstancesError, match="outside"):
         segmenter.segment(image, points=[[500, 1]])
+    with pytest.raises(InstancesError, match="point group 1 has a click outside"):
+        segmenter.segment(image, points=[[[5, 5], [7, 7]], [[6, 6], [-3, 2]]])
+    with pytest.raises(InstitTypeError, match="same number K of clicks"):
+        segmenter.segment(image, points=[[[5, 5]], [[6, 6], [8, 2]]])
     with pytest.warns(GeometryWarning):
         found = segmenter.segment(image, boxes=[[-10, -10, 60, 50]])
     assert found.masks().shape == (1, HEIGHT, WIDTH)

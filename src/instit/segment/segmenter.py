@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from instit.errors import CheckpointError, InstitTypeError, InstitValueError, VideoError
+from instit.errors import (
+    CheckpointError,
+    InstancesError,
+    InstitTypeError,
+    InstitValueError,
+    VideoError,
+)
 from instit.instances import Instances, Tracks
 from instit.segment import _load
 from instit.segment._load import DEFAULT_SEGMENTER
@@ -60,13 +66,16 @@ def _image(image: object) -> Image.Image:
 
 
 def _prompt_points(
-    points: object, point_labels: object, count_hint: int | None
+    points: object, point_labels: object, count_hint: int | None, size: tuple[int, int]
 ) -> tuple[list[list[list[float]]], list[list[int]]]:
     """``(N, 2)`` one click per instance or ``(N, K, 2)`` groups -> processor lists."""
     try:
         array = np.asarray(points, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise InstitTypeError(f"points must be numbers: (N, 2) or (N, K, 2), ({exc})") from exc
+        raise InstitTypeError(
+            "points must be a (N, 2) or (N, K, 2) array of numbers, the same number K of "
+            f"clicks for every instance ({exc})"
+        ) from exc
     if array.ndim == 2 and array.shape[1] == 2:
         array = array[:, None, :]
     if array.ndim != 3 or array.shape[2] != 2 or array.shape[1] == 0:
@@ -91,6 +100,14 @@ def _prompt_points(
             )
     if not np.isfinite(array).all():
         raise InstitValueError("points hold NaN or infinity")
+    width, height = size
+    outside = (array < 0).any(axis=(1, 2)) | (array > [width, height]).any(axis=(1, 2))
+    if outside.any():
+        group = int(np.flatnonzero(outside)[0])
+        raise InstancesError(
+            f"point group {group} has a click outside the {width}x{height} image; pass pixel "
+            "coordinates of this image"
+        )
     return array.tolist(), labels.astype(np.int64).tolist()
 
 
@@ -273,7 +290,7 @@ class Segmenter:
             ids, count = list(checked.ids), len(checked)
             prompt["input_boxes"] = [checked.boxes().tolist()]
         if points is not None:
-            groups, point_flags = _prompt_points(points, point_labels, count)
+            groups, point_flags = _prompt_points(points, point_labels, count, size)
             first = [group[0] for group in groups]
             ids = list(Instances.from_points(first, ids, image_size=size).ids)
             prompt["input_points"] = [groups]
