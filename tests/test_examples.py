@@ -129,6 +129,24 @@ def _check_finetune_on_your_instances(tmp_path: Path, model: Path | None) -> Non
     assert report["before"] != report["target"]
 
 
+def _check_find_and_ask(tmp_path: Path, model: Path | None) -> None:
+    from instit.testing import make_tiny_detector, make_tiny_segmenter
+
+    assert model is not None
+    segmenter = make_tiny_segmenter(tmp_path / "sam")
+    detector = make_tiny_detector(tmp_path / "gdino")
+    args = ["--segmenter", str(segmenter), "--detector", str(detector), "--model", str(model)]
+    args += ["--device", "cpu", "--max-new-tokens", "4", "--out", "m.png"]
+    printed = json.loads(_run("find_and_ask.py", *args, cwd=tmp_path))
+    assert printed["question"] == "What is [1] doing?" and isinstance(printed["answer"], str)
+    ids = [item["id"] for item in printed["instances"]]
+    assert ids == list(range(1, len(ids) + 1)) and len(ids) >= 1
+    assert all(isinstance(item["label"], str) for item in printed["instances"])
+    marked = np.asarray(Image.open(tmp_path / "m.png"))
+    original = np.asarray(Image.open(ASSETS / "astronaut.jpg").convert("RGB"))
+    assert marked.shape == original.shape and (marked != original).any()
+
+
 RUNS: dict[str, tuple[Callable[[Path, Any], None], bool]] = {
     # script: (check, needs the tiny model)
     "mark_image.py": (_check_mark_image, False),
@@ -137,6 +155,7 @@ RUNS: dict[str, tuple[Callable[[Path, Any], None], bool]] = {
     "ask_video.py": (_check_ask_video, True),
     "bench_your_model.py": (_check_bench_your_model, True),
     "finetune_on_your_instances.py": (_check_finetune_on_your_instances, True),
+    "find_and_ask.py": (_check_find_and_ask, True),
 }
 
 

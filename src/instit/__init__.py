@@ -38,6 +38,10 @@ _EXPORTS: dict[str, str] = {
     "InstIt": "instit.model",
     "EncodedMedia": "instit.model",
     "convert": "instit.model",
+    # segment
+    "Segmenter": "instit.segment",
+    "Detector": "instit.segment",
+    "find_instances": "instit.segment",
     # training
     "finetune": "instit.training",
     # results
@@ -133,6 +137,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         FrameDescription as FrameDescription,
         ImageDescription as ImageDescription,
         VideoDescription as VideoDescription,
+    )
+    from instit.segment import (
+        Detector as Detector,
+        Segmenter as Segmenter,
+        find_instances as find_instances,
     )
     from instit.training import (
         finetune as finetune,

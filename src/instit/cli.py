@@ -1,9 +1,9 @@
 """The ``instit`` command line.
 
-One command with verbs: ``mark``, ``frames``, ``ask``, ``describe``, ``convert``, ``bench run``,
-``bench score`` and ``dataset to-llava``.  Each verb prints a human-readable result, or JSON with
-``--json``.  Exit codes: 0 success, 2 bad usage or bad input (the message says what to fix),
-1 any other failure (a broken checkpoint, a failing endpoint).
+One command with verbs: ``mark``, ``frames``, ``ask``, ``describe``, ``segment``, ``track``,
+``convert``, ``bench run``, ``bench score`` and ``dataset to-llava``.  Each verb prints a
+human-readable result, or JSON with ``--json``.  Exit codes: 0 success, 2 bad usage or bad input
+(the message says what to fix), 1 any other failure (a broken checkpoint, a failing endpoint).
 
 Heavy modules are imported inside the verb that needs them, so ``instit --help`` is instant.
 """
@@ -29,12 +29,23 @@ from instit.cli_support import (
     run_verb,
 )
 from instit.errors import InstitValueError
+from instit.segment.cli import add_finder_options, add_segment_parsers, find_for
 
 DEFAULT_MODEL = "Inst-IT/LLaVA-Next-Inst-It-Qwen2-7B"
 
 
 def _print_json(payload: Any) -> None:
     print(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def _instances(args: argparse.Namespace, source: str, media: Any) -> Any:
+    """The instances of ``--instances`` (read for the media file ``source``), or those
+    ``--text`` finds on ``media``."""
+    if args.text is None:
+        return _load_instances(args.instances, source)
+    if args.instances is not None:
+        raise InstitValueError("pass --instances or --text, not both")
+    return find_for(args, media)
 
 
 def _load_instances(path: str | None, media: str) -> Any:
@@ -168,6 +179,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="instances: JSON (Instances.to_json, {id: box}, COCO annotations, supervision "
         "JSONSink) or a supervision CSVSink file; Tracks for videos",
     )
+    add_finder_options(parser)
     parser.add_argument(
         "--marks",
         default="draw",
@@ -258,8 +270,16 @@ def _save_marked(result: Any, target: str | None, video: bool) -> None:
 def _cmd_mark(args: argparse.Namespace) -> int:
     from instit.marks import MarkStyle
 
-    instances = _load_instances(args.instances, args.source)
     video = _is_video_source(args.source)
+    if args.instances is None and args.text is None:
+        raise InstitValueError("pass --instances (a JSON file) or --text (phrases to find)")
+    if video:
+        from instit.video import load_video
+
+        media: Any = load_video(args.source, **_sampling(args))
+    else:
+        media = args.source
+    instances = _instances(args, args.source, media)
     name = args.style or ("video" if video else "image")
     style = MarkStyle.video() if name == "video" else MarkStyle.image()
     style = style.with_options(mask=args.mask, labels=args.labels)
@@ -271,7 +291,7 @@ def _cmd_mark(args: argparse.Namespace) -> int:
         inputs=[args.source, args.instances],
     )
     if video:
-        return _mark_video(args, instances, style)
+        return _mark_video(args, media, instances, style)
     from instit.marks import draw_marks, layout_marks
     from instit.media import load_image
 
@@ -290,11 +310,8 @@ def _cmd_mark(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _mark_video(args: argparse.Namespace, tracks: Any, style: Any) -> int:
-    """Sample the video, draw the tracks (keyed by source frame) and write frame_<t>.png."""
-    from instit.video import load_video
-
-    video = load_video(args.source, **_sampling(args))
+def _mark_video(args: argparse.Namespace, video: Any, tracks: Any, style: Any) -> int:
+    """Draw the tracks (keyed by source frame) on the sampled video, write frame_<t>.png."""
     if args.indexed_by == "source":  # keyed by position from here on, unsampled frames handled
         tracks = tracks.sampled(video.indices, snap=args.snap)
     marked = video.with_marks(tracks, style=style, indexed_by="sample")
@@ -359,7 +376,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         )
     video = _check_save_marked(args)
     media = _load_media(args.media, args)
-    instances = _load_instances(args.instances, args.media)
+    instances = _instances(args, args.media, media)
     model = _load_model(args)
     if args.stream:
         stream = model.ask(
@@ -397,7 +414,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
 def _cmd_describe(args: argparse.Namespace) -> int:
     video = _check_save_marked(args)
     media = _load_media(args.media, args)
-    instances = _load_instances(args.instances, args.media)
+    instances = _instances(args, args.media, media)
     model = _load_model(args)
     description = model.describe_instances(
         media,
@@ -512,15 +529,17 @@ def build_parser() -> argparse.ArgumentParser:
         "draw numbered Set-of-Marks prompts on an image or on sampled video frames",
         "  instit mark photo.jpg --instances instances.json -o marked.png\n"
         "  instit mark photo.jpg --instances instances.json -o marked.png --mask fill --json\n"
-        "  instit mark clip.mp4 --instances tracks.json --num-frames 8 -o marked_frames/",
+        "  instit mark clip.mp4 --instances tracks.json --num-frames 8 -o marked_frames/\n"
+        '  instit mark photo.jpg --text "a person. a ball." -o marked.png',
     )
     mark.add_argument("source", help="image file, video file or frame folder")
     mark.add_argument(
         "--instances",
-        required=True,
         help="instances: JSON (Instances.to_json, {id: box}, COCO annotations, supervision "
         "JSONSink) or a supervision CSVSink file; Tracks for a video",
     )
+    add_finder_options(mark)
+    mark.add_argument("--device", default="auto", help="device for --text models")
     mark.add_argument(
         "-o", "--output", required=True, help="output image file, or folder for a video"
     )
@@ -609,6 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     from instit.dataset.cli import add_dataset_parser
     from instit.training.cli import add_finetune_parser
 
+    add_segment_parsers(sub)
     add_bench_parser(sub)
     add_dataset_parser(sub)
     add_finetune_parser(sub)

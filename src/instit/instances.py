@@ -559,6 +559,8 @@ class Instance:
 
     ``box`` is always present (derived for masks, polygons and points); ``mask`` is set for
     masks and polygons (rasterised); ``polygon`` for polygons; ``point`` for points.
+    ``label`` (the phrase a detector matched) and ``score`` (its confidence) are set when the
+    instances came from a detector or segmenter (see :meth:`Instances.with_labels`).
     """
 
     id: int
@@ -567,15 +569,19 @@ class Instance:
     mask: np.ndarray | None = None
     polygon: list[np.ndarray] | None = None
     point: tuple[float, float] | None = None
+    label: str | None = None
+    score: float | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Instance):
             return NotImplemented
-        if (self.id, self.kind, self.box, self.point) != (
+        if (self.id, self.kind, self.box, self.point, self.label, self.score) != (
             other.id,
             other.kind,
             other.box,
             other.point,
+            other.label,
+            other.score,
         ):
             return False
         if (self.mask is None) != (other.mask is None) or (
@@ -597,6 +603,10 @@ class Instance:
             parts.append(f"polygon=<{len(self.polygon)} ring(s)>")
         if self.point is not None:
             parts.append(f"point={_fmt(self.point)}")
+        if self.label is not None:
+            parts.append(f"label={self.label!r}")
+        if self.score is not None:
+            parts.append(f"score={self.score:.3g}")
         return "Instance(" + ", ".join(parts) + ")"
 
 
@@ -612,7 +622,17 @@ class Instances:
     :class:`Instance` in the order the IDs were given, ``instances[id]`` looks one up by ID.
     """
 
-    __slots__ = ("_boxes", "_ids", "_image_size", "_kind", "_masks", "_points", "_polygons")
+    __slots__ = (
+        "_boxes",
+        "_ids",
+        "_image_size",
+        "_kind",
+        "_labels",
+        "_masks",
+        "_points",
+        "_polygons",
+        "_scores",
+    )
 
     def __init__(self) -> None:
         raise InstitTypeError(
@@ -631,6 +651,8 @@ class Instances:
         masks: np.ndarray | None = None,
         polygons: list[list[np.ndarray]] | None = None,
         points: np.ndarray | None = None,
+        labels: tuple[str, ...] | None = None,
+        scores: np.ndarray | None = None,
     ) -> Instances:
         self = object.__new__(cls)
         self._kind = kind
@@ -642,6 +664,8 @@ class Instances:
             None if polygons is None else [[_readonly(r) for r in rings] for rings in polygons]
         )
         self._points = None if points is None else _readonly(points)
+        self._labels = labels
+        self._scores = None if scores is None else _readonly(scores)
         return self
 
     # -- constructors ------------------------------------------------------------------------
@@ -964,8 +988,17 @@ class Instances:
         if ids is None and detections.tracker_id is not None:
             ids = np.asarray(detections.tracker_id).tolist()
         if detections.mask is not None:
-            return cls.from_masks(np.asarray(detections.mask), ids, image_size=image_size)
-        return cls.from_boxes(np.asarray(detections.xyxy), ids, image_size=image_size)
+            result = cls.from_masks(np.asarray(detections.mask), ids, image_size=image_size)
+        else:
+            result = cls.from_boxes(np.asarray(detections.xyxy), ids, image_size=image_size)
+        names = detections.data.get("class_name") if detections.data else None
+        confidence = detections.confidence
+        if names is None and confidence is None:
+            return result
+        return result.with_labels(
+            None if names is None else [str(n) for n in names],
+            scores=None if confidence is None else np.asarray(confidence, dtype=np.float64),
+        )
 
     @classmethod
     def coerce(cls, obj: object, image_size: tuple[int, int] | None = None) -> Instances:
@@ -1100,7 +1133,9 @@ class Instances:
             mask = _readonly(_rasterise(polygon, *self._image_size))
         if self._points is not None:
             point = (float(self._points[index, 0]), float(self._points[index, 1]))
-        return Instance(self._ids[index], self._kind, box, mask, polygon, point)  # type: ignore[arg-type]
+        label = None if self._labels is None else self._labels[index]
+        score = None if self._scores is None else float(self._scores[index])
+        return Instance(self._ids[index], self._kind, box, mask, polygon, point, label, score)  # type: ignore[arg-type]
 
     def boxes(self) -> np.ndarray:
         """``(N, 4)`` float boxes ``(x0, y0, x1, y1)`` (read-only)."""
@@ -1157,7 +1192,80 @@ class Instances:
             masks=None if self._masks is None else self._masks[take],
             polygons=None if self._polygons is None else [self._polygons[i] for i in indices],
             points=None if self._points is None else self._points[take],
+            labels=None if self._labels is None else tuple(self._labels[i] for i in indices),
+            scores=None if self._scores is None else self._scores[take],
         )
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """The phrase each instance was found with (detectors), in ID order; ``None`` if unset."""
+        return self._labels
+
+    @property
+    def scores(self) -> np.ndarray | None:
+        """``(N,)`` float confidence per instance (read-only); ``None`` if unset."""
+        return self._scores
+
+    def with_labels(
+        self, labels: Sequence[str] | None = None, *, scores: object = None
+    ) -> Instances:
+        """The same instances with per-instance ``labels`` (phrases) and/or ``scores``.
+
+        Either may be ``None`` to keep the current value.  Both are kept through
+        :meth:`select`, iteration, :meth:`to_dict` / :meth:`from_dict` and
+        :meth:`to_supervision` / :meth:`from_supervision` (``data["class_name"]`` and
+        ``confidence``).
+
+        Raises:
+            InstancesError: not one label / score per instance, or a non-finite score.
+            InstitTypeError: a label that is not a string.
+        """
+        result = Instances._make(  # shares the read-only arrays: nothing is copied
+            self._kind,
+            self._ids,
+            self._image_size,
+            self._boxes,
+            masks=self._masks,
+            polygons=self._polygons,
+            points=self._points,
+            labels=self._labels,
+            scores=self._scores,
+        )
+        if labels is not None:
+            if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
+                raise InstitTypeError(
+                    "labels must be a list of strings, one per instance, got "
+                    f"{type(labels).__name__}"
+                )
+            values = list(labels)
+            if len(values) != len(self._ids):
+                raise InstancesError(
+                    f"got {len(values)} labels for {len(self._ids)} instances; pass one per "
+                    "instance"
+                )
+            for value, instance_id in zip(values, self._ids, strict=True):
+                if not isinstance(value, str):
+                    raise InstitTypeError(
+                        f"instance {instance_id}: label {value!r} is a {type(value).__name__}, "
+                        "not a string"
+                    )
+            result._labels = tuple(values)
+        if scores is not None:
+            try:
+                array = np.asarray(_as_array_if_array_like(scores), dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError) as exc:
+                raise InstitTypeError(
+                    f"scores must be numbers, one per instance, could not convert: {exc}"
+                ) from exc
+            if len(array) != len(self._ids):
+                raise InstancesError(
+                    f"got {len(array)} scores for {len(self._ids)} instances; pass one per instance"
+                )
+            if not np.isfinite(array).all():
+                bad = self._ids[int(np.flatnonzero(~np.isfinite(array))[0])]
+                raise InstancesError(f"instance {bad}: score is NaN or infinite")
+            result._scores = _readonly(array)
+        return result
 
     def relabel(self, mapping: Mapping[int, int]) -> Instances:
         """The same instances with IDs renamed by ``mapping`` (``{old: new}``; others kept)."""
@@ -1207,10 +1315,13 @@ class Instances:
         ``tracker_id`` = the IDs."""
         supervision = _import_supervision()
         masks = self.masks()
+        data = {} if self._labels is None else {"class_name": np.array(self._labels, dtype=str)}
         return supervision.Detections(
             xyxy=np.array(self._boxes, dtype=np.float32).reshape(-1, 4),
             mask=None if masks is None else np.array(masks),
             tracker_id=np.array(self._ids, dtype=int),
+            confidence=None if self._scores is None else np.array(self._scores),
+            data=data,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -1224,6 +1335,10 @@ class Instances:
                 item["polygon"] = [ring.tolist() for ring in self._polygons[index]]
             if self._points is not None:
                 item["point"] = self._points[index].tolist()
+            if self._labels is not None:
+                item["label"] = self._labels[index]
+            if self._scores is not None:
+                item["score"] = float(self._scores[index])
             items.append(item)
         return {
             "format": "instit.instances",
@@ -1268,14 +1383,18 @@ class Instances:
         if not items:
             return cls.empty(size, kind)
         if kind == "mask":
-            return cls.from_rle(values, ids, image_size=size)
-        if kind == "box":
-            return cls.from_boxes(values, ids, image_size=size, clip=False)
-        if kind == "polygon":
+            result = cls.from_rle(values, ids, image_size=size)
+        elif kind == "box":
+            result = cls.from_boxes(values, ids, image_size=size, clip=False)
+        elif kind == "polygon":
             if size is None:
                 raise InstancesError("polygon instances dict needs an 'image_size' field")
-            return cls.from_polygons(values, ids, image_size=size)
-        return cls.from_points(values, ids, image_size=size)
+            result = cls.from_polygons(values, ids, image_size=size)
+        else:
+            result = cls.from_points(values, ids, image_size=size)
+        return result.with_labels(
+            _optional_field(items, "label"), scores=_optional_field(items, "score")
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Instances:
@@ -1294,6 +1413,8 @@ class Instances:
             and _same_arrays(self._masks, other._masks)
             and _same_arrays(self._points, other._points)
             and _same_polygons(self._polygons, other._polygons)
+            and self._labels == other._labels
+            and _same_arrays(self._scores, other._scores)
         )
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
@@ -1308,10 +1429,23 @@ class Instances:
                 self._masks,
                 self._polygons,
                 self._points,
+                self._labels,
+                self._scores,
             ),
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+    def show(self, image: object = None) -> Any:
+        """A PIL image of the marks: on ``image`` when given, else on a neutral grey canvas."""
+        from instit.marks.views import instances_view
+
+        return instances_view(self, image)
+
+    def _repr_png_(self) -> bytes | None:
+        from instit.marks.views import png_bytes
+
+        return None if self._image_size is None and not len(self) else png_bytes(self.show())
 
     def __repr__(self) -> str:
         return (
@@ -1359,10 +1493,34 @@ def _rebuild_instances(
     masks: np.ndarray | None,
     polygons: list[list[np.ndarray]] | None,
     points: np.ndarray | None,
+    labels: tuple[str, ...] | None = None,
+    scores: np.ndarray | None = None,
 ) -> Instances:
     return Instances._make(
-        kind, ids, image_size, boxes, masks=masks, polygons=polygons, points=points
+        kind,
+        ids,
+        image_size,
+        boxes,
+        masks=masks,
+        polygons=polygons,
+        points=points,
+        labels=labels,
+        scores=scores,
     )
+
+
+def _optional_field(items: Sequence[Mapping[str, Any]], key: str) -> list[Any] | None:
+    """``[item[key], ...]`` when every item has ``key``, ``None`` when none has it."""
+    present = [key in item for item in items]
+    if not any(present):
+        return None
+    if not all(present):
+        missing = items[present.index(False)].get("id")
+        raise InstancesError(
+            f"instance {missing}: has no {key!r} while other instances do; give every "
+            f"instance a {key!r} or none"
+        )
+    return [item[key] for item in items]
 
 
 # -- video -----------------------------------------------------------------------------------
@@ -1597,6 +1755,19 @@ class Tracks(Mapping[int, Instances]):
         return self._image_size == other._image_size and self._frames == other._frames
 
     __hash__ = None  # type: ignore[assignment]
+
+    def show(self, video: object = None, *, max_frames: int = 8) -> list[Any]:
+        """Marked frames (PIL images), at most ``max_frames`` spread over the frames with
+        entries: drawn on the frames of ``video`` (a :class:`~instit.video.Video` or a frame
+        list, indexed like these tracks) when given, else on neutral grey canvases."""
+        from instit.marks.views import tracks_view
+
+        return tracks_view(self, video, max_frames=max_frames)
+
+    def _repr_html_(self) -> str:
+        from instit.marks.views import strip_html
+
+        return strip_html(self)
 
     def __repr__(self) -> str:
         return (

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from instit.errors import InstitValueError
 
-__all__ = ["make_tiny_checkpoint"]
+__all__ = ["make_tiny_checkpoint", "make_tiny_detector", "make_tiny_segmenter"]
 
 _QWEN_PINPOINTS = [[h * 384, w * 384] for h in range(1, 7) for w in range(1, 7)]
 _CLIP_PINPOINTS = [[336, 336], [336, 672], [672, 336], [672, 672]]
@@ -298,3 +298,194 @@ def make_tiny_checkpoint(
         _write_original(source, arch, seed, hidden_size, num_layers)
         convert(source, path, overwrite=True, progress=False)
     return path
+
+
+# -- segmentation and detection models (the instit[segment] extra) ---------------------------------
+
+_SAM_SIZE = 128  # px: the tiny SAM 2 sees 128x128 images (8x8 image embeddings)
+
+
+def make_tiny_segmenter(path: str | Path | None = None, *, seed: int = 0) -> Path:
+    """A tiny random SAM 2 video checkpoint (``Sam2VideoModel`` + ``Sam2VideoProcessor``) that
+    ``instit.Segmenter.from_pretrained`` and transformers' ``Sam2Model`` /
+    ``Sam2VideoModel.from_pretrained`` all load, like the hub's ``facebook/sam2.1-*`` repos.
+
+    128x128 inputs, hidden size 128, one memory-attention layer, 3 memory frames.
+    """
+    import torch
+    from transformers import (
+        Sam2ImageProcessor,
+        Sam2VideoConfig,
+        Sam2VideoModel,
+        Sam2VideoProcessor,
+        Sam2VideoVideoProcessor,
+    )
+
+    folder = Path(tempfile.mkdtemp(prefix="tiny-sam2-")) if path is None else Path(path)
+    size, hidden = _SAM_SIZE, 128  # above memory_encoder_output_channels (64), as in SAM 2
+    backbone = {
+        "model_type": "sam2_hiera_det_model",
+        "hidden_size": 16,
+        "num_attention_heads": 1,
+        "image_size": [size, size],
+        "blocks_per_stage": [1, 2, 2, 1],
+        "embed_dim_per_stage": [16, 32, 64, 128],
+        "num_attention_heads_per_stage": [1, 1, 1, 1],
+        "window_size_per_stage": [4, 4, 4, 2],
+        "global_attention_blocks": [2],
+        "window_positional_embedding_background_size": [2, 2],
+    }
+    config = Sam2VideoConfig(
+        vision_config={
+            "model_type": "sam2_vision_model",
+            "backbone_config": backbone,
+            "backbone_channel_list": [128, 64, 32, 16],
+            "backbone_feature_sizes": [[size // s, size // s] for s in (4, 8, 16)],
+            "fpn_hidden_size": hidden,
+        },
+        prompt_encoder_config={"hidden_size": hidden, "image_size": size, "patch_size": 16},
+        mask_decoder_config={
+            "hidden_size": hidden,
+            "mlp_dim": 128,
+            "num_attention_heads": 2,
+            "iou_head_hidden_dim": 64,
+        },
+        image_size=size,
+        num_maskmem=3,
+        memory_attention_hidden_size=hidden,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=128,
+        memory_attention_rope_feat_sizes=[size // 16, size // 16],
+        memory_encoder_hidden_size=hidden,
+        memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=hidden,
+        memory_fuser_embed_dim=hidden,
+        memory_fuser_intermediate_dim=128,
+    )
+    torch.manual_seed(seed)
+    Sam2VideoModel(config).eval().save_pretrained(folder)
+    image_processor = Sam2ImageProcessor(
+        size={"height": size, "width": size}, mask_size={"height": size // 4, "width": size // 4}
+    )
+    video_processor = Sam2VideoVideoProcessor(size={"height": size, "width": size})
+    Sam2VideoProcessor(
+        image_processor=image_processor, video_processor=video_processor
+    ).save_pretrained(folder)
+    return folder
+
+
+_DETECTOR_WORDS = ["a", "an", "the", "person", "ball", "cat", "dog", "astronaut", "flag", "rocket"]
+
+
+def make_tiny_detector(
+    path: str | Path | None = None,
+    kind: Literal["grounding-dino", "owlv2"] = "grounding-dino",
+    *,
+    seed: int = 0,
+) -> Path:
+    """A tiny random Grounding DINO (Swin + BERT) or OWLv2 checkpoint with its processor and a
+    small tokenizer that spells any lower-case word, loadable by ``instit.Detector`` and by
+    transformers' own ``from_pretrained``."""
+    import torch
+
+    folder = Path(tempfile.mkdtemp(prefix=f"tiny-{kind}-")) if path is None else Path(path)
+    letters = list(string.ascii_lowercase)
+    torch.manual_seed(seed)
+    if kind == "grounding-dino":
+        from transformers import (
+            BertTokenizer,
+            GroundingDinoConfig,
+            GroundingDinoForObjectDetection,
+            GroundingDinoImageProcessor,
+            GroundingDinoProcessor,
+        )
+
+        words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *_DETECTOR_WORDS]
+        words += letters + [f"##{c}" for c in letters]
+        tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
+        config = GroundingDinoConfig(
+            backbone_config={
+                "model_type": "swin",
+                "embed_dim": 16,
+                "depths": [1, 1, 1, 1],
+                "num_heads": [1, 1, 1, 1],
+                "window_size": 4,
+                "image_size": 64,
+                "out_features": ["stage2", "stage3", "stage4"],
+            },
+            text_config={
+                "model_type": "bert",
+                "vocab_size": len(words),
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "max_position_embeddings": 64,
+            },
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=2,  # transformers ties box heads across decoder layers: at least 2
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            num_queries=20,
+            encoder_n_points=2,
+            decoder_n_points=2,
+            max_text_len=32,
+        )
+        GroundingDinoForObjectDetection(config).eval().save_pretrained(folder)
+        image_processor = GroundingDinoImageProcessor(
+            size={"shortest_edge": 128, "longest_edge": 192}
+        )
+        GroundingDinoProcessor(
+            image_processor=image_processor, tokenizer=tokenizer
+        ).save_pretrained(folder)
+    elif kind == "owlv2":
+        from transformers import (
+            CLIPTokenizer,
+            Owlv2Config,
+            Owlv2ForObjectDetection,
+            Owlv2ImageProcessor,
+            Owlv2Processor,
+        )
+
+        symbols = [*letters, "."]
+        vocab = {s: i for i, s in enumerate(symbols + [f"{s}</w>" for s in symbols])}
+        vocab["<|startoftext|>"] = len(vocab)
+        vocab["<|endoftext|>"] = len(vocab)
+        tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+        # OWLv2 reads 16 text tokens: pad every query to 16 like the hub's tokenizers do
+        tokenizer.backend_tokenizer.enable_padding(
+            length=16, pad_id=vocab["<|endoftext|>"], pad_token="<|endoftext|>"
+        )
+        config = Owlv2Config(
+            text_config={
+                "vocab_size": len(vocab),
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "max_position_embeddings": 16,
+                "bos_token_id": vocab["<|startoftext|>"],
+                "eos_token_id": vocab["<|endoftext|>"],
+                "pad_token_id": vocab["<|endoftext|>"],
+            },
+            vision_config={
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "image_size": 64,
+                "patch_size": 16,
+            },
+            projection_dim=32,
+        )
+        Owlv2ForObjectDetection(config).eval().save_pretrained(folder)
+        Owlv2Processor(
+            image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+            tokenizer=tokenizer,
+        ).save_pretrained(folder)
+    else:
+        raise InstitValueError(f"kind must be 'grounding-dino' or 'owlv2', got {kind!r}")
+    return folder

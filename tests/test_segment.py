@@ -1,0 +1,542 @@
+"""instit.segment on tiny random SAM 2 / Grounding DINO / OWLv2 checkpoints.
+
+The checkpoints are built from configs, saved with ``save_pretrained`` and loaded back through
+``from_pretrained`` (like a user's download).  Parity tests run transformers' own processor and
+model calls next to instit's and compare the outputs exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import instit
+from instit.errors import (
+    CheckpointError,
+    DependencyError,
+    InstancesError,
+    InstitTypeError,
+    InstitValueError,
+)
+from instit.instances import GeometryWarning, Instances, Tracks
+from instit.segment import Detector, Segmenter, find_instances
+from instit.tasks import ask
+from instit.testing import make_tiny_detector, make_tiny_segmenter
+
+WIDTH, HEIGHT = 120, 90
+
+
+def _noise(seed: int, size: tuple[int, int] = (WIDTH, HEIGHT)) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _clip(count: int) -> list[Image.Image]:
+    """A bright square moving right over a dark textured background."""
+    frames = []
+    for t in range(count):
+        pixels = np.asarray(_noise(100)) // 4
+        pixels[20:50, 10 + 6 * t : 40 + 6 * t] = (230, 200, 40)
+        frames.append(Image.fromarray(pixels))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def sam_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_segmenter(tmp_path_factory.mktemp("sam") / "tiny-sam2")
+
+
+@pytest.fixture(scope="module")
+def segmenter(sam_path: Path) -> Segmenter:
+    return Segmenter.from_pretrained(sam_path, device="cpu")
+
+
+@pytest.fixture(scope="module", params=["grounding-dino", "owlv2"])
+def detector_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    return make_tiny_detector(tmp_path_factory.mktemp("det") / request.param, request.param)
+
+
+@pytest.fixture(scope="module")
+def gdino(tmp_path_factory: pytest.TempPathFactory) -> Detector:
+    path = make_tiny_detector(tmp_path_factory.mktemp("gd") / "gdino", "grounding-dino")
+    return Detector.from_pretrained(path, device="cpu")
+
+
+# -- packaging --------------------------------------------------------------------------------
+
+
+def test_import_instit_and_segment_names_stay_light():
+    code = (
+        "import json, sys, instit; instit.Segmenter; instit.Detector; instit.find_instances; "
+        "print(json.dumps([m for m in ('torch', 'torchvision', 'timm', 'transformers') "
+        "if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+@pytest.mark.parametrize("cls", ["Segmenter", "Detector"])
+def test_missing_extra_is_a_dependency_error_naming_pip(cls: str, sam_path: Path, tmp_path: Path):
+    path = sam_path if cls == "Segmenter" else make_tiny_detector(tmp_path / "gd")
+    code = (
+        "import sys; sys.modules['torchvision'] = None\n"
+        "import instit\n"
+        "try:\n"
+        f"    instit.{cls}.from_pretrained({str(path)!r}, device='cpu')\n"
+        "except instit.DependencyError as exc:\n"
+        "    print('DependencyError:', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "DependencyError:" in out.stdout
+    assert "pip install 'instit[segment]'" in out.stdout and "torchvision" in out.stdout
+    assert issubclass(DependencyError, ImportError)
+
+
+def test_wrong_checkpoint_kind_is_a_checkpoint_error(sam_path: Path, tmp_path: Path):
+    with pytest.raises(CheckpointError, match="Detector loads"):
+        Detector.from_pretrained(sam_path, device="cpu")
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
+        Segmenter.from_pretrained(tmp_path, device="cpu")
+
+
+# -- segment ----------------------------------------------------------------------------------
+
+
+def _bare_segment(path: Path, image: Image.Image, **prompt: object) -> np.ndarray:
+    from transformers import Sam2Model, Sam2Processor
+
+    model = Sam2Model.from_pretrained(path).eval()
+    processor = Sam2Processor.from_pretrained(path)
+    inputs = processor(images=image, return_tensors="pt", **prompt)
+    with torch.no_grad():
+        outputs = model(**inputs, multimask_output=False)
+    return processor.post_process_masks(outputs.pred_masks, inputs["original_sizes"])[0][:, 0]
+
+
+def test_segment_boxes_match_transformers_bit_for_bit(segmenter: Segmenter, sam_path: Path):
+    image = _noise(1)
+    boxes = [[10.0, 10.0, 60.0, 50.0], [30.0, 20.0, 110.0, 85.0], [0.0, 0.0, 120.0, 90.0]]
+    expected = _bare_segment(sam_path, image, input_boxes=[boxes]).numpy()
+    found = segmenter.segment(image, boxes=boxes)
+    assert found.ids == (1, 2, 3) and found.kind == "mask" and found.image_size == (WIDTH, HEIGHT)
+    assert np.array_equal(found.masks(), expected)
+    assert found.scores is not None and found.scores.shape == (3,)
+
+
+def test_segment_points_match_transformers_bit_for_bit(segmenter: Segmenter, sam_path: Path):
+    image = _noise(2)
+    groups = [[[20.0, 20.0], [30.0, 25.0]], [[80.0, 60.0], [5.0, 5.0]]]
+    labels = [[1, 1], [1, 0]]
+    expected = _bare_segment(sam_path, image, input_points=[groups], input_labels=[labels]).numpy()
+    found = segmenter.segment(image, points=groups, point_labels=labels, ids=[7, 3])
+    assert found.ids == (7, 3)
+    assert np.array_equal(found.masks(), expected)
+    one_click = segmenter.segment(image, points=[[20, 20], [80, 60]])
+    assert np.array_equal(
+        one_click.masks(),
+        _bare_segment(
+            sam_path, image, input_points=[[[[20, 20]], [[80, 60]]]], input_labels=[[[1], [1]]]
+        ).numpy(),
+    )
+
+
+def test_segment_keeps_detector_ids_labels_and_scores(segmenter: Segmenter):
+    boxes = Instances.from_boxes([[10, 10, 60, 50], [30, 20, 110, 85]], [4, 9]).with_labels(
+        ["a cat", "a dog"], scores=[0.9, 0.4]
+    )
+    found = segmenter.segment(_noise(3), boxes=boxes)
+    assert found.ids == (4, 9) and found.labels == ("a cat", "a dog")
+    assert found.scores.tolist() == [0.9, 0.4]
+    assert found[9].label == "a dog" and found[9].score == 0.4
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "I;16", "P", "CMYK"])
+def test_segment_reads_any_image_mode(segmenter: Segmenter, mode: str):
+    image = _noise(4, (70, 130)).convert("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image).astype(np.uint16) * 257)
+    found = segmenter.segment(image, boxes=[[5, 5, 60, 100]])
+    assert found.image_size == (70, 130)
+    assert found.masks().shape == (1, 130, 70)
+
+
+def test_segment_rejects_bad_prompts_with_clear_errors(segmenter: Segmenter):
+    image = _noise(5)
+    with pytest.raises(InstitValueError, match="boxes= or points="):
+        segmenter.segment(image)
+    with pytest.raises(InstitValueError, match="point_labels"):
+        segmenter.segment(image, points=[[1, 1], [2, 2]], point_labels=[1, 2])
+    with pytest.raises(InstitValueError, match="one group per box"):
+        segmenter.segment(image, boxes=[[1, 1, 9, 9]], points=[[1, 1], [2, 2]])
+    with pytest.raises(InstancesError, match="more than once"):
+        segmenter.segment(image, boxes=[[1, 1, 9, 9], [2, 2, 8, 8]], ids=[3, 3])
+    with pytest.raises(InstancesError, match="outside"):
+        segmenter.segment(image, points=[[500, 1]])
+    with pytest.raises(InstancesError, match="point group 1 has a click outside"):
+        segmenter.segment(image, points=[[[5, 5], [7, 7]], [[6, 6], [-3, 2]]])
+    with pytest.raises(InstitTypeError, match="same number K of clicks"):
+        segmenter.segment(image, points=[[[5, 5]], [[6, 6], [8, 2]]])
+    with pytest.warns(GeometryWarning):
+        found = segmenter.segment(image, boxes=[[-10, -10, 60, 50]])
+    assert found.masks().shape == (1, HEIGHT, WIDTH)
+
+
+def test_segment_with_no_boxes_gives_empty_instances(segmenter: Segmenter):
+    found = segmenter.segment(_noise(6), boxes=np.zeros((0, 4)))
+    assert len(found) == 0 and found.image_size == (WIDTH, HEIGHT)
+
+
+# -- segment everything -----------------------------------------------------------------------
+
+
+def test_segment_everything_selects_from_the_pipelines_masks(segmenter: Segmenter, sam_path):
+    from transformers import Sam2Model, Sam2Processor, pipeline
+
+    from instit.segment import select_masks
+
+    image = _noise(7)
+    options = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    generator = pipeline(
+        "mask-generation",
+        model=Sam2Model.from_pretrained(sam_path),
+        image_processor=Sam2Processor.from_pretrained(sam_path).image_processor,
+        device="cpu",
+    )
+    raw = generator(image, points_per_crop=4, points_per_batch=16, **options)
+    candidates = np.stack([m.numpy() for m in raw["masks"]])
+    expected, scores = select_masks(candidates, raw["scores"].numpy(), min_area=1)
+    found = segmenter.segment_everything(image, points_per_side=4, min_area=1, **options)
+    assert len(found) == len(expected) >= 1
+    assert np.array_equal(found.masks(), expected)
+    assert np.allclose(found.scores, scores)
+    assert found.ids == tuple(range(1, len(found) + 1))
+
+
+def test_segment_everything_respects_max_instances_and_min_area(segmenter: Segmenter):
+    image = _noise(8)
+    loose = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "points_per_side": 4}
+    none = segmenter.segment_everything(image, min_area=WIDTH * HEIGHT + 1, **loose)
+    assert len(none) == 0 and none.image_size == (WIDTH, HEIGHT)
+    capped = segmenter.segment_everything(image, min_area=1, max_instances=1, **loose)
+    assert len(capped) <= 1
+    with pytest.raises(InstitTypeError):
+        segmenter.segment_everything(image, points_per_side=2.5)
+
+
+# -- track ------------------------------------------------------------------------------------
+
+
+def _bare_track(
+    path: Path, frames: list[Image.Image], masks: np.ndarray, ids: list[int], frame: int
+) -> dict[int, dict[int, np.ndarray]]:
+    """transformers' own propagation loop: forward from ``frame``, then backward from it."""
+    from transformers import Sam2VideoModel, Sam2VideoProcessor
+
+    model = Sam2VideoModel.from_pretrained(path).eval()
+    processor = Sam2VideoProcessor.from_pretrained(path)
+    session = processor.init_video_session(video=frames, inference_device="cpu")
+    processor.add_inputs_to_inference_session(
+        inference_session=session,
+        frame_idx=frame,
+        obj_ids=ids,
+        input_masks=[m.astype(np.float32) for m in masks],
+    )
+    height, width = frames[0].size[1], frames[0].size[0]
+    found: dict[int, dict[int, np.ndarray]] = {}
+    with torch.no_grad():
+        model(inference_session=session, frame_idx=frame)  # the prompted frame first
+    runs = [model.propagate_in_video_iterator(session)]
+    if frame > 0:
+        runs.append(model.propagate_in_video_iterator(session, start_frame_idx=frame, reverse=True))
+    with torch.no_grad():
+        for run in runs:
+            for output in run:
+                masks_out = processor.post_process_masks(
+                    [output.pred_masks], original_sizes=[[height, width]]
+                )[0][:, 0].numpy()
+                found.setdefault(output.frame_idx, {}).update(
+                    {
+                        int(i): m
+                        for i, m in zip(output.object_ids, masks_out, strict=True)
+                        if m.any()
+                    }
+                )
+    return found
+
+
+def _as_dict(tracks: Tracks) -> dict[int, dict[int, np.ndarray]]:
+    return {f: {i.id: i.mask for i in tracks[f]} for f in tracks}
+
+
+def _same(a: dict[int, dict[int, np.ndarray]], b: dict[int, dict[int, np.ndarray]]) -> bool:
+    a = {f: v for f, v in a.items() if v}
+    b = {f: v for f, v in b.items() if v}
+    return a.keys() == b.keys() and all(
+        a[f].keys() == b[f].keys() and all(np.array_equal(a[f][i], b[f][i]) for i in a[f])
+        for f in a
+    )
+
+
+@pytest.mark.parametrize("frame", [0, 3])
+def test_track_matches_the_transformers_propagation_loop(
+    segmenter: Segmenter, sam_path: Path, frame: int
+):
+    frames = _clip(9)  # longer than the tiny model's memory (4 frames): old memories are dropped
+    start = segmenter.segment(frames[frame], boxes=[[10 + 6 * frame, 20, 40 + 6 * frame, 50]])
+    second = segmenter.segment(frames[frame], boxes=[[60, 55, 110, 85]])
+    masks = np.concatenate([start.masks(), second.masks()])
+    given = Instances.from_masks(masks, [5, 2])
+    tracks = segmenter.track(frames, given, frame=frame, progress=False)
+    expected = _bare_track(sam_path, frames, masks, [5, 2], frame)
+    assert _same(_as_dict(tracks), expected)
+    assert set(tracks.ids) <= {5, 2} and tracks[frame].ids == (5, 2)
+    assert all(len(tracks[f]) for f in tracks)  # frames without objects have no entry
+
+
+def test_track_adds_objects_on_later_frames_with_their_ids(segmenter: Segmenter):
+    frames = _clip(6)
+    first = segmenter.segment(frames[0], boxes=[[10, 20, 40, 50]], ids=[3])
+    later = segmenter.segment(frames[2], boxes=[[60, 55, 110, 85]], ids=[8])
+    tracks = segmenter.track(frames, {0: first, 2: later}, progress=False)
+    assert all(8 not in tracks.at(f) for f in (0, 1))
+    assert 8 in tracks[2] and 3 in tracks[0]
+    # on a prompted frame SAM 2 returns the prompt mask through its low-resolution mask input
+    assert _iou(tracks[2][8].mask, later[8].mask) > 0.5
+    assert _iou(tracks[0][3].mask, first[3].mask) > 0.5
+    assert set(tracks.ids) == {3, 8}
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_track_keys_follow_the_video(segmenter: Segmenter):
+    frames = _clip(4)
+    video = instit.Video(frames, indices=[0, 10, 20, 30], timestamps=[0, 1, 2, 3])
+    given = segmenter.segment(frames[1], boxes=[[16, 20, 46, 50]])
+    by_source = segmenter.track(video, given, frame=10, progress=False)
+    by_sample = segmenter.track(video, given, frame=1, indexed_by="sample", progress=False)
+    assert set(by_source.frame_indices) <= {0, 10, 20, 30} and 10 in by_source
+    assert set(by_sample.frame_indices) <= {0, 1, 2, 3} and 1 in by_sample
+    assert [by_source.at(k) for k in (0, 10, 20, 30)] == [by_sample.at(k) for k in range(4)]
+    with pytest.raises(InstitValueError, match="frame 1, which the video does not have"):
+        segmenter.track(video, given, frame=1, progress=False)
+
+
+def test_track_a_one_frame_video_and_boxes_and_points(segmenter: Segmenter):
+    frames = _clip(1)
+    masks = segmenter.track(frames, segmenter.segment(frames[0], boxes=[[10, 20, 40, 50]]))
+    assert masks.frame_indices == (0,) or len(masks) == 0
+    boxes = Instances.from_boxes([[10, 20, 40, 50]], [4], image_size=frames[0].size)
+    points = Instances.from_points([[25, 35]], [6], image_size=frames[0].size)
+    for given, wanted in ((boxes, 4), (points, 6)):
+        tracks = segmenter.track(_clip(3), given, progress=False)
+        assert set(tracks.ids) <= {wanted}
+
+
+def test_track_vanished_objects_are_absent_not_empty(segmenter: Segmenter):
+    from instit.segment.segmenter import _present
+
+    _, processor = segmenter._video_model()
+    logits = torch.full((2, 1, 32, 32), -1024.0)  # SAM's "no object" score
+    logits[0, 0, 4:20, 4:20] = 5.0
+
+    output = SimpleNamespace(pred_masks=logits, object_ids=[7, 9])  # one frame's model output
+    found = _present(processor, output, (WIDTH, HEIGHT))
+    assert found.ids == (7,) and found.masks()[0].any()
+
+
+def test_track_rejects_bad_input(segmenter: Segmenter):
+    frames = _clip(2)
+    given = Instances.from_boxes([[10, 20, 40, 50]], image_size=frames[0].size)
+    with pytest.raises(InstitTypeError, match="cannot track"):
+        segmenter.track(42, given)
+    with pytest.raises(InstitValueError, match="no instances to track"):
+        segmenter.track(frames, Instances.empty(frames[0].size))
+    with pytest.raises(InstancesError):
+        segmenter.track(frames, Instances.from_boxes([[10, 20, 400, 50]], clip=False))
+    with pytest.raises(InstitValueError, match="indexed_by"):
+        segmenter.track(frames, given, indexed_by="time")
+
+
+# -- detect -----------------------------------------------------------------------------------
+
+
+def test_detect_matches_the_processors_post_processed_boxes(detector_path: Path):
+    from transformers import AutoProcessor, GroundingDinoForObjectDetection, Owlv2ForObjectDetection
+
+    detector = Detector.from_pretrained(detector_path, device="cpu")
+    image, text = _noise(9), ["a person", "a ball"]
+    processor = AutoProcessor.from_pretrained(detector_path)
+    inputs = processor(images=image, text=[text], return_tensors="pt")
+    if detector.kind == "grounding-dino":
+        model = GroundingDinoForObjectDetection.from_pretrained(detector_path).eval()
+        with torch.no_grad():
+            outputs = model(**inputs)
+        raw = processor.post_process_grounded_object_detection(
+            outputs,
+            inputs["input_ids"],
+            threshold=0.3,
+            text_threshold=0.25,
+            target_sizes=[(HEIGHT, WIDTH)],
+        )[0]
+    else:
+        model = Owlv2ForObjectDetection.from_pretrained(detector_path).eval()
+        with torch.no_grad():
+            outputs = model(**inputs)
+        raw = processor.post_process_grounded_object_detection(
+            outputs, threshold=0.3, target_sizes=[(HEIGHT, WIDTH)], text_labels=[text]
+        )[0]
+    found = detector.detect(image, "a person. a ball.", box_threshold=0.3)
+    order = np.argsort(-raw["scores"].numpy(), kind="stable")
+    boxes = np.clip(raw["boxes"].numpy()[order], 0, [WIDTH, HEIGHT, WIDTH, HEIGHT])
+    area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    assert found.kind == "box" and len(found) == int(area.sum()) >= 1
+    assert np.array_equal(found.boxes(), boxes[area].astype(np.float64))
+    assert found.labels == tuple(str(raw["text_labels"][i]) for i in order[area])
+    assert np.array_equal(found.scores, raw["scores"].numpy()[order][area].astype(np.float64))
+    assert list(found.scores) == sorted(found.scores, reverse=True)
+
+
+def test_detect_thresholds_and_empty_results(gdino: Detector):
+    image = _noise(10)
+    everything = gdino.detect(image, "a cat", box_threshold=0.0)
+    some = gdino.detect(image, ["a cat"], box_threshold=0.9)
+    assert len(some) <= len(everything)
+    assert all(s > 0.9 for s in some.scores)
+    none = gdino.detect(image, "a cat.", box_threshold=1.0)
+    assert len(none) == 0 and none.kind == "box" and none.image_size == (WIDTH, HEIGHT)
+    with pytest.raises(InstitValueError, match="names nothing"):
+        gdino.detect(image, " . ")
+    with pytest.raises(InstitTypeError):
+        gdino.detect(image, 42)
+    with pytest.raises(InstitValueError, match="box_threshold"):
+        gdino.detect(image, "a cat", box_threshold=2)
+
+
+# -- find_instances ---------------------------------------------------------------------------
+
+
+def test_find_instances_on_an_image(segmenter: Segmenter, gdino: Detector):
+    image = _noise(11)
+    found = find_instances(image, "a person. a ball.", segmenter=segmenter, detector=gdino)
+    boxes = gdino.detect(image, "a person. a ball.")
+    assert found.kind == "mask" and found.labels is not None
+    assert set(found.ids) <= set(boxes.ids)
+    assert found == segmenter.segment(image, boxes=boxes)
+    everything = find_instances(
+        image, segmenter=segmenter, points_per_side=4, pred_iou_thresh=0, min_area=1
+    )
+    assert everything == segmenter.segment_everything(
+        image, points_per_side=4, pred_iou_thresh=0, min_area=1
+    )
+    with pytest.raises(InstitTypeError, match="unknown option"):
+        find_instances(image, segmenter=segmenter, colour="red")
+    with pytest.raises(InstitTypeError, match="videos only"):
+        find_instances(image, segmenter=segmenter, every=2)
+
+
+def test_find_instances_on_a_video_tracks_and_adds_new_objects(segmenter: Segmenter):
+    frames = _clip(4)
+    options = {"points_per_side": 4, "pred_iou_thresh": 0, "stability_score_thresh": 0}
+    tracks = find_instances(frames, segmenter=segmenter, min_area=1, progress=False, **options)
+    first = segmenter.segment_everything(frames[0], min_area=1, **options)
+    assert isinstance(tracks, Tracks) and len(first) >= 1
+    assert tracks == segmenter.track(frames, first, progress=False)
+    again = find_instances(
+        frames, segmenter=segmenter, min_area=1, every=2, new_iou=1.0, progress=False, **options
+    )
+    assert set(tracks.ids) <= set(again.ids)
+    new = set(again.ids) - set(first.ids)
+    assert all(i > max(first.ids) for i in new)
+    assert all(i not in again.at(f) for i in new for f in (0, 1))
+
+
+# -- Instances labels, scores and views -------------------------------------------------------
+
+
+def _labelled() -> Instances:
+    masks = np.zeros((2, 40, 60), dtype=bool)
+    masks[0, 5:20, 5:30] = masks[1, 10:35, 30:55] = True
+    return Instances.from_masks(masks, [3, 8]).with_labels(["a cat", "a dog"], scores=[0.9, 0.5])
+
+
+def test_labels_and_scores_survive_indexing_serialising_and_supervision():
+    found = _labelled()
+    assert found[8].label == "a dog" and found[8].score == 0.5
+    assert found.select([8]).labels == ("a dog",) and found.select([8]).scores.tolist() == [0.5]
+    assert found.relabel({3: 1}).labels == ("a cat", "a dog")
+    assert Instances.from_json(found.to_json()) == found
+    assert Tracks.from_dict(Tracks({0: found}).to_dict())[0].labels == ("a cat", "a dog")
+    detections = found.to_supervision()
+    assert list(detections.data["class_name"]) == ["a cat", "a dog"]
+    assert Instances.from_supervision(detections) == found
+    assert found != found.with_labels(scores=[0.9, 0.6])
+    assert found.with_labels(["x", "y"]).scores.tolist() == [0.9, 0.5]
+    assert Instances.from_dict(Instances.from_masks(found.masks()).to_dict()).labels is None
+
+
+def test_labels_and_scores_are_validated():
+    found = _labelled()
+    with pytest.raises(InstancesError, match="2 instances"):
+        found.with_labels(["one"])
+    with pytest.raises(InstitTypeError, match="not a string"):
+        found.with_labels(["a", 3])
+    with pytest.raises(InstancesError, match="NaN"):
+        found.with_labels(scores=[0.5, float("nan")])
+    with pytest.raises(InstitTypeError):
+        found.with_labels(scores=["high", "low"])
+    data = found.to_dict()
+    del data["instances"][1]["label"]
+    with pytest.raises(InstancesError, match="instance 8: has no 'label'"):
+        Instances.from_dict(data)
+
+
+def test_notebook_views_draw_marks():
+    found = _labelled()
+    png = found._repr_png_()
+    assert png.startswith(b"\x89PNG")
+    grey = np.asarray(found.show())
+    assert grey.shape == (40, 60, 3) and (grey[0, 0] == 128).all() and (grey != 128).any()
+    on_image = found.show(Image.new("RGB", (60, 40), "white"))
+    assert np.asarray(on_image)[0, 0].tolist() == [255, 255, 255]
+    tracks = Tracks({0: found, 5: found.select([3])})
+    page = tracks._repr_html_()
+    assert page.count("<img") == 2 and "frame 5: [3]" in page
+    frames = [Image.new("RGB", (60, 40), "white")] * 6
+    assert [im.size for im in tracks.show(frames)] == [(60, 40), (60, 40)]
+    with pytest.raises(InstitValueError, match="no frame 5"):
+        tracks.show(frames[:2])
+
+
+# -- end to end -------------------------------------------------------------------------------
+
+
+def test_find_instances_then_draw_marks_then_ask(
+    segmenter: Segmenter, gdino: Detector, tmp_path: Path
+):
+    from instit.testing import make_tiny_checkpoint
+
+    model = instit.InstIt.from_pretrained(
+        make_tiny_checkpoint(tmp_path / "tiny", "qwen2-siglip"), device="cpu", progress=False
+    )
+    image = _noise(12, (200, 150))
+    found = find_instances(image, "a person. a ball.", segmenter=segmenter, detector=gdino)
+    assert len(found) >= 1
+    marked = instit.draw_marks(image, found)
+    question = f"What is [{found.ids[0]}] doing?"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        answer = ask(model, marked, question, marks="as_is", max_new_tokens=4)
+    assert isinstance(answer.text, str)
+    direct = ask(model, image, question, instances=found, max_new_tokens=4)
+    assert direct.text == answer.text
