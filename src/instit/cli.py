@@ -273,6 +273,13 @@ def _cmd_mark(args: argparse.Namespace) -> int:
     video = _is_video_source(args.source)
     if args.instances is None and args.text is None:
         raise InstitValueError("pass --instances (a JSON file) or --text (phrases to find)")
+    _check_output(  # before any file is read or any model (--text) loads
+        args,
+        args.output,
+        folder=video,
+        option="-o/--output",
+        inputs=[args.source, args.instances],
+    )
     if video:
         from instit.video import load_video
 
@@ -283,13 +290,6 @@ def _cmd_mark(args: argparse.Namespace) -> int:
     name = args.style or ("video" if video else "image")
     style = MarkStyle.video() if name == "video" else MarkStyle.image()
     style = style.with_options(mask=args.mask, labels=args.labels)
-    _check_output(
-        args,
-        args.output,
-        folder=video,
-        option="-o/--output",
-        inputs=[args.source, args.instances],
-    )
     if video:
         return _mark_video(args, media, instances, style)
     from instit.marks import draw_marks, layout_marks
