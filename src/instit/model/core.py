@@ -542,7 +542,7 @@ class InstIt:
                 prefix,
                 [prompts[i] for i in chunk],
                 max_new_tokens=config.max_new_tokens,
-                rows=len(chunk) * config.num_beams,
+                rows=len(chunk) * (config.num_beams or 1),
             )
             self._answer(inputs, config, chunk, answers)
             bar.update()
@@ -584,7 +584,7 @@ class InstIt:
         config = self._generation_config(
             max_new_tokens, temperature, top_p, generation_config, generate_kwargs
         )
-        if config.num_beams != 1:
+        if (config.num_beams or 1) != 1:
             raise InstitValueError(
                 f"num_beams={config.num_beams}: transformers streams one sequence only; use "
                 "generate() for beam search"

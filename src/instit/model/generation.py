@@ -144,7 +144,7 @@ def generation_config(
         settings["suppress_tokens"] = sorted(suppressed)
     else:
         settings.pop("suppress_tokens", None)
-    if settings.get("num_return_sequences", 1) != 1:
+    if (settings.get("num_return_sequences") or 1) != 1:
         count = settings["num_return_sequences"]
         raise InstitValueError(f"num_return_sequences={count}: {_MANAGED['num_return_sequences']}")
     check_generation(settings["max_new_tokens"], temperature)

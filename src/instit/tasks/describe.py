@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from instit.errors import InstitTypeError, InstitValueError
 from instit.prompting.describe import DescribePrompts, parse_instance_captions
 from instit.results import FrameDescription, ImageDescription, VideoDescription
 from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
-from instit.tasks.ask import _check_generation, generate_for
+from instit.tasks.ask import generate_for, generation_options
 
 __all__ = ["describe_instances"]
 
@@ -29,6 +29,8 @@ def describe_instances(
     style: Any = None,
     indexed_by: IndexedBy = "source",
     progress: bool = True,
+    generation_config: Any = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
 ) -> ImageDescription | VideoDescription:
     """Caption each instance and the whole image (or each frame and the whole video).
 
@@ -61,6 +63,8 @@ def describe_instances(
         indexed_by: For a ``Video``: its tracks are keyed by source frame number
             (``"source"``, default) or by position (``"sample"``).
         progress: Show progress bars while generating.
+        generation_config, generate_kwargs: Further decoding settings, as for
+            :func:`~instit.tasks.ask`.
 
     Returns:
         :class:`~instit.results.ImageDescription` for an image,
@@ -76,10 +80,15 @@ def describe_instances(
         )
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise InstitValueError(f"retries must be an int >= 0, got {retries!r}")
-    _check_generation(max_new_tokens, temperature)
+    extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
     question_list = _question_list(questions)
     prepared = prepare(media, instances, marks=marks, style=style, indexed_by=indexed_by)
-    options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "progress": progress}
+    options = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "progress": progress,
+        **extra,
+    }
     if prepared.kind == "image":
         if question_list:
             raise InstitValueError(
