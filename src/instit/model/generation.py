@@ -148,6 +148,9 @@ def generation_config(
         count = settings["num_return_sequences"]
         raise InstitValueError(f"num_return_sequences={count}: {_MANAGED['num_return_sequences']}")
     check_generation(settings["max_new_tokens"], temperature)
+    beams = settings.get("num_beams")
+    if beams is not None and (isinstance(beams, bool) or not isinstance(beams, int) or beams < 1):
+        raise InstitValueError(f"num_beams={beams!r}; pass a positive int (1: no beam search)")
     try:
         config = GenerationConfig(**settings)
         config.validate()
