@@ -11,6 +11,11 @@
 
     encoded = model.encode_media(image)         # visual features computed once ...
     answers = model.generate([encoded] * 3, ["What is [1]?", "And [2]?", "Where is [3]?"])
+    # ... and template head + media prefilled once for all three (the prefix cache)
+
+    encoded = model.encode_media(image, cache_prefix=True)   # a loop of your own shares it too
+    for question in questions:
+        [answer] = model.generate([encoded], [question])
 
 Everything runs on transformers: :attr:`InstIt.module` is a
 ``LlavaOnevisionForConditionalGeneration`` (subclass, see :mod:`instit.model.modeling`) and

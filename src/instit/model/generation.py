@@ -57,12 +57,15 @@ def check_generation(
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
         raise InstitTypeError(f"max_new_tokens must be an int, got {max_new_tokens!r}")
     if max_new_tokens <= 0:
-        raise InstitValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
+        raise InstitValueError(
+            f"max_new_tokens={max_new_tokens}: max_new_tokens must be positive; pass e.g. 256"
+        )
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise InstitTypeError(f"temperature must be a number, got {temperature!r}")
     if not temperature >= 0:
         raise InstitValueError(
-            f"temperature must be >= 0 (0 = greedy), got {temperature}; pass e.g. 0.0 or 0.7"
+            f"temperature={temperature}: temperature must be >= 0 (0 = greedy); pass e.g. 0.0 "
+            "or 0.7"
         )
     if top_p is not None:
         if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
