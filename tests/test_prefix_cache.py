@@ -24,9 +24,17 @@ from instit.bench.run import by_media, run_bench
 from instit.errors import InstitTypeError, InstitValueError
 from instit.model import InstIt
 from instit.model.prefix_cache import PrefixCache, split_ids
+from instit.prompting.templates import IMAGE_TOKEN_INDEX
 from instit.tasks import ask, ask_many, describe_instances
 from instit.testing import make_tiny_checkpoint
 from model_checkpoints import ARCHS, image
+from reference_specs import CASES, CHECKPOINTS
+from test_model_conformance import (
+    _case as conformance_case,
+    _media as conformance_media,
+    _model as conformance_model,
+    _question as conformance_question,
+)
 
 QUESTIONS = ["What is [1]?", "Describe [2] and its surroundings in detail, please.", "Hi", "Why?"]
 STEPS = 6
@@ -60,8 +68,9 @@ def step_logits(model: InstIt) -> Iterator[list[torch.Tensor]]:
 
 
 def _generate(model: InstIt, media: list[Any], prompts: list[str], **kw: Any) -> tuple:
+    kw.setdefault("max_new_tokens", STEPS)
     with step_logits(model) as steps:
-        texts = model.generate(media, prompts, max_new_tokens=STEPS, **kw)
+        texts = model.generate(media, prompts, **kw)
     return texts, torch.stack(steps, dim=1)  # [rows, steps, vocab]
 
 
@@ -99,18 +108,46 @@ def test_prefix_cache_answers_exactly_as_one_by_one(model: InstIt, kind: str) ->
 
 
 def test_prefix_is_template_head_plus_media_and_suffix_the_rest(model: InstIt) -> None:
-    from instit.prompting.templates import IMAGE_TOKEN_INDEX
-
     head, suffix = split_ids(model, QUESTIONS[1])
     whole = model._token_ids(QUESTIONS[1], True)
     assert whole == [*head, IMAGE_TOKEN_INDEX, *suffix]
     assert split_ids(model, "Hi")[0] == head  # the head never depends on the question
-    if model.template == "vicuna_v1":  # the reference's extra '▁' right after the image
-        assert model.tokenizer.convert_ids_to_tokens(suffix[0]) == "▁"
     encoded = model.encode_media(image(seed=2), cache_prefix=True)
     assert encoded.prefix is not None
     assert encoded.prefix.length == len(head) + encoded.num_tokens
     assert encoded.to_dict()["prefix"]["length"] == encoded.prefix.length
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+def test_conformance_cases_on_the_prefix_cache(
+    conformance_dir: Path, checkpoint: str, case: str
+) -> None:
+    """The reference's prompt ids split into head + media + suffix, and its greedy tokens and
+    step logits come out of the prefix path (alone and in a padded batch)."""
+    model = conformance_model(conformance_dir, checkpoint)
+    folder, golden = conformance_case(conformance_dir, checkpoint, case)
+    media = conformance_media(folder)
+    question = conformance_question(str(golden["prompt"]), model.template)
+    head, suffix = split_ids(model, question)
+    assert [*head, IMAGE_TOKEN_INDEX, *suffix] == golden["input_ids"].tolist()
+    if model.template == "vicuna_v1":  # the reference's extra '▁' right after the image
+        assert model.tokenizer.convert_ids_to_tokens(suffix[0]) == "▁"
+    reference = model.tokenizer.decode(golden["generated_ids"], skip_special_tokens=True).strip()
+    golden_steps = torch.from_numpy(golden["generate_step_logits"])
+
+    [whole], alone = _generate(model, [media], [question], max_new_tokens=8)
+    encoded = model.encode_media(media, cache_prefix=True)
+    [cached], single = _generate(model, [encoded], [question], max_new_tokens=8)
+    texts, batch = _generate(model, [media] * 2, [question, "Hi"], max_new_tokens=8)
+    _, today = _generate(model, [media] * 2, [question, "Hi"], max_new_tokens=8, prefix_cache=False)
+    assert whole == cached == texts[0] == reference
+    n = alone.shape[1]
+    assert (single[0, :n] - alone[0]).abs().max().item() <= TOL
+    # a padded batch: no further from one-by-one than today's left-padded batch of whole prompts
+    padding = (today[0, :n] - alone[0]).abs().max().item()
+    assert (batch[0, :n] - alone[0]).abs().max().item() <= max(BATCH_TOL, 1.5 * padding)
+    assert (single[0, :n] - golden_steps[:n]).abs().max().item() <= 1e-3  # reference tolerance
 
 
 def _live_prefixes() -> int:
