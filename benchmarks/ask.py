@@ -1,33 +1,26 @@
-"""Several questions about one image: one batched ``ask`` (image encoded once) vs one at a time.
+"""Many questions about one image or video: the KV prefix cache vs today's paths, one run.
 
-    .venv/bin/python benchmarks/ask.py                  # small model, 8 questions, ~4 min
-    .venv/bin/python benchmarks/ask.py --size tiny --questions 4 --new-tokens 8
+    .venv/bin/python benchmarks/ask.py                   # prefill model, ~15 min on 2 cores
+    .venv/bin/python benchmarks/ask.py --size tiny --questions 4 --new-tokens 4 --frames 3
 
-Loads a random model (``--size``: ``small`` = Qwen2 256-wide x 4 layers with a 192-wide x 4-layer
-SigLIP-384 tower, or ``tiny``; both with the real 152k vocabulary, tokenizer and visual geometry,
-written by ``load.py``'s :func:`write_checkpoints`) on the CPU and asks ``--questions``
-questions about the bundled example image with its instances (marks drawn by instit), every
-answer running to ``--new-tokens`` tokens (the random model never picks the end token).
+Loads a random model (``--size``: ``prefill`` = Qwen2 512-wide x 8 layers, large enough that
+a prompt's prefill dominates its new tokens; ``small`` = 256 x 4; ``tiny``; all with a SigLIP-384
+tower, the real 152k vocabulary, tokenizer and visual geometry, written by ``load.py``) on the
+CPU.  Every answer runs to ``--new-tokens`` tokens (the random model never picks the end token).
 
-Ways, each timed end to end (median of ``--repeats``) with the vision-tower forward calls and
-the 384-px tiles they encoded counted by a hook on the tower:
+Sections, each timed end to end (median of ``--repeats``; the ``x 32`` rows once):
 
-* ``ask x N``: ``model.ask(image, q, instances=...)`` once per question (the baseline);
-* ``encode once, generate x N``: ``model.encode_media`` once, then ``model.generate`` one
-  question at a time (no batching);
-* ``ask_many, N copies``: ``instit.ask_many`` over N *different* copies of the image (batched
-  generation, but every copy marked and encoded);
-* ``ask([q1..qN])``: ``model.ask(image, [questions], instances=...)`` (one mark drawing, one
-  encoding, one batched generation);
-* ``ask([q1..qN]), token bar``: the same with ``progress=True``, the default (the cost of the
-  tqdm bar that counts tokens, on stderr);
-* ``ask_many, same image``: ``instit.ask_many(model, [image] * N, ...)`` (same).
+* **image**: ``--questions`` (default 8 and 32) questions about the bundled 512x512 example
+  image with its instances (marks drawn): ``ask`` once per question (the baseline), today's
+  ``ask(image, [questions])`` (media encoded once, every question prefilled in full: the model
+  wrapped so that ``generate(..., prefix_cache=False)``), and ``ask(image, [questions])`` with
+  the prefix cache (head + image prefilled once, each question's suffix batched on it);
+* **video**: the same for an ``--frames``-frame 384x384 clip;
+* **describe**: ``describe_instances`` on that clip with 4 tracks, today's path vs the cache;
+* **bench**: ``run_bench`` on a synthetic image bench, 3 anyres images x 4 questions,
+  ``batch_size=4``, today's path vs the cache.
 
-A last line splits one question's time into drawing the marks, encoding the image and
-generating (prefill of the whole prompt, then decoding).
-
-``same answers`` counts answers identical to the baseline's (greedy decoding; batched rows are
-left-padded, so float rounding may flip a near-tie of the random model).
+``same`` counts answers identical to the first row's (greedy decoding).
 """
 
 from __future__ import annotations
@@ -37,8 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +49,57 @@ QUESTIONS = [
 ]
 
 
+class TodaysPath:
+    """The model as the code before the prefix cache ran it: ``generate`` without the cache."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def generate(self, media: list[Any], prompts: list[str], **kwargs: Any) -> list[str]:
+        return self.model.generate(media, prompts, prefix_cache=False, **kwargs)
+
+    def stream(self, media: Any, prompt: str, **kwargs: Any) -> Any:
+        return self.model.stream(media, prompt, **kwargs)
+
+    def encode_media(self, media: Any) -> Any:
+        return self.model.encode_media(media)
+
+
+def timed(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    """Median seconds over ``repeats`` runs (after a warm-up when ``repeats > 1``), last result."""
+    if repeats > 1:
+        function()
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def table(title: str, rows: Sequence[tuple[str, Callable[[], list[str]]]], repeats: int) -> None:
+    """Time each way; print seconds, speed-up over the first and answers equal to the first's."""
+    print(f"\n{title}")
+    header = f"{'way':<44} {'seconds':>8} {'speed-up':>8} {'same':>9}"
+    print(header + "\n" + "-" * len(header))
+    base_seconds, base_answers = 0.0, None
+    for label, run in rows:
+        seconds, answers = timed(run, repeats)
+        if base_answers is None:
+            base_seconds, base_answers = seconds, answers
+        same = sum(a == b for a, b in zip(answers, base_answers, strict=True))
+        print(
+            f"{label:<44} {seconds:>8.2f} {base_seconds / seconds:>7.2f}x "
+            f"{same:>4}/{len(base_answers)}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=["tiny", "small"], default="small")
-    parser.add_argument("--questions", type=int, default=8)
+    parser.add_argument("--size", choices=["tiny", "small", "prefill"], default="prefill")
+    parser.add_argument("--questions", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--cache",
@@ -71,129 +109,113 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    import torch
+    import io
+    import json
 
-    from instit import InstIt, draw_marks, example_image
-    from instit.tasks import ask_many
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from instit import Instances, InstIt, Tracks, example_image
+    from instit.bench.data import BenchQuestion
+    from instit.bench.run import run_bench
+    from instit.tasks import ask, describe_instances
 
     torch.manual_seed(0)
     paths = write_checkpoints(args.cache / args.size, ARCHITECTURES[args.size])
     model = InstIt.from_pretrained(paths["original"], device="cpu", progress=False)
-    image, instances = example_image()
-    questions = (QUESTIONS * (args.questions // len(QUESTIONS) + 1))[: args.questions]
-    count = len(questions)
+    today = TodaysPath(model)
     tokens = args.new_tokens
-    counts: Counter[str] = Counter()
-
-    def count_tower(module: Any, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        pixels = inputs[0] if inputs else kwargs["pixel_values"]
-        counts["calls"] += 1
-        counts["tiles"] += int(pixels.shape[0])
-
-    model.module.model.vision_tower.register_forward_pre_hook(count_tower, with_kwargs=True)
-
-    def one_at_a_time() -> list[str]:
-        return [
-            model.ask(image, q, instances=instances, max_new_tokens=tokens, progress=False).text
-            for q in questions
-        ]
-
-    def encode_once() -> list[str]:
-        encoded = model.encode_media(draw_marks(image, instances))
-        return [model.generate([encoded], [q], max_new_tokens=tokens)[0] for q in questions]
-
-    def copies() -> list[str]:
-        media = [image.copy() for _ in questions]
-        answers = ask_many(
-            model,
-            media,
-            questions,
-            instances=[instances] * count,
-            max_new_tokens=tokens,
-            progress=False,
-        )
-        return [a.text for a in answers]
-
-    def batched(progress: bool = False) -> list[str]:
-        answers = model.ask(
-            image, questions, instances=instances, max_new_tokens=tokens, progress=progress
-        )
-        return [a.text for a in answers]
-
-    def many_same() -> list[str]:
-        answers = ask_many(
-            model,
-            [image] * count,
-            questions,
-            instances=[instances] * count,
-            max_new_tokens=tokens,
-            progress=False,
-        )
-        return [a.text for a in answers]
-
-    ways: list[tuple[str, Callable[[], list[str]]]] = [
-        (f"ask x {count}", one_at_a_time),
-        (f"encode once, generate x {count}", encode_once),
-        (f"ask_many, {count} copies", copies),
-        (f"ask([q1..q{count}])", batched),
-        (f"ask([q1..q{count}]), token bar", lambda: batched(progress=True)),
-        ("ask_many, same image", many_same),
-    ]
-    encoded = model.encode_media(draw_marks(image, instances))
+    image, instances = example_image()
+    encoded = model.encode_media(image)
     print(
-        f"{args.size} model on CPU ({torch.get_num_threads()} threads), {count} questions about "
-        f"one {image.size[0]}x{image.size[1]} image ({encoded.num_tokens} visual tokens), "
-        f"{tokens} new tokens each, median of {args.repeats}"
+        f"{args.size} model on CPU ({torch.get_num_threads()} threads), {tokens} new tokens per "
+        f"answer, median of {args.repeats}; image {image.size[0]}x{image.size[1]} = "
+        f"{encoded.num_tokens} visual tokens"
     )
-    header = (
-        f"{'way':<30} {'tower calls':>11} {'tiles':>6} {'seconds':>8} {'answers/s':>9} "
-        f"{'tokens/s':>8} {'speed-up':>8} {'same answers':>12}"
-    )
-    print(header)
-    print("-" * len(header))
-    baseline_answers: list[str] | None = None
-    baseline_seconds = 0.0
-    for label, run in ways:
-        run()  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            counts.clear()
-            start = time.perf_counter()
-            answers = run()
-            times.append(time.perf_counter() - start)
-        seconds = statistics.median(times)
-        if baseline_answers is None:
-            baseline_answers, baseline_seconds = answers, seconds
-        same = sum(a == b for a, b in zip(answers, baseline_answers, strict=True))
-        print(
-            f"{label:<30} {counts['calls']:>11} {counts['tiles']:>6} {seconds:>8.2f} "
-            f"{count / seconds:>9.2f} {count * tokens / seconds:>8.1f} "
-            f"{baseline_seconds / seconds:>7.2f}x {same:>8}/{count}"
+
+    model.generate([encoded, encoded], QUESTIONS[:2], max_new_tokens=2)  # warm-up, both paths
+    today.generate([encoded, encoded], QUESTIONS[:2], max_new_tokens=2)
+
+    def questions_about(count: int) -> list[str]:
+        return (QUESTIONS * (count // len(QUESTIONS) + 1))[:count]
+
+    def asking(who: Any, media: Any, qs: list[str], marks: Any) -> list[str]:
+        return [a.text for a in ask(who, media, qs, instances=marks, max_new_tokens=tokens)]
+
+    def one_by_one(media: Any, qs: list[str], marks: Any) -> list[str]:
+        return [ask(model, media, q, instances=marks, max_new_tokens=tokens).text for q in qs]
+
+    def compare(title: str, media: Any, marks: Any, count: int) -> None:
+        qs = questions_about(count)
+        repeats = 1 if count > 8 else args.repeats
+        table(
+            title,
+            [
+                (f"ask x {count} (one question at a time)", lambda: one_by_one(media, qs, marks)),
+                (f"ask([q1..q{count}]), no prefix cache", lambda: asking(today, media, qs, marks)),
+                (f"ask([q1..q{count}]), prefix cache", lambda: asking(model, media, qs, marks)),
+            ],
+            repeats,
         )
 
-    def median_s(function: Callable[[], Any]) -> float:
-        function()
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+    for count in args.questions:
+        compare(f"image: {count} questions", image, instances, count)
 
-    question = questions[0]
-    parts = {
-        "draw marks": median_s(lambda: draw_marks(image, instances)),
-        "encode (preprocess + tower + projector)": median_s(
-            lambda: model.encode_media(draw_marks(image, instances))
-        ),
-        "generate 1 token (prefill)": median_s(
-            lambda: model.generate([encoded], [question], max_new_tokens=1)
-        ),
-        f"generate {tokens} tokens": median_s(
-            lambda: model.generate([encoded], [question], max_new_tokens=tokens)
-        ),
-    }
-    print("one question, split: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
+    rng = np.random.default_rng(0)
+    frames = [
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).resize((384, 384))
+        for _ in range(args.frames)
+    ]
+    video_tokens = model.encode_media(frames).num_tokens
+    compare(
+        f"video: {args.frames} frames ({video_tokens} visual tokens), 8 questions", frames, None, 8
+    )
+
+    boxes = Instances.from_boxes(
+        [(40 * i, 30 * i, 40 * i + 120, 30 * i + 160) for i in range(1, 5)],
+        [1, 2, 3, 4],
+        image_size=(384, 384),
+    )
+    tracks = Tracks({t: boxes for t in range(args.frames)})
+
+    def describing(who: Any) -> list[str]:
+        out = describe_instances(who, frames, tracks, max_new_tokens=tokens, progress=False)
+        return [out.to_json()]
+
+    table(
+        f"describe_instances: {args.frames} frames, 4 tracks",
+        [
+            ("no prefix cache", lambda: describing(today)),
+            ("prefix cache", lambda: describing(model)),
+        ],
+        1,
+    )
+
+    def png(seed: int) -> bytes:
+        picture = Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
+        buffer = io.BytesIO()
+        picture.resize((640, 480)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    pictures = [png(seed) for seed in range(3)]
+    bench = [
+        BenchQuestion(f"{n:03d}-{k:02d}", QUESTIONS[k], "", "image", "oe", image_bytes=data)
+        for n, data in enumerate(pictures)
+        for k in range(4)
+    ]
+
+    def benching(who: Any) -> list[str]:
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "predictions.json"
+            run_bench(who, bench, out, batch_size=4, max_new_tokens=tokens, progress=False)
+            return [r["model_prediction"] for r in json.loads(out.read_text())]
+
+    table(
+        f"bench run: {len(pictures)} images x 4 questions, batch_size 4",
+        [("no prefix cache", lambda: benching(today)), ("prefix cache", lambda: benching(model))],
+        1,
+    )
 
 
 if __name__ == "__main__":

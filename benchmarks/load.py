@@ -117,6 +117,19 @@ ARCHITECTURES = {
         tower_layers=4,
         tower_heads=4,
     ),
+    # large enough that a prompt's prefill dominates its 16 new tokens (prefix-cache benchmark)
+    "prefill": Architecture(
+        hidden=512,
+        intermediate=2048,
+        layers=8,
+        heads=8,
+        kv_heads=2,
+        rows=151936,
+        tower_hidden=192,
+        tower_intermediate=768,
+        tower_layers=4,
+        tower_heads=4,
+    ),
     "tiny": Architecture(
         hidden=64,
         intermediate=128,

@@ -10,6 +10,8 @@ removes them.  Under ``accelerate launch`` (or ``torchrun``) each process takes 
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from instit._files import check_output, output_lock
 from instit.bench.data import BenchQuestion, BenchSplit, parse_json_line, read_text
@@ -353,6 +355,104 @@ def _batches(items: Sequence[BenchQuestion], size: int) -> Iterator[list[BenchQu
         yield list(items[start : start + size])
 
 
+def _media_key(question: BenchQuestion) -> tuple[str, str]:
+    """Which image or video a question is about: its frame folder, or its image's content."""
+    if question.video_dir is not None:
+        return "video", str(question.video_dir)
+    if question.image_bytes is not None:
+        return "image", hashlib.sha256(question.image_bytes).hexdigest()
+    if question.image_path is not None and question.image_path.is_file():
+        return "image", hashlib.sha256(question.image_path.read_bytes()).hexdigest()
+    return "question", str(question.question_id)  # load_media reports what is missing
+
+
+def by_media(questions: Sequence[BenchQuestion]) -> list[list[BenchQuestion]]:
+    """The questions grouped by their image or video, groups in order of their first question.
+
+    A resumed run groups the questions still to answer the same way, so the questions left of a
+    half-answered media item still share its prefix.
+    """
+    groups: dict[tuple[str, str], list[BenchQuestion]] = {}
+    for question in questions:
+        groups.setdefault(_media_key(question), []).append(question)
+    return list(groups.values())
+
+
+def _caches_prefixes(model: Any) -> bool:
+    """Whether ``model`` can keep a media's prefix cache (:meth:`instit.InstIt.encode_media`)."""
+    encode = getattr(model, "encode_media", None)
+    return callable(encode) and "cache_prefix" in inspect.signature(encode).parameters
+
+
+def _plan(
+    model: Any, questions: Sequence[BenchQuestion], batch_size: int
+) -> Iterator[tuple[list[BenchQuestion], list[Any]]]:
+    """Batches of questions with their media, the questions of one media item together.
+
+    Each media item is loaded once and released after its last question.  A model that can
+    cache prefixes gets batches that never mix media items and each item encoded with its
+    prefix cache (one prefill per image or video, one prefix cache alive at a time); any other
+    model gets full batches over the grouped order.
+    """
+    groups = by_media(questions)
+    caching = _caches_prefixes(model)
+    if caching:
+        batches = [batch for group in groups for batch in _batches(group, batch_size)]
+    else:
+        batches = list(_batches([q for group in groups for q in group], batch_size))
+    owner = {id(q): n for n, group in enumerate(groups) for q in group}
+    left = [len(group) for group in groups]
+    loaded: dict[int, Any] = {}
+    for batch in batches:
+        media = []
+        for question in batch:
+            n = owner[id(question)]
+            if n not in loaded:
+                loaded[n] = question.load_media()
+                if caching and left[n] > 1:
+                    loaded[n] = model.encode_media(loaded[n], cache_prefix=True)
+            media.append(loaded[n])
+        yield batch, media
+        for question in batch:
+            n = owner[id(question)]
+            left[n] -= 1
+            if not left[n]:
+                del loaded[n]  # the media (and its prefix cache) is freed
+
+
+def _answer_batch(
+    generate: GenerateFn,
+    batch: list[BenchQuestion],
+    media: list[Any],
+    media_token: bool,
+    out: IO[str],
+) -> None:
+    """Answer one batch of questions and append their records to ``out``."""
+    prompts = [q.prompt(media_token=media_token) for q in batch]
+    answers = generate(media, prompts)
+    if len(answers) != len(batch):
+        raise InstitTypeError(
+            f"the model returned {len(answers)} answers for {len(batch)} prompts: "
+            "return one string per prompt"
+        )
+    for q, answer in zip(batch, answers, strict=True):
+        if not isinstance(answer, str):
+            raise InstitTypeError(
+                f"the model returned {type(answer).__name__} for question "
+                f"{q.question_id!r}: return the answer text as a str"
+            )
+        record = {
+            "question_id": q.question_id,
+            "question": q.question,
+            "model_prediction": answer.strip(),
+            "ground_truth": q.answer,
+            "split": q.split,
+        }
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out.flush()
+    os.fsync(out.fileno())
+
+
 def run_bench(
     model: Any,
     bench: BenchSplit | Sequence[BenchQuestion],
@@ -403,7 +503,9 @@ def run_bench(
     )
     with output_lock(_part_path(output, topo.index), "bench predictions"):
         check_producer(output, record, force_resume=force_resume)
-        return _run(generate, bench, output, topo, batch_size, media_token, shard, merge, progress)
+        return _run(
+            model, generate, bench, output, topo, batch_size, media_token, shard, merge, progress
+        )
 
 
 def producer_record(
@@ -420,6 +522,7 @@ def producer_record(
 
 
 def _run(
+    model: Any,
     generate: GenerateFn,
     bench: BenchSplit | Sequence[BenchQuestion],
     output: Path,
@@ -452,32 +555,10 @@ def _run(
         unit="q",
     )
     with bar, open(part, "a", encoding="utf-8") as out:
-        for batch in _batches(mine, batch_size):
-            media = [q.load_media() for q in batch]
-            prompts = [q.prompt(media_token=media_token) for q in batch]
-            answers = generate(media, prompts)
-            if len(answers) != len(batch):
-                raise InstitTypeError(
-                    f"the model returned {len(answers)} answers for {len(batch)} prompts: "
-                    "return one string per prompt"
-                )
-            for q, answer in zip(batch, answers, strict=True):
-                if not isinstance(answer, str):
-                    raise InstitTypeError(
-                        f"the model returned {type(answer).__name__} for question "
-                        f"{q.question_id!r}: return the answer text as a str"
-                    )
-                record = {
-                    "question_id": q.question_id,
-                    "question": q.question,
-                    "model_prediction": answer.strip(),
-                    "ground_truth": q.answer,
-                    "split": q.split,
-                }
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
+        for batch, media in _plan(model, mine, batch_size):
+            _answer_batch(generate, batch, media, media_token, out)
             bar.update(len(batch))
+            del media  # a finished media item's prefix cache goes before the next is made
     topo.barrier()  # every process has written its part
     merged = False
     if merge and topo.index == 0 and shard is None:

@@ -13,6 +13,7 @@ _EXPORTS = {
     "InstIt": "instit.model.core",
     "EncodedMedia": "instit.model.core",
     "convert": "instit.model.core",
+    "PrefixCache": "instit.model.prefix_cache",
     "CheckpointSpec": "instit.model.checkpoint",
     "read_checkpoint": "instit.model.checkpoint",
     "load_processor": "instit.model.weights",

@@ -11,6 +11,11 @@
 
     encoded = model.encode_media(image)         # visual features computed once ...
     answers = model.generate([encoded] * 3, ["What is [1]?", "And [2]?", "Where is [3]?"])
+    # ... and template head + media prefilled once for all three (the prefix cache)
+
+    encoded = model.encode_media(image, cache_prefix=True)   # a loop of your own shares it too
+    for question in questions:
+        [answer] = model.generate([encoded], [question])
 
 Everything runs on transformers: :attr:`InstIt.module` is a
 ``LlavaOnevisionForConditionalGeneration`` (subclass, see :mod:`instit.model.modeling`) and
@@ -20,10 +25,12 @@ Everything runs on transformers: :attr:`InstIt.module` is a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
 
     from instit.model.checkpoint import CheckpointSpec
     from instit.model.memory import MemoryCheck
+    from instit.model.prefix_cache import PrefixCache
     from instit.model.processing import VisionSpec
 
 __all__ = ["EncodedMedia", "InstIt", "convert"]
@@ -57,12 +65,16 @@ class EncodedMedia:
         features: ``[num_tokens, hidden]`` on the model's device, in the model's dtype.
         image_size: the image's ``(width, height)``; ``None`` for a video.
         num_frames: frames of a video (1 for an image).
+        prefix: the KV cache of the template head and these features
+            (``encode_media(media, cache_prefix=True)``): every prompt about this media then
+            prefills only its question.  ``None`` without it.  Dropping the object frees it.
     """
 
     modality: Literal["image", "video"]
     features: torch.Tensor = field(repr=False)
     image_size: tuple[int, int] | None
     num_frames: int
+    prefix: PrefixCache | None = field(default=None, repr=False)
 
     @property
     def num_tokens(self) -> int:
@@ -70,13 +82,14 @@ class EncodedMedia:
         return int(self.features.shape[0])
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (without the feature tensor)."""
+        """JSON-ready summary (without the tensors)."""
         return {
             "modality": self.modality,
             "num_tokens": self.num_tokens,
             "image_size": list(self.image_size) if self.image_size else None,
             "num_frames": self.num_frames,
             "hidden_size": int(self.features.shape[1]),
+            "prefix": self.prefix.to_dict() if self.prefix is not None else None,
         }
 
     def to_json(self) -> str:
@@ -381,14 +394,27 @@ class InstIt:
             inputs["pixel_values_videos"] = pixels[None].to(self.device, self.dtype)
         return inputs
 
-    def encode_media(self, media: MediaLike) -> EncodedMedia:
-        """Run the vision tower and projector once; reuse the result in :meth:`generate`."""
+    def encode_media(self, media: MediaLike, *, cache_prefix: bool = False) -> EncodedMedia:
+        """Run the vision tower and projector once; reuse the result in :meth:`generate`.
+
+        With ``cache_prefix=True`` the result also carries the KV cache of the template head
+        and the media (:attr:`EncodedMedia.prefix`), so that each later prompt about it
+        prefills only its question (:meth:`generate`, :meth:`stream`, ``ask``).  An
+        :class:`EncodedMedia` is returned as it is, or with its prefix cache added.
+        """
+        if not isinstance(media, EncodedMedia):
+            media = self._encode(media)
+        if cache_prefix and media.prefix is None:
+            from instit.model.prefix_cache import build_prefix
+
+            media = dataclasses.replace(media, prefix=build_prefix(self, media))
+        return media
+
+    def _encode(self, media: MediaLike) -> EncodedMedia:
         import torch
 
         from instit.model.processing import process_frames, process_image
 
-        if isinstance(media, EncodedMedia):
-            return media
         modality, content = self._load_media(media)
         self._check_length(self._visual_tokens(modality, content), "the media alone")
         inner = self.module.model
@@ -419,32 +445,30 @@ class InstIt:
 
     # -- generation --------------------------------------------------------------------------------
 
-    def _generation_kwargs(
-        self, max_new_tokens: int, temperature: float, top_p: float | None
-    ) -> dict[str, Any]:
-        from transformers import GenerationConfig
+    def _generation_config(
+        self,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float | None,
+        generation_config: Any,
+        generate_kwargs: Mapping[str, Any] | None,
+    ) -> Any:
+        from instit.model.generation import generation_config as merged
 
-        if max_new_tokens < 1:
-            raise InstitValueError(f"max_new_tokens={max_new_tokens}; pass a positive number")
-        if temperature < 0:
-            raise InstitValueError(f"temperature={temperature}; pass 0 (greedy) or more")
         eos = {self.tokenizer.eos_token_id}
         eos.update(_as_list(getattr(self.module.generation_config, "eos_token_id", None)))
         vocab = self.module.get_output_embeddings().weight.shape[0]
         placeholders = [self.config.image_token_id, self.config.video_token_id]
-        settings: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "eos_token_id": sorted(t for t in eos if t is not None),
-            "pad_token_id": self._pad_id(),
-            "do_sample": temperature > 0,
-        }
-        suppressed = [t for t in placeholders if t < vocab]
-        if suppressed:
-            settings["suppress_tokens"] = suppressed
-        if temperature > 0:
-            settings["temperature"] = temperature
-            settings["top_p"] = 1.0 if top_p is None else top_p
-        return {"generation_config": GenerationConfig(**settings)}
+        return merged(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            generation_config=generation_config,
+            generate_kwargs=generate_kwargs,
+            eos_token_ids=[t for t in eos if t is not None],
+            pad_token_id=self._pad_id(),
+            suppress_tokens=[t for t in placeholders if t < vocab],
+        )
 
     def _pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
@@ -459,8 +483,6 @@ class InstIt:
         encoded_by_id: dict[int, EncodedMedia | None] = {}
         rows = []
         for item, question in zip(media, prompts, strict=True):
-            if not isinstance(question, str):
-                raise InstitTypeError(f"prompts must be strings, got {type(question).__name__}")
             if id(item) not in encoded_by_id:
                 encoded_by_id[id(item)] = None if item is None else self.encode_media(item)
             encoded = encoded_by_id[id(item)]
@@ -489,6 +511,9 @@ class InstIt:
         top_p: float | None = None,
         batch_size: int = 8,
         progress: bool = False,
+        generation_config: Any = None,
+        generate_kwargs: Mapping[str, Any] | None = None,
+        prefix_cache: bool = True,
     ) -> list[str]:
         """Answer ``prompts[i]`` about ``media[i]``, in batches (left padding).
 
@@ -496,32 +521,101 @@ class InstIt:
         is an image, a video (``Video``, list of frames, ``TxHxWxC`` array, video file), an
         :class:`EncodedMedia` or ``None`` (text only); arrays are RGB (for BGR arrays use
         ``ask(..., channels="bgr")`` or ``load_image(array, channels="bgr")`` first). The same
-        object given several times is encoded once. ``temperature=0`` is greedy decoding (the
-        reference's setting).
-        ``progress=True`` shows a bar that counts the tokens of each batch as they come.
-        """
-        import torch
+        object given several times is
+        encoded once and, with ``prefix_cache`` (default), its template head and visual tokens
+        are prefilled once: the prompts about it run as batches of their questions on that
+        cached prefix (the same greedy tokens as one by one), and the cache is freed before
+        the next media's is made.  An :class:`EncodedMedia` that carries a prefix cache
+        (``encode_media(media, cache_prefix=True)``) uses it even for one prompt.
+        ``progress=True`` shows a bar per batch that counts its tokens as they come.
 
+        ``temperature=0`` is greedy decoding (the reference's setting).  ``generation_config``
+        (a ``transformers.GenerationConfig``) and ``generate_kwargs`` (its fields, e.g.
+        ``{"num_beams": 3, "repetition_penalty": 1.2}``) pass further settings to
+        transformers' ``generate``; see :mod:`instit.model.generation` for what wins.
+        """
         if isinstance(prompts, str) or len(media) != len(prompts):
             raise InstitValueError(
                 "generate needs one media item per prompt (two lists of equal length); for one "
                 "question use generate([media], [question])"
             )
-        if batch_size < 1:
-            raise InstitValueError(f"batch_size={batch_size}; pass a positive number")
-        kwargs = self._generation_kwargs(max_new_tokens, temperature, top_p)
-        starts = range(0, len(prompts), batch_size)
-        answers: list[str] = []
-        for batch, start in enumerate(starts, start=1):
-            stop = start + batch_size
-            inputs = self._batch_inputs(media[start:stop], prompts[start:stop], max_new_tokens)
-            what = "generating" if len(starts) == 1 else f"batch {batch}/{len(starts)}"
-            with torch.inference_mode(), _token_progress(progress, what, kwargs) as streamer:
-                out = self.module.generate(**inputs, **kwargs, **streamer)
-            answers.extend(
-                text.strip() for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InstitValueError(f"batch_size={batch_size!r}; pass a positive int")
+        _check_prompts(prompts)
+        config = self._generation_config(
+            max_new_tokens, temperature, top_p, generation_config, generate_kwargs
+        )
+        uses = Counter(id(item) for item in media)
+        plain: list[int] = []
+        shared: dict[int, list[int]] = {}
+        for i, item in enumerate(media):
+            carries = isinstance(item, EncodedMedia) and item.prefix is not None
+            if item is not None and prefix_cache and (uses[id(item)] > 1 or carries):
+                shared.setdefault(id(item), []).append(i)
+            else:
+                plain.append(i)
+        chunks = [plain[s : s + batch_size] for s in range(0, len(plain), batch_size)]
+        groups = [
+            [indices[s : s + batch_size] for s in range(0, len(indices), batch_size)]
+            for indices in shared.values()
+        ]
+        answers = [""] * len(prompts)
+        total = len(chunks) + sum(len(g) for g in groups)
+        names = (
+            ["generating"] if total == 1 else [f"batch {b}/{total}" for b in range(1, total + 1)]
+        )
+        bars = iter(names) if progress else None
+        for chunk in chunks:
+            inputs = self._batch_inputs(
+                [media[i] for i in chunk], [prompts[i] for i in chunk], config.max_new_tokens
             )
+            self._answer(inputs, config, chunk, answers, bars)
+        for group in groups:
+            self._answer_group(media[group[0][0]], prompts, group, config, answers, bars)
         return answers
+
+    def _answer_group(
+        self,
+        media: MediaLike,
+        prompts: Sequence[str],
+        chunks: list[list[int]],
+        config: Any,
+        answers: list[str],
+        bars: Iterator[str] | None,
+    ) -> None:
+        """Answer the prompts of one media item on its prefix cache (freed on return)."""
+        from instit.model.prefix_cache import suffix_inputs
+
+        prefix = self.encode_media(media, cache_prefix=True).prefix
+        assert prefix is not None
+        for chunk in chunks:
+            inputs = suffix_inputs(
+                self,
+                prefix,
+                [prompts[i] for i in chunk],
+                max_new_tokens=config.max_new_tokens,
+                rows=len(chunk) * (config.num_beams or 1),
+            )
+            self._answer(inputs, config, chunk, answers, bars)
+
+    def _answer(
+        self,
+        inputs: dict[str, Any],
+        config: Any,
+        indices: list[int],
+        answers: list[str],
+        bars: Iterator[str] | None,
+    ) -> None:
+        """Generate one batch into ``answers[indices]``; ``bars`` names its token bar (if any)."""
+        import torch
+
+        what = next(bars) if bars is not None else ""
+        progress = _token_progress(bars is not None, what, {"generation_config": config})
+        with torch.inference_mode(), progress as streamer:
+            out = self.module.generate(**inputs, generation_config=config, **streamer)
+        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        for i, text in zip(indices, texts, strict=True):
+            answers[i] = text.strip()
 
     def stream(
         self,
@@ -531,24 +625,42 @@ class InstIt:
         max_new_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float | None = None,
+        generation_config: Any = None,
+        generate_kwargs: Mapping[str, Any] | None = None,
     ) -> Iterator[str]:
         """Yield the answer to one question as text chunks while it is generated.
 
         The chunks join to exactly what :meth:`generate` returns (leading and trailing
-        whitespace dropped).
+        whitespace dropped).  An :class:`EncodedMedia` with a prefix cache prefills only the
+        question.  Beam search cannot stream (``num_beams`` must be 1).
         """
         import torch
         from transformers import TextIteratorStreamer
 
-        kwargs = self._generation_kwargs(max_new_tokens, temperature, top_p)
-        inputs = self._batch_inputs([media], [prompt], max_new_tokens)
+        from instit.model.prefix_cache import suffix_inputs
+
+        _check_prompts([prompt])
+        config = self._generation_config(
+            max_new_tokens, temperature, top_p, generation_config, generate_kwargs
+        )
+        if (config.num_beams or 1) != 1:
+            raise InstitValueError(
+                f"num_beams={config.num_beams}: transformers streams one sequence only; use "
+                "generate() for beam search"
+            )
+        if isinstance(media, EncodedMedia) and media.prefix is not None:
+            inputs = suffix_inputs(
+                self, media.prefix, [prompt], max_new_tokens=config.max_new_tokens, rows=1
+            )
+        else:
+            inputs = self._batch_inputs([media], [prompt], config.max_new_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=False, skip_special_tokens=True)
         failure: list[BaseException] = []
 
         def run() -> None:
             try:
                 with torch.inference_mode():
-                    self.module.generate(**inputs, **kwargs, streamer=streamer)
+                    self.module.generate(**inputs, generation_config=config, streamer=streamer)
             except BaseException as exc:  # re-raised in the caller's thread below
                 failure.append(exc)
                 streamer.end()
@@ -650,6 +762,12 @@ def _fit_cpu_load(
         bitsandbytes_available=has_bitsandbytes(),
     )
     return check.dtype, mode if custom else check.quantization, check
+
+
+def _check_prompts(prompts: Sequence[Any]) -> None:
+    for question in prompts:
+        if not isinstance(question, str):
+            raise InstitTypeError(f"prompts must be strings, got {type(question).__name__}")
 
 
 def _as_list(value: Any) -> list[int]:

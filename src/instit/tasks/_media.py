@@ -38,7 +38,8 @@ class GenerativeModel(Protocol):
 
     ``media`` items are PIL images (an image), lists of PIL images (the frames of a video), or
     what ``encode_media`` returned for one of those.  ``prompts`` are the user turns; the model
-    applies its conversation template.
+    applies its conversation template.  ``generation_config`` / ``generate_kwargs`` are passed
+    to ``generate`` and ``stream`` only when the caller gave them.
     """
 
     def generate(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from instit.errors import InstitError, InstitTypeError, InstitValueError
@@ -32,6 +32,8 @@ def ask(
     snap: bool = ...,
     channels: Channels = ...,
     progress: bool = ...,
+    generation_config: Any = ...,
+    generate_kwargs: Mapping[str, Any] | None = ...,
 ) -> Answer | AnswerStream: ...
 @overload
 def ask(
@@ -49,6 +51,8 @@ def ask(
     snap: bool = ...,
     channels: Channels = ...,
     progress: bool = ...,
+    generation_config: Any = ...,
+    generate_kwargs: Mapping[str, Any] | None = ...,
 ) -> list[Answer]: ...
 
 
@@ -67,6 +71,8 @@ def ask(
     snap: bool = False,
     channels: Channels = "rgb",
     progress: bool = True,
+    generation_config: Any = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
 ) -> Answer | AnswerStream | list[Answer]:
     """Ask ``model`` about one image or video; parse the ``[ID]`` / ``<t>`` references it uses.
 
@@ -78,7 +84,9 @@ def ask(
             are RGB unless ``channels="bgr"``.  To ask about several media at once use
             :func:`ask_many`.
         question: A question, or a list of questions (one batched generation; the media is
-            encoded once for all of them).  Refer to instances as ``[ID]`` and frames as ``<t>``.
+            encoded once for all of them and, with :class:`instit.InstIt`, the template head and
+            the media are prefilled once: each question then costs only its own tokens).  Refer
+            to instances as ``[ID]`` and frames as ``<t>``.
         instances: The instances on the media (``Instances`` / anything ``Instances.coerce``
             takes for an image, ``Tracks`` for a video).  With ``marks="draw"`` their marks are
             drawn before the model sees the media; either way answers are checked against
@@ -98,6 +106,10 @@ def ask(
         channels: ``"bgr"`` when ``media`` is BGR arrays (OpenCV, supervision).
         progress: Show a progress bar counting the tokens as they are generated (default, as
             in :func:`ask_many` and :func:`describe_instances`; not with ``stream=True``).
+        generation_config: A ``transformers.GenerationConfig`` for further decoding settings.
+        generate_kwargs: ``GenerationConfig`` fields, e.g. ``{"num_beams": 3}`` or
+            ``{"repetition_penalty": 1.1}`` (see :mod:`instit.model.generation`); greedy
+            decoding, the reference's setting, without them.
 
     Returns:
         An :class:`~instit.results.Answer` for one question, a list of them for a list of
@@ -109,7 +121,7 @@ def ask(
     """
     check_model(model)
     questions = _questions(question)
-    _check_generation(max_new_tokens, temperature)
+    extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
     prepared = prepare(
         media,
         instances,
@@ -130,7 +142,11 @@ def ask(
                 f"{type(model).__name__} cannot stream (no stream() method); pass stream=False"
             )
         chunks = model.stream(
-            prepared.model_input, question, max_new_tokens=max_new_tokens, temperature=temperature
+            prepared.model_input,
+            question,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            **extra,
         )
         return AnswerStream(iter(chunks), lambda text: make_answer(text, question, prepared))
     texts = generate_for(
@@ -140,6 +156,7 @@ def ask(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         progress=progress,
+        **extra,
     )
     answers = [make_answer(t, q, prepared) for t, q in zip(texts, questions, strict=True)]
     return answers[0] if isinstance(question, str) else answers
@@ -159,6 +176,8 @@ def ask_many(
     snap: bool = False,
     channels: Channels = "rgb",
     progress: bool = True,
+    generation_config: Any = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
 ) -> list[Answer]:
     """Ask about several media in one batched generation.
 
@@ -169,12 +188,13 @@ def ask_many(
         questions: One question for every item, or one question per item.
         instances: ``None``, or one entry per media item (each ``None`` or that item's
             instances / tracks).
-        marks, max_new_tokens, temperature, style, indexed_by, snap, channels, progress: As
-            for :func:`ask`.
+        marks, max_new_tokens, temperature, style, indexed_by, snap, channels, progress,
+            generation_config, generate_kwargs: As for :func:`ask`.
 
     Returns:
         One :class:`~instit.results.Answer` per media item, in order.  A media object that
-        appears several times (with the same instances) is prepared and encoded once.
+        appears several times (with the same instances) is prepared and encoded once, and its
+        template head and visual tokens are prefilled once for all its questions.
     """
     check_model(model)
     if isinstance(media, (str, bytes)) or not isinstance(media, Sequence) or not media:
@@ -199,7 +219,7 @@ def ask_many(
             f"instances must be None or a list with one entry per media item ({count}); "
             "use None entries for media without instances"
         )
-    _check_generation(max_new_tokens, temperature)
+    extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
     cache: dict[tuple[int, int], Prepared] = {}
     prepared = []
     for item, item_instances in zip(media, instance_list, strict=True):
@@ -222,6 +242,7 @@ def ask_many(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         progress=progress,
+        **extra,
     )
     return [make_answer(t, q, p) for t, q, p in zip(texts, question_list, prepared, strict=True)]
 
@@ -246,9 +267,12 @@ def generate_for(
     max_new_tokens: int,
     temperature: float,
     progress: bool,
+    **extra: Any,
 ) -> list[str]:
     """One batched ``generate`` for ``(prepared[i], prompts[i])``; media used by several prompts
-    are encoded once (``model.encode_media``)."""
+    are encoded once (``model.encode_media``) and passed as one object, so that the model can
+    share their prefix.  ``extra`` (``generation_config`` / ``generate_kwargs``, only those
+    given) goes to ``generate`` as it is."""
     if not prompts:
         return []
     uses = Counter(id(p) for p in prepared)
@@ -268,6 +292,7 @@ def generate_for(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         progress=progress,
+        **extra,
     )
     if not isinstance(texts, list) or len(texts) != len(prompts):
         raise InstitError(
@@ -297,14 +322,23 @@ def _questions(question: str | Sequence[str]) -> list[str]:
     return values
 
 
-def _check_generation(max_new_tokens: int, temperature: float) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-        raise InstitTypeError(f"max_new_tokens must be an int, got {max_new_tokens!r}")
-    if max_new_tokens <= 0:
-        raise InstitValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise InstitTypeError(f"temperature must be a number, got {temperature!r}")
-    if not temperature >= 0:
-        raise InstitValueError(
-            f"temperature must be >= 0 (0 = greedy), got {temperature}; pass e.g. 0.0 or 0.7"
-        )
+def generation_options(
+    max_new_tokens: int,
+    temperature: float,
+    generation_config: Any = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Check the generation arguments (:func:`instit.model.generation.check_generation`);
+    returns the optional ones that were given, as keyword arguments for ``generate``/``stream``
+    (a model without those parameters is then never passed them)."""
+    from instit.model.generation import check_generation
+
+    settings = check_generation(
+        max_new_tokens, temperature, None, generation_config, generate_kwargs
+    )
+    extra: dict[str, Any] = {}
+    if generation_config is not None:
+        extra["generation_config"] = generation_config
+    if settings:
+        extra["generate_kwargs"] = settings
+    return extra

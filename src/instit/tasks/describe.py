@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from instit.errors import InstitTypeError, InstitValueError
 from instit.prompting.describe import DescribePrompts, parse_instance_captions
 from instit.results import FrameDescription, ImageDescription, VideoDescription
 from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
-from instit.tasks.ask import _check_generation, generate_for
+from instit.tasks.ask import generate_for, generation_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from instit.media import Channels
@@ -34,6 +34,8 @@ def describe_instances(
     snap: bool = False,
     channels: Channels = "rgb",
     progress: bool = True,
+    generation_config: Any = None,
+    generate_kwargs: Mapping[str, Any] | None = None,
 ) -> ImageDescription | VideoDescription:
     """Caption each instance and the whole image (or each frame and the whole video).
 
@@ -68,6 +70,8 @@ def describe_instances(
         snap, channels: As for :func:`~instit.tasks.ask` (tracked frames that were not sampled,
             BGR arrays).
         progress: Show progress bars while generating.
+        generation_config, generate_kwargs: Further decoding settings, as for
+            :func:`~instit.tasks.ask`.
 
     Returns:
         :class:`~instit.results.ImageDescription` for an image,
@@ -83,7 +87,7 @@ def describe_instances(
         )
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise InstitValueError(f"retries must be an int >= 0, got {retries!r}")
-    _check_generation(max_new_tokens, temperature)
+    extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
     question_list = _question_list(questions)
     prepared = prepare(
         media,
@@ -94,7 +98,12 @@ def describe_instances(
         snap=snap,
         channels=channels,
     )
-    options = {"max_new_tokens": max_new_tokens, "temperature": temperature, "progress": progress}
+    options = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "progress": progress,
+        **extra,
+    }
     if prepared.kind == "image":
         if question_list:
             raise InstitValueError(
