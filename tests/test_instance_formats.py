@@ -252,3 +252,22 @@ def test_snap_moves_frames_to_the_nearest_sampled_frame() -> None:
     assert tied == Tracks({1: box(1)}) and caught_tie[0].message.dropped == (13,)
     # repeated positions (duplicates=True sampling) repeat the entry
     assert Tracks({2: box(2)}).sampled([1, 1], snap=True) == Tracks({0: box(2), 1: box(2)})
+
+
+def test_labels_and_scores_come_along() -> None:
+    """supervision rows keep class_name and confidence, COCO results their score, as
+    Instances.from_supervision does; a column only some rows have is left out."""
+    rows = [
+        {"x_min": 1, "y_min": 2, "x_max": 5, "y_max": 6, "confidence": 0.9, "class_name": "cat"},
+        {"x_min": 0, "y_min": 0, "x_max": 3, "y_max": 3, "confidence": "0.4", "class_name": "dog"},
+    ]
+    instances = Instances.coerce(rows)
+    assert instances.labels == ("cat", "dog") and list(instances.scores) == [0.9, 0.4]
+    rows[1].pop("class_name")
+    assert Instances.coerce(rows).labels is None
+    coco = [
+        {"id": 3, "bbox": [0, 0, 2, 2], "category_id": 1, "score": 0.75},
+        {"id": 4, "bbox": [1, 1, 2, 2], "category_id": 1, "score": 0.5},
+    ]
+    found = Instances.coerce(coco)
+    assert found.ids == (3, 4) and list(found.scores) == [0.75, 0.5] and found.labels is None

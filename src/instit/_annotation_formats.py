@@ -190,7 +190,29 @@ def _from_sink_rows(rows: Sequence[Mapping[str, Any]], size: tuple[int, int] | N
     boxes = [
         [_number(row[key], f"row {i}: {key}") for key in _SINK_BOX] for i, row in enumerate(rows)
     ]
-    return Instances.from_boxes(boxes, _ids_from(rows, "tracker_id", "row"), image_size=size)
+    found = Instances.from_boxes(boxes, _ids_from(rows, "tracker_id", "row"), image_size=size)
+    return _labelled(found, rows, label="class_name", score="confidence")
+
+
+def _labelled(
+    instances: Instances,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    label: str | None,
+    score: str,
+) -> Instances:
+    """``instances`` with the records' ``label`` texts and ``score`` numbers (as
+    ``Instances.from_supervision`` keeps them), each only when every record has one."""
+    labels = [r.get(label) if label else None for r in records]
+    scores = [r.get(score) for r in records]
+    return instances.with_labels(
+        [str(x) for x in labels] if all(x not in (None, "") for x in labels) else None,
+        scores=(
+            [_number(x, f"{score} of record {i}") for i, x in enumerate(scores)]
+            if records and all(x not in (None, "") for x in scores)
+            else None
+        ),
+    )
 
 
 def _is_rle(value: object) -> bool:
@@ -198,6 +220,14 @@ def _is_rle(value: object) -> bool:
 
 
 def _from_coco(annotations: Sequence[Mapping[str, Any]], size: tuple[int, int] | None) -> Instances:
+
+    found = _coco_geometry(annotations, size)
+    return _labelled(found, annotations, label=None, score="score")  # COCO results' scores
+
+
+def _coco_geometry(
+    annotations: Sequence[Mapping[str, Any]], size: tuple[int, int] | None
+) -> Instances:
     from instit.instances import Instances
 
     ids = _ids_from(annotations, "id", "annotation")
