@@ -45,7 +45,6 @@ MediaLike = (
 
 _VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".gif"}
 _REQUIRED_TOKENS = {"qwen_1_5": ("<|im_start|>", "<|im_end|>"), "vicuna_v1": ("</s>",)}
-_SHARD_BYTES = 4 * 1024**3
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,13 +87,9 @@ def _vision_spec(spec: CheckpointSpec) -> VisionSpec:
     from instit.model import processing as proc
 
     vision = spec.vision_config
-    if spec.tower == "siglip":  # LLaVA-NeXT's SigLIP processor, whatever the tower folder says
-        mean, std = proc.SIGLIP_MEAN, proc.SIGLIP_STD
-    else:
-        mean, std = proc.OPENAI_CLIP_MEAN, proc.OPENAI_CLIP_STD
-    if spec.layout == "transformers" and spec.preprocessor:
-        mean = tuple(spec.preprocessor.get("image_mean", mean))
-        std = tuple(spec.preprocessor.get("image_std", std))
+    # the original layout uses LLaVA-NeXT's processors, whatever the tower folder says
+    exported = spec.preprocessor if spec.layout == "transformers" and spec.preprocessor else None
+    mean, std = proc.tower_mean_std(spec.tower, exported)
     return proc.VisionSpec(
         tower=spec.tower,
         image_size=int(vision["image_size"]),

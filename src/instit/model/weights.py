@@ -317,7 +317,7 @@ def export_transformers(model: Any, folder: Any, shard_bytes: int = 4 * 1024**3)
     from transformers import AutoTokenizer, GenerationConfig
 
     from instit.errors import InstitValueError
-    from instit.model.modeling import anyres_max_patches
+    from instit.model.processing import anyres_max_patches
 
     if model.quantization is not None:
         raise InstitValueError(
