@@ -16,7 +16,6 @@ the reference has right after the image, which a whole-prompt tokenisation would
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -88,7 +87,7 @@ class ConversationTemplate:
         )
         user, assistant = self.roles
         if self.style == "chatml":
-            start = os.path.commonprefix(list(self.roles))  # "<|im_start|>" + role name
+            start = user.removesuffix("user")  # ChatML role markers: "<|im_start|>" + role
             return (
                 "{% for message in messages %}"
                 "{% if loop.first and message['role'] != 'system' %}"
