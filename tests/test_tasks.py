@@ -244,8 +244,11 @@ def test_answer_notebook_views() -> None:
         ({"question": 3}, InstitTypeError, "question must be"),
         ({"question": ["ok", None]}, InstitTypeError, "every question"),
         ({"marks": "paint"}, InstitValueError, "marks='draw'"),
-        ({"max_new_tokens": 0}, InstitValueError, "positive"),
-        ({"temperature": -1.0}, InstitValueError, ">= 0"),
+        ({"max_new_tokens": 0}, InstitValueError, "max_new_tokens=0; pass a positive"),
+        ({"max_new_tokens": 2.5}, InstitTypeError, "max_new_tokens=2.5 is not an int"),
+        ({"temperature": -1.0}, InstitValueError, r"temperature=-1.0; pass 0 \(greedy\)"),
+        ({"temperature": float("nan")}, InstitValueError, "temperature=nan"),
+        ({"temperature": "hot"}, InstitTypeError, "temperature='hot' is not a number"),
         ({"question": ["a", "b"], "stream": True}, InstitValueError, "one question"),
     ],
 )

@@ -419,10 +419,9 @@ class InstIt:
     ) -> dict[str, Any]:
         from transformers import GenerationConfig
 
-        if max_new_tokens < 1:
-            raise InstitValueError(f"max_new_tokens={max_new_tokens}; pass a positive number")
-        if temperature < 0:
-            raise InstitValueError(f"temperature={temperature}; pass 0 (greedy) or more")
+        from instit.model.generation import check_generation
+
+        check_generation(max_new_tokens, temperature, top_p)
         eos = {self.tokenizer.eos_token_id}
         eos.update(_as_list(getattr(self.module.generation_config, "eos_token_id", None)))
         vocab = self.module.get_output_embeddings().weight.shape[0]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from instit.errors import InstitError, InstitTypeError, InstitValueError
+from instit.model.generation import check_generation
 from instit.results import Answer, AnswerStream
 from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
 
@@ -109,7 +110,7 @@ def ask(
     """
     check_model(model)
     questions = _questions(question)
-    _check_generation(max_new_tokens, temperature)
+    check_generation(max_new_tokens, temperature)
     prepared = prepare(
         media,
         instances,
@@ -199,7 +200,7 @@ def ask_many(
             f"instances must be None or a list with one entry per media item ({count}); "
             "use None entries for media without instances"
         )
-    _check_generation(max_new_tokens, temperature)
+    check_generation(max_new_tokens, temperature)
     cache: dict[tuple[int, int], Prepared] = {}
     prepared = []
     for item, item_instances in zip(media, instance_list, strict=True):
@@ -295,16 +296,3 @@ def _questions(question: str | Sequence[str]) -> list[str]:
         if not value.strip():
             raise InstitValueError("a question is empty; pass the text to ask")
     return values
-
-
-def _check_generation(max_new_tokens: int, temperature: float) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-        raise InstitTypeError(f"max_new_tokens must be an int, got {max_new_tokens!r}")
-    if max_new_tokens <= 0:
-        raise InstitValueError(f"max_new_tokens must be positive, got {max_new_tokens}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise InstitTypeError(f"temperature must be a number, got {temperature!r}")
-    if not temperature >= 0:
-        raise InstitValueError(
-            f"temperature must be >= 0 (0 = greedy), got {temperature}; pass e.g. 0.0 or 0.7"
-        )

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from instit.errors import InstitTypeError, InstitValueError
+from instit.model.generation import check_generation
 from instit.prompting.describe import DescribePrompts, parse_instance_captions
 from instit.results import FrameDescription, ImageDescription, VideoDescription
 from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
-from instit.tasks.ask import _check_generation, generate_for
+from instit.tasks.ask import generate_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from instit.media import Channels
@@ -83,7 +84,7 @@ def describe_instances(
         )
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise InstitValueError(f"retries must be an int >= 0, got {retries!r}")
-    _check_generation(max_new_tokens, temperature)
+    check_generation(max_new_tokens, temperature)
     question_list = _question_list(questions)
     prepared = prepare(
         media,
