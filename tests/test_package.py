@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import shutil
 import subprocess
@@ -45,14 +46,34 @@ def _type_checking_imports(source: str) -> dict[str, str]:
     return found
 
 
-def test_lazy_exports_and_type_checking_imports_agree():
-    """The two export lists of ``instit/__init__.py`` name the same objects from the same modules.
+@pytest.mark.parametrize("package", ["instit", "instit.model"])
+def test_lazy_exports_and_type_checking_imports_agree(package):
+    """A lazy package's two export lists name the same objects from the same modules.
 
     ``_EXPORTS`` drives the lazy ``__getattr__``; the ``TYPE_CHECKING`` imports are what type
-    checkers and IDEs see. A name added to one and not the other fails here.
+    checkers and IDEs see (without them ``instit.InstIt`` is ``Any`` to them). A name added to
+    one and not the other fails here.
     """
-    static = _type_checking_imports(Path(instit.__file__).read_text(encoding="utf-8"))
-    assert static == instit._EXPORTS
+    module = importlib.import_module(package)
+    static = _type_checking_imports(Path(module.__file__).read_text(encoding="utf-8"))
+    assert static == module._EXPORTS
+
+
+def test_instit_methods_have_their_real_return_types():
+    """``InstIt.ask`` / ``describe_instances`` are typed (overloads by question and stream)."""
+    import typing
+
+    import instit.results as results
+    from instit.model.core import InstIt
+
+    names = vars(results)
+    returns = [
+        typing.get_type_hints(overload, localns=names)["return"]
+        for overload in typing.get_overloads(InstIt.ask)
+    ]
+    assert returns == [results.AnswerStream, results.Answer, list[results.Answer]]
+    hints = typing.get_type_hints(InstIt.describe_instances, localns=names)
+    assert hints["return"] == results.ImageDescription | results.VideoDescription
 
 
 def test_export_check_sees_a_missing_import():

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from instit.errors import CheckpointError, InstitTypeError, InstitValueError, ModelInputError
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from instit.model.checkpoint import CheckpointSpec
     from instit.model.memory import MemoryCheck
     from instit.model.processing import VisionSpec
+    from instit.results import Answer, AnswerStream, ImageDescription, VideoDescription
 
 __all__ = ["EncodedMedia", "InstIt", "convert"]
 
@@ -565,13 +566,32 @@ class InstIt:
 
     # -- tasks -------------------------------------------------------------------------------------
 
-    def ask(self, media: MediaLike, question: str | Sequence[str], **kwargs: Any) -> Any:
-        """:func:`instit.tasks.ask` with this model (same keyword arguments)."""
+    @overload
+    def ask(
+        self, media: MediaLike, question: str, *, stream: Literal[True], **kwargs: Any
+    ) -> AnswerStream: ...
+    @overload
+    def ask(
+        self, media: MediaLike, question: str, *, stream: Literal[False] = ..., **kwargs: Any
+    ) -> Answer: ...
+    @overload
+    def ask(self, media: MediaLike, question: Sequence[str], **kwargs: Any) -> list[Answer]: ...
+
+    def ask(
+        self, media: MediaLike, question: str | Sequence[str], **kwargs: Any
+    ) -> Answer | AnswerStream | list[Answer]:
+        """:func:`instit.tasks.ask` with this model (same keyword arguments).
+
+        Returns an :class:`~instit.results.Answer` for one question, a list of them for a list
+        of questions, an :class:`~instit.results.AnswerStream` with ``stream=True``.
+        """
         from instit.tasks import ask
 
         return ask(self, media, question, **kwargs)
 
-    def describe_instances(self, media: MediaLike, instances: Any = None, **kwargs: Any) -> Any:
+    def describe_instances(
+        self, media: MediaLike, instances: Any = None, **kwargs: Any
+    ) -> ImageDescription | VideoDescription:
         """:func:`instit.tasks.describe_instances` with this model (same keyword arguments)."""
         from instit.tasks import describe_instances
 
