@@ -26,7 +26,7 @@ from instit.dataset import (
 )
 from instit.dataset.schema import detect_kind
 from instit.errors import DatasetError, InstitValueError
-from instit.results import FrameDescription, VideoDescription
+from instit.results import FrameDescription, ImageDescription, VideoDescription
 from lock_holder import lock_held_elsewhere
 
 
@@ -384,6 +384,59 @@ def test_records_written_by_describe_results_are_valid(tmp_path):
     video = next(read_video_records(write_json(tmp_path / "v.json", [record])))
     assert [f.instance_ids for f in video.frame_level_caption] == [["1"], ["1", "2"]]
     assert video_to_llava(video) is not None
+
+
+def test_description_records_read_back_field_for_field(tmp_path):
+    """What ``to_dataset_record`` writes is what the dataset readers read (one schema)."""
+    video = VideoDescription(
+        frames=[
+            FrameDescription(2, "b.jpg", {1: "a cat"}, "[1] wakes.", "[1] opens its eyes."),
+            FrameDescription(1, "a.jpg", {1: "a cat", 12: "a dog"}, "[1] sleeps.", ""),
+        ],
+        video_caption="[1] wakes at <2>.",
+        question_answer_pairs=[{"question": "Who wakes?", "answer": "[1]."}],
+    )
+    record = video.to_dataset_record(video_id=9, video_path="v/9")
+    read = next(read_video_records(write_json(tmp_path / "v.json", [record])))
+    assert read == VideoRecord.from_dict(record)
+    assert [f.timestamp for f in read.frame_level_caption] == [1, 2]  # the reader sorts
+    assert read.frame_level_caption[0].instance_ids == ["1", "12"]
+    assert (
+        VideoDescription.from_dataset_record(read.to_dict()).to_dataset_record(
+            video_id=9, video_path="v/9"
+        )
+        == read.to_dict()
+    )
+    image = ImageDescription({3: "a kite", 1: "a child"}, "[1] holds [3].")
+    image_record_ = image.to_dataset_record(image_id=4, image_path="i/4.jpg")
+    read_image = next(read_image_records(write_json(tmp_path / "i.json", [image_record_])))
+    assert read_image.to_dict() == image_record_
+    assert ImageDescription.from_dataset_record(read_image.to_dict()) == image
+
+
+@pytest.mark.parametrize("absent", [False, True], ids=["null", "absent"])
+def test_temporal_change_null_is_accepted_by_both_readers(tmp_path, absent):
+    """Regression: ``VideoDescription.from_dataset_record`` refused ``temporal_change: null``
+    (and an absent one), which the dataset reader accepts; both now use the one schema."""
+    record = video_record()
+    frame = next(f for f in record["frame_level_caption"] if f["timestamp"] == 3)
+    if absent:
+        del frame["temporal_change"]
+    read = next(read_video_records(write_json(tmp_path / "v.json", [record])))
+    assert read.frame_level_caption[2].temporal_change is None
+    description = VideoDescription.from_dataset_record(record)
+    assert [f.temporal_change for f in description.frames] == [
+        "",
+        "[10] enters from the left; [1] leaves.",
+        "",
+    ]
+    frame["temporal_change"] = 3  # and both refuse what the schema refuses, with one message
+    with pytest.raises(DatasetError) as from_file:
+        list(read_video_records(write_json(tmp_path / "bad.json", [record])))
+    with pytest.raises(DatasetError) as from_description:
+        VideoDescription.from_dataset_record(record)
+    field = "field 'frame_level_caption[2].temporal_change' should be str, got a int"
+    assert field in str(from_file.value) and field in str(from_description.value)
 
 
 # -- conversion ----------------------------------------------------------------------------------

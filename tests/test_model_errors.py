@@ -8,12 +8,20 @@ import pickle
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from instit.errors import CheckpointError, InstancesError, InstitError, ModelInputError
+from instit.errors import (
+    CheckpointError,
+    InstancesError,
+    InstitError,
+    InstitTypeError,
+    InstitValueError,
+    ModelInputError,
+)
 from instit.instances import Instances
 from instit.model import InstIt, convert
 from model_checkpoints import (
@@ -205,6 +213,40 @@ def test_generate_argument_errors(vicuna: InstIt) -> None:
             vicuna.generate([picture], ["Hi"], **kwargs)
     with pytest.raises(InstitError, match="one media item per prompt"):
         vicuna.generate([picture, picture], ["Hi"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"max_new_tokens": "3"}, InstitTypeError, "max_new_tokens='3' is not an int"),
+        ({"max_new_tokens": -2}, InstitValueError, "max_new_tokens=-2"),
+        ({"temperature": None}, InstitTypeError, "temperature=None is not a number"),
+        ({"temperature": -0.5}, InstitValueError, "temperature=-0.5"),
+    ],
+)
+def test_generation_settings_are_checked_once_for_every_entry_point(
+    vicuna: InstIt, kwargs: dict[str, Any], error: type, match: str
+) -> None:
+    """Regression: generate raised a bare TypeError for max_new_tokens='3' where ask raised an
+    InstitTypeError, and the messages differed; now every entry point gives the same error."""
+    picture = image()
+    with pytest.raises(error, match=match) as from_generate:
+        vicuna.generate([picture], ["Hi"], **kwargs)
+    with pytest.raises(error, match=match) as from_stream:
+        next(iter(vicuna.stream(picture, "Hi", **kwargs)))
+    with pytest.raises(error, match=match) as from_ask:
+        vicuna.ask(picture, "Hi", **kwargs)
+    with pytest.raises(error, match=match) as from_describe:
+        vicuna.describe_instances(picture, **kwargs)
+    messages = {str(e.value) for e in (from_generate, from_stream, from_ask, from_describe)}
+    assert len(messages) == 1
+
+
+def test_top_p_is_checked(vicuna: InstIt) -> None:
+    with pytest.raises(InstitValueError, match="top_p=0; pass a number in"):
+        vicuna.generate([image()], ["Hi"], temperature=0.7, top_p=0)
+    with pytest.raises(InstitTypeError, match="top_p='high'"):
+        vicuna.generate([image()], ["Hi"], temperature=0.7, top_p="high")
     with pytest.raises(InstitError, match="no frames"):
         vicuna.encode_media([])
 

@@ -28,7 +28,6 @@ from instit.model.memory import (
 )
 from instit.model.quantization import (
     SKIP_MODULES,
-    LoadPlan,
     bitsandbytes_config,
     resolve_device,
     resolve_dtype,
@@ -126,7 +125,6 @@ def test_bitsandbytes_configs() -> None:
     eight = bitsandbytes_config("8bit", "float16")
     assert eight.load_in_8bit and eight.llm_int8_skip_modules == SKIP_MODULES
     assert bitsandbytes_config(None, "float32") is None
-    assert LoadPlan("cuda", "bfloat16", "4bit").to_dict()["quantization"] == "4bit"
 
 
 def test_only_the_language_model_layers_are_quantized(checkpoint: Path) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +31,56 @@ def test_import_does_not_load_heavy_dependencies():
 @pytest.mark.parametrize("name", sorted(set(instit.__all__) - {"__version__"}))
 def test_every_public_name_resolves(name):
     assert getattr(instit, name) is not None
+
+
+def _type_checking_imports(source: str) -> dict[str, str]:
+    """``{name: module}`` of the ``if TYPE_CHECKING:`` imports in a module's source."""
+    found: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in ast.walk(node):
+                if isinstance(statement, ast.ImportFrom) and statement.module:
+                    for alias in statement.names:
+                        assert alias.asname in (None, alias.name), ast.unparse(statement)
+                        found[alias.name] = statement.module
+    return found
+
+
+@pytest.mark.parametrize("package", ["instit", "instit.model"])
+def test_lazy_exports_and_type_checking_imports_agree(package):
+    """A lazy package's two export lists name the same objects from the same modules.
+
+    ``_EXPORTS`` drives the lazy ``__getattr__``; the ``TYPE_CHECKING`` imports are what type
+    checkers and IDEs see (without them ``instit.InstIt`` is ``Any`` to them). A name added to
+    one and not the other fails here.
+    """
+    module = importlib.import_module(package)
+    static = _type_checking_imports(Path(module.__file__).read_text(encoding="utf-8"))
+    assert static == module._EXPORTS
+
+
+def test_instit_methods_have_their_real_return_types():
+    """``InstIt.ask`` / ``describe_instances`` are typed (overloads by question and stream)."""
+    import typing
+
+    import instit.results as results
+    from instit.model.core import InstIt
+
+    names = vars(results)
+    returns = [
+        typing.get_type_hints(overload, localns=names)["return"]
+        for overload in typing.get_overloads(InstIt.ask)
+    ]
+    assert returns == [results.AnswerStream, results.Answer, list[results.Answer]]
+    hints = typing.get_type_hints(InstIt.describe_instances, localns=names)
+    assert hints["return"] == results.ImageDescription | results.VideoDescription
+
+
+def test_export_check_sees_a_missing_import():
+    source = Path(instit.__file__).read_text(encoding="utf-8")
+    broken = source.replace("        load_video as load_video,\n", "")
+    assert broken != source
+    assert "load_video" not in _type_checking_imports(broken)
 
 
 def test_unknown_attribute_raises_attribute_error():

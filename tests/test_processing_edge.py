@@ -8,6 +8,7 @@ where the kept grid is one feature wide or empty.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -20,11 +21,15 @@ from instit.media import load_image
 from instit.model.processing import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
+    SIGLIP_MEAN,
+    SIGLIP_STD,
     VisionSpec,
+    anyres_max_patches,
     image_layout,
     image_token_count,
     process_frames,
     process_image,
+    tower_mean_std,
     video_token_count,
 )
 from reference_specs import QWEN_7B, VICUNA_7B
@@ -281,3 +286,36 @@ def test_video_frames_equal_transformers_pil_processors_over_many_sizes(tower: s
         ours = process_frames([frame], spec)[0].numpy()
         assert ours.shape == reference.shape, (width, height)
         np.testing.assert_array_equal(ours, reference, err_msg=f"{tower} {width}x{height}")
+
+
+def test_anyres_max_is_read_in_one_place():
+    """``VisionSpec.max_tiles`` and the model's downscale read ``anyres_max_N`` the same way."""
+    assert anyres_max_patches("anyres_max_9") == 9
+    assert anyres_max_patches("anyres") is None
+    assert anyres_max_patches("anyres_max_9x") is None  # the whole value, not a prefix
+    spec = dataclasses.replace(QWEN_7B, image_aspect_ratio="anyres_max_4")
+    assert spec.max_tiles == 4 and spec.anyres
+
+
+def test_tower_mean_std_one_rule_for_both_layouts():
+    """SigLIP ignores the original tower folder's preprocessor file (as the reference does);
+    CLIP takes its statistics from it; an exported checkpoint's file counts for both."""
+    stats = {"image_mean": [0.1, 0.2, 0.3], "image_std": [0.4, 0.5, 0.6]}
+    assert tower_mean_std("siglip") == (SIGLIP_MEAN, SIGLIP_STD)
+    assert tower_mean_std("clip") == (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    assert tower_mean_std("siglip", stats) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+    config = {
+        "image_aspect_ratio": "anyres",
+        "image_grid_pinpoints": "(1x1),...,(2x2)",
+        "mm_patch_merge_type": "spatial_unpad",
+    }
+    siglip = VisionSpec.from_llava_config(
+        {**config, "mm_vision_tower": "google/siglip-so400m-patch14-384"},
+        preprocessor_config=stats,
+    )
+    assert (siglip.mean, siglip.std) == (SIGLIP_MEAN, SIGLIP_STD)
+    clip = VisionSpec.from_llava_config(
+        {**config, "mm_vision_tower": "openai/clip-vit-large-patch14-336"},
+        preprocessor_config=stats,
+    )
+    assert (clip.mean, clip.std) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))

@@ -244,8 +244,11 @@ def test_answer_notebook_views() -> None:
         ({"question": 3}, InstitTypeError, "question must be"),
         ({"question": ["ok", None]}, InstitTypeError, "every question"),
         ({"marks": "paint"}, InstitValueError, "marks='draw'"),
-        ({"max_new_tokens": 0}, InstitValueError, "positive"),
-        ({"temperature": -1.0}, InstitValueError, ">= 0"),
+        ({"max_new_tokens": 0}, InstitValueError, "max_new_tokens=0; pass a positive"),
+        ({"max_new_tokens": 2.5}, InstitTypeError, "max_new_tokens=2.5 is not an int"),
+        ({"temperature": -1.0}, InstitValueError, r"temperature=-1.0; pass 0 \(greedy\)"),
+        ({"temperature": float("nan")}, InstitValueError, "temperature=nan"),
+        ({"temperature": "hot"}, InstitTypeError, "temperature='hot' is not a number"),
         ({"question": ["a", "b"], "stream": True}, InstitValueError, "one question"),
     ],
 )
@@ -396,20 +399,38 @@ def test_describe_rejects_bad_arguments() -> None:
     assert model.calls == []
 
 
+_IMAGE_RECORD = {
+    "image_id": 7,
+    "instance_level_caption": {"1": "a man."},
+    "image_level_caption": "A street.",
+    "image_path": "coco/0001.jpg",
+}
+
+
 @pytest.mark.parametrize(
-    ("record", "match"),
+    ("change", "match"),
     [
-        ({"instance_level_caption": {}}, "image_level_caption"),
-        ({"instance_level_caption": [], "image_level_caption": ""}, "must be Mapping"),
-        ({"instance_level_caption": {"x": "a"}, "image_level_caption": ""}, "positive integer"),
-        ({"instance_level_caption": {"1": 2}, "image_level_caption": ""}, "values strings"),
+        ({"image_level_caption": None}, "'image_level_caption' should be str, got missing"),
+        ({"image_path": None}, "'image_path' should be str"),
+        ({"image_id": "7"}, "'image_id' should be int, got a str"),
+        ({"instance_level_caption": []}, "'instance_level_caption' should be dict, got a list"),
+        ({"instance_level_caption": {"x": "a"}}, "'x'.*positive integer strings"),
+        ({"instance_level_caption": {"0": "a"}}, "'0'.*positive integer strings"),
+        ({"instance_level_caption": {"1": 2}}, r"instance_level_caption\['1'\]. should be str"),
     ],
 )
-def test_image_record_schema_errors(record: dict[str, Any], match: str) -> None:
+def test_image_record_schema_errors(change: dict[str, Any], match: str) -> None:
+    """from_dataset_record validates with the dataset's ImageRecord (one schema)."""
+    from instit.dataset import ImageRecord
     from instit.errors import DatasetError
 
+    record = {key: value for key, value in {**_IMAGE_RECORD, **change}.items() if value is not None}
     with pytest.raises(DatasetError, match=match):
         ImageDescription.from_dataset_record(record)
+    if "positive integer" not in match:  # instance IDs are the description's own requirement
+        with pytest.raises(DatasetError, match=match):
+            ImageRecord.from_dict(record)
+    assert ImageDescription.from_dataset_record(_IMAGE_RECORD).instance_captions == {1: "a man."}
 
 
 # -- describe_instances: videos -------------------------------------------------------------------

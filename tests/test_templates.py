@@ -190,3 +190,46 @@ def test_expanded_length():
     assert expanded_length([1, 2], []) == 2
     with pytest.raises(InstitValueError, match="one count per placeholder"):
         expanded_length(ids, [1, 2])
+
+
+def _render_jinja(template: str, messages: list[dict[str, object]], generation: bool) -> str:
+    """Render a chat template with the environment transformers' ``apply_chat_template`` uses."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(template).render(messages=messages, add_generation_prompt=generation)
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_jinja_chat_template_is_generated_from_the_conversation_template(name):
+    """The exported chat template renders build_chat's prompt, for one turn and several."""
+    template = get_template(name)
+    media = "<image>\n" if name == "qwen_1_5" else "<image> \n"  # docs/model.md: Vicuna's space
+    turns = [("What is [1]?", "A dog."), ("And [2] at <3>?", "A cat."), ("Where?", None)]
+    messages: list[dict[str, object]] = []
+    for index, (question, answer) in enumerate(turns):
+        parts = [{"type": "image"}] if index == 0 else []
+        messages.append({"role": "user", "content": [*parts, {"type": "text", "text": question}]})
+        if answer is not None:
+            messages.append({"role": "assistant", "content": answer})
+    rendered = _render_jinja(template.chat_template(), messages, generation=True)
+    assert rendered == build_chat(turns, name).replace("<image>\n", media)
+    closed = _render_jinja(template.chat_template(), messages[:2], generation=False)
+    assert closed == build_chat(turns[:1], name).replace("<image>\n", media)
+    video = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Q"}]}]
+    assert _render_jinja(template.chat_template(), video, generation=True) == build_prompt(
+        "Q", name
+    ).replace("<image>\n", media.replace("image", "video"))
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_jinja_chat_template_follows_a_changed_system_text(name):
+    """One source: a template with another system text exports that text."""
+    from dataclasses import replace
+
+    template = get_template(name)
+    custom = replace(template, system=template.system.replace("helpful", "terse"))
+    messages = [{"role": "user", "content": "Hi"}]
+    rendered = _render_jinja(custom.chat_template(), messages, generation=True)
+    assert rendered == build_prompt("Hi", custom, media=False)
+    assert "terse" in rendered and "helpful assistant." not in rendered

@@ -14,9 +14,10 @@ import io
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from instit.dataset.schema import FrameCaption, ImageRecord, QAPair, VideoRecord
 from instit.errors import DatasetError, InstitValueError
 from instit.prompting.references import Reference, find_references, frame_numbers, instance_ids
 
@@ -319,29 +320,17 @@ def _captions_json(captions: Mapping[int, str]) -> dict[str, str]:
     return {str(i): captions[i] for i in sorted(captions)}
 
 
-def _captions_from_json(value: Any, where: str) -> dict[int, str]:
-    if not isinstance(value, Mapping):
-        raise DatasetError(f"{where} must be an object {{'<id>': caption}}, got {value!r}")
+def _instance_ids(captions: Mapping[str, str], where: str) -> dict[int, str]:
+    """Captions of a record the schema validated, keyed by instance ID (an ``int``)."""
     out: dict[int, str] = {}
-    for key, caption in value.items():
-        if not str(key).isdigit() or int(key) <= 0 or not isinstance(caption, str):
+    for key, caption in captions.items():
+        if not key.isdigit() or int(key) <= 0:
             raise DatasetError(
                 f"{where} has entry {key!r}: {caption!r}; keys must be positive integer strings "
-                "and values strings"
+                "(the instance IDs [1], [2], ...)"
             )
         out[int(key)] = caption
     return out
-
-
-def _require(record: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    if not isinstance(record, Mapping) or key not in record:
-        raise DatasetError(f"{where} has no field {key!r}; it is required by the dataset schema")
-    value = record[key]
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DatasetError(
-            f"{where} field {key!r} must be {kind.__name__}, got {type(value).__name__}"
-        )
-    return value
 
 
 def _captions_text(captions: Mapping[int, str], indent: str = "") -> list[str]:
@@ -405,21 +394,25 @@ class ImageDescription:
         """
         if isinstance(image_id, bool) or not isinstance(image_id, int):
             raise InstitValueError(f"image_id must be an int, got {image_id!r}; pass e.g. 0")
-        return {
-            "image_id": image_id,
-            "instance_level_caption": _captions_json(self.instance_captions),
-            "image_level_caption": self.image_caption,
-            "image_path": str(image_path),
-        }
+        return ImageRecord(
+            image_id=image_id,
+            instance_level_caption=_captions_json(self.instance_captions),
+            image_level_caption=self.image_caption,
+            image_path=str(image_path),
+        ).to_dict()
 
     @classmethod
     def from_dataset_record(cls, record: Mapping[str, Any]) -> ImageDescription:
-        """Read an Inst-It Dataset image record (the inverse of :meth:`to_dataset_record`)."""
-        where = f"image record {record.get('image_id', '?') if isinstance(record, Mapping) else ''}"
-        captions = _require(record, "instance_level_caption", Mapping, where)
+        """Read an Inst-It Dataset image record (the inverse of :meth:`to_dataset_record`).
+
+        The record is validated by :class:`instit.dataset.ImageRecord` (the one schema), which
+        raises :class:`~instit.errors.DatasetError` naming the field.
+        """
+        image = ImageRecord.from_dict(record)
+        where = f"image record {image.image_id} instance_level_caption"
         return cls(
-            instance_captions=_captions_from_json(captions, where + " instance_level_caption"),
-            image_caption=_require(record, "image_level_caption", str, where),
+            instance_captions=_instance_ids(image.instance_level_caption, where),
+            image_caption=image.image_level_caption,
         )
 
     def __str__(self) -> str:
@@ -483,13 +476,16 @@ class FrameDescription:
 
     def to_dataset_record(self, frame_name: str | None = None) -> dict[str, Any]:
         """This frame as a ``frame_level_caption`` entry of the Inst-It Dataset."""
-        return {
-            "timestamp": self.timestamp,
-            "frame_name": self.frame_name if frame_name is None else frame_name,
-            "instance_level": _captions_json(self.instance_captions),
-            "image_level": self.image_caption,
-            "temporal_change": self.temporal_change,
-        }
+        return asdict(self._frame_caption(frame_name))
+
+    def _frame_caption(self, frame_name: str | None) -> FrameCaption:
+        return FrameCaption(
+            timestamp=self.timestamp,
+            frame_name=self.frame_name if frame_name is None else frame_name,
+            instance_level=_captions_json(self.instance_captions),
+            image_level=self.image_caption,
+            temporal_change=self.temporal_change,
+        )
 
 
 @dataclass
@@ -558,50 +554,45 @@ class VideoDescription:
         names: Sequence[str | None] = (
             [None] * len(self.frames) if frame_names is None else frame_names
         )
-        return {
-            "video_id": video_id,
-            "frame_level_caption": [
-                f.to_dataset_record(name) for f, name in zip(self.frames, names, strict=True)
-            ],
-            "question_answer_pairs": [
-                {"question": qa["question"], "answer": qa["answer"]}
-                for qa in self.question_answer_pairs
-            ],
-            "video_level_caption": self.video_caption,
-            "video_path": str(video_path),
-        }
+        return VideoRecord(
+            video_id=video_id,
+            frame_level_caption=tuple(
+                f._frame_caption(name) for f, name in zip(self.frames, names, strict=True)
+            ),
+            question_answer_pairs=tuple(
+                QAPair(qa["question"], qa["answer"]) for qa in self.question_answer_pairs
+            ),
+            video_level_caption=self.video_caption,
+            video_path=str(video_path),
+        ).to_dict()
 
     @classmethod
     def from_dataset_record(cls, record: Mapping[str, Any]) -> VideoDescription:
-        """Read an Inst-It Dataset video record (the inverse of :meth:`to_dataset_record`)."""
-        where = f"video record {record.get('video_id', '?') if isinstance(record, Mapping) else ''}"
-        frames = []
-        for n, entry in enumerate(_require(record, "frame_level_caption", list, where)):
-            here = f"{where} frame_level_caption[{n}]"
-            frames.append(
-                FrameDescription(
-                    timestamp=_require(entry, "timestamp", int, here),
-                    frame_name=_require(entry, "frame_name", str, here),
-                    instance_captions=_captions_from_json(
-                        _require(entry, "instance_level", Mapping, here), here + " instance_level"
-                    ),
-                    image_caption=_require(entry, "image_level", str, here),
-                    temporal_change=_require(entry, "temporal_change", str, here),
-                )
-            )
-        pairs = []
-        for n, qa in enumerate(_require(record, "question_answer_pairs", list, where)):
-            here = f"{where} question_answer_pairs[{n}]"
-            pairs.append(
-                {
-                    "question": _require(qa, "question", str, here),
-                    "answer": _require(qa, "answer", str, here),
-                }
-            )
+        """Read an Inst-It Dataset video record (the inverse of :meth:`to_dataset_record`).
+
+        The record is validated by :class:`instit.dataset.VideoRecord` (the one schema), which
+        raises :class:`~instit.errors.DatasetError` naming the field. Frames come in timestamp
+        order; a ``temporal_change`` that is ``null`` or absent becomes ``""``.
+        """
+        video = VideoRecord.from_dict(record)
+        where = f"video record {video.video_id} frame_level_caption"
         return cls(
-            frames=frames,
-            video_caption=_require(record, "video_level_caption", str, where),
-            question_answer_pairs=pairs,
+            frames=[
+                FrameDescription(
+                    timestamp=frame.timestamp,
+                    frame_name=frame.frame_name,
+                    instance_captions=_instance_ids(
+                        frame.instance_level, f"{where}[{n}] instance_level"
+                    ),
+                    image_caption=frame.image_level,
+                    temporal_change=frame.temporal_change or "",
+                )
+                for n, frame in enumerate(video.frame_level_caption)
+            ],
+            video_caption=video.video_level_caption,
+            question_answer_pairs=[
+                {"question": qa.question, "answer": qa.answer} for qa in video.question_answer_pairs
+            ],
         )
 
     def __str__(self) -> str:

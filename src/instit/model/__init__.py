@@ -7,7 +7,7 @@ Importing this package is cheap; torch and transformers load with the first use 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "InstIt": "instit.model.core",
@@ -33,3 +33,22 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from instit.model.checkpoint import (
+        CheckpointSpec as CheckpointSpec,
+        read_checkpoint as read_checkpoint,
+    )
+    from instit.model.core import (
+        EncodedMedia as EncodedMedia,
+        InstIt as InstIt,
+        convert as convert,
+    )
+    from instit.model.quantization import (
+        resolve_dtype as resolve_dtype,
+        resolve_quantization as resolve_quantization,
+    )
+    from instit.model.weights import (
+        load_processor as load_processor,
+    )

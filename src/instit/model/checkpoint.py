@@ -315,7 +315,7 @@ def _shape(folder: Path, weight_map: dict[str, str], name: str) -> list[int]:
 # -- vision tower ----------------------------------------------------------------------------------
 
 
-def _tower_geometry(folder: Path, weight_map: dict[str, str], prefix: str) -> TowerGeometry:
+def _read_tower_geometry(folder: Path, weight_map: dict[str, str], prefix: str) -> TowerGeometry:
     names = [n for n in weight_map if n.startswith(prefix)]
     if not names:
         raise CheckpointError(
@@ -522,7 +522,7 @@ def read_checkpoint(
             f"{folder} lacks model.embed_tokens.weight or lm_head.weight; the checkpoint is "
             "incomplete (re-download it)"
         )
-    geometry = _tower_geometry(folder, weight_map, ORIGINAL_PREFIX)
+    geometry = _read_tower_geometry(folder, weight_map, ORIGINAL_PREFIX)
     vision, source = resolve_vision_tower(
         str(config["mm_vision_tower"]),
         folder,
@@ -591,7 +591,7 @@ def _read_transformers(
         (n.removesuffix(_PATCH_EMBEDDING) for n in weight_map if n.endswith(_PATCH_EMBEDDING)),
         "vision_tower.",
     )
-    geometry = _tower_geometry(folder, weight_map, prefix)
+    geometry = _read_tower_geometry(folder, weight_map, prefix)
     preprocessor_file = folder / "preprocessor_config.json"
     preprocessor = _read_json(preprocessor_file) if preprocessor_file.exists() else {}
     pinpoints = config.get("image_grid_pinpoints") or preprocessor.get("image_grid_pinpoints") or []

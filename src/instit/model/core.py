@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from instit.errors import CheckpointError, InstitTypeError, InstitValueError, ModelInputError
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from instit.model.memory import MemoryCheck
     from instit.model.prefix_cache import PrefixCache
     from instit.model.processing import VisionSpec
+    from instit.results import Answer, AnswerStream, ImageDescription, VideoDescription
 
 __all__ = ["EncodedMedia", "InstIt", "convert"]
 
@@ -53,7 +54,6 @@ MediaLike = (
 
 _VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".gif"}
 _REQUIRED_TOKENS = {"qwen_1_5": ("<|im_start|>", "<|im_end|>"), "vicuna_v1": ("</s>",)}
-_SHARD_BYTES = 4 * 1024**3
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,13 +101,9 @@ def _vision_spec(spec: CheckpointSpec) -> VisionSpec:
     from instit.model import processing as proc
 
     vision = spec.vision_config
-    if spec.tower == "siglip":  # LLaVA-NeXT's SigLIP processor, whatever the tower folder says
-        mean, std = proc.SIGLIP_MEAN, proc.SIGLIP_STD
-    else:
-        mean, std = proc.OPENAI_CLIP_MEAN, proc.OPENAI_CLIP_STD
-    if spec.layout == "transformers" and spec.preprocessor:
-        mean = tuple(spec.preprocessor.get("image_mean", mean))
-        std = tuple(spec.preprocessor.get("image_std", std))
+    # the original layout uses LLaVA-NeXT's processors, whatever the tower folder says
+    exported = spec.preprocessor if spec.layout == "transformers" and spec.preprocessor else None
+    mean, std = proc.tower_mean_std(spec.tower, exported)
     return proc.VisionSpec(
         tower=spec.tower,
         image_size=int(vision["image_size"]),
@@ -683,13 +679,32 @@ class InstIt:
 
     # -- tasks -------------------------------------------------------------------------------------
 
-    def ask(self, media: MediaLike, question: str | Sequence[str], **kwargs: Any) -> Any:
-        """:func:`instit.tasks.ask` with this model (same keyword arguments)."""
+    @overload
+    def ask(
+        self, media: MediaLike, question: str, *, stream: Literal[True], **kwargs: Any
+    ) -> AnswerStream: ...
+    @overload
+    def ask(
+        self, media: MediaLike, question: str, *, stream: Literal[False] = ..., **kwargs: Any
+    ) -> Answer: ...
+    @overload
+    def ask(self, media: MediaLike, question: Sequence[str], **kwargs: Any) -> list[Answer]: ...
+
+    def ask(
+        self, media: MediaLike, question: str | Sequence[str], **kwargs: Any
+    ) -> Answer | AnswerStream | list[Answer]:
+        """:func:`instit.tasks.ask` with this model (same keyword arguments).
+
+        Returns an :class:`~instit.results.Answer` for one question, a list of them for a list
+        of questions, an :class:`~instit.results.AnswerStream` with ``stream=True``.
+        """
         from instit.tasks import ask
 
         return ask(self, media, question, **kwargs)
 
-    def describe_instances(self, media: MediaLike, instances: Any = None, **kwargs: Any) -> Any:
+    def describe_instances(
+        self, media: MediaLike, instances: Any = None, **kwargs: Any
+    ) -> ImageDescription | VideoDescription:
         """:func:`instit.tasks.describe_instances` with this model (same keyword arguments)."""
         from instit.tasks import describe_instances
 

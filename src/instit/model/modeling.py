@@ -21,7 +21,6 @@ Everything else (towers, projector, language model, generation, quantization) is
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
@@ -32,15 +31,14 @@ from transformers.models.llava_onevision.modeling_llava_onevision import (
     LlavaOnevisionPreTrainedModel,
 )
 
-from instit.model.processing import anyres_max_size, select_best_resolution, unpadded_grid
+from instit.model.processing import (
+    anyres_max_patches,
+    anyres_max_size,
+    select_best_resolution,
+    unpadded_grid,
+)
 
-__all__ = ["InstItLlavaForConditionalGeneration", "InstItLlavaModel", "anyres_max_patches"]
-
-
-def anyres_max_patches(image_aspect_ratio: str) -> int | None:
-    """``9`` for ``"anyres_max_9"``, ``None`` for plain ``"anyres"`` (no downscale)."""
-    match = re.fullmatch(r"anyres_max_(\d+)", image_aspect_ratio)
-    return int(match.group(1)) if match else None
+__all__ = ["InstItLlavaForConditionalGeneration", "InstItLlavaModel"]
 
 
 def _placeholder_safe_ids(module: nn.Embedding, args: tuple[Any, ...]) -> tuple[Any, ...]:

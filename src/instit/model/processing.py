@@ -39,8 +39,31 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SIGLIP_MEAN = (0.5, 0.5, 0.5)
 SIGLIP_STD = (0.5, 0.5, 0.5)
 
-_ANYRES_MAX = re.compile(r"anyres_max_(\d+)")
 _MERGE_TYPES = ("flat", "spatial", "spatial_unpad")
+
+
+def anyres_max_patches(image_aspect_ratio: str) -> int | None:
+    """``9`` for ``"anyres_max_9"``, ``None`` for plain ``"anyres"`` (no downscale)."""
+    match = re.fullmatch(r"anyres_max_(\d+)", image_aspect_ratio)
+    return int(match.group(1)) if match else None
+
+
+def tower_mean_std(
+    tower: Literal["siglip", "clip"], preprocessor: Mapping[str, Any] | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel ``(mean, std)`` of a vision tower.
+
+    The tower's defaults (SigLIP 0.5 / 0.5, OpenAI CLIP's statistics), overridden by
+    ``image_mean`` / ``image_std`` of ``preprocessor`` (a ``preprocessor_config.json``) when one
+    is given.  The callers decide which file counts: the reference ignores a SigLIP tower's file.
+    """
+    if tower == "siglip":
+        mean, std = SIGLIP_MEAN, SIGLIP_STD
+    else:
+        mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+    if preprocessor is None:
+        return mean, std
+    return tuple(preprocessor.get("image_mean", mean)), tuple(preprocessor.get("image_std", std))
 
 
 @dataclass(frozen=True)
@@ -100,8 +123,7 @@ class VisionSpec:
     @property
     def max_tiles(self) -> int | None:
         """``N`` of ``anyres_max_<N>`` (the feature-grid budget in tiles), else ``None``."""
-        match = _ANYRES_MAX.match(self.image_aspect_ratio)
-        return int(match.group(1)) if match else None
+        return anyres_max_patches(self.image_aspect_ratio)
 
     @property
     def patches_per_side(self) -> int:
@@ -146,18 +168,16 @@ class VisionSpec:
         # LLaVA-NeXT's build_vision_tower tests for CLIP first, then SigLIP
         if "clip" in name or name.startswith(("openai", "laion")):
             tower: Literal["siglip", "clip"] = "clip"
-            mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-            if preprocessor_config is not None:
-                mean = tuple(preprocessor_config.get("image_mean", mean))
-                std = tuple(preprocessor_config.get("image_std", std))
+            mean, std = tower_mean_std(tower, preprocessor_config)
         elif "siglip" in name:
-            tower, mean, std = "siglip", SIGLIP_MEAN, SIGLIP_STD
+            tower = "siglip"
+            mean, std = tower_mean_std(tower)
         else:
             raise CheckpointError(
                 f"vision tower {name!r} is neither CLIP nor SigLIP; instit supports the Inst-It "
                 "checkpoints' towers only"
             )
-        image_size, patch_size = _tower_geometry(name, tower_config)
+        image_size, patch_size = _tower_input_size(name, tower_config)
         return cls(
             tower=tower,
             image_size=image_size,
@@ -170,7 +190,7 @@ class VisionSpec:
         )
 
 
-def _tower_geometry(name: str, tower_config: Mapping[str, Any] | None) -> tuple[int, int]:
+def _tower_input_size(name: str, tower_config: Mapping[str, Any] | None) -> tuple[int, int]:
     if tower_config is not None:
         vision = tower_config.get("vision_config") or tower_config
         if "image_size" in vision and "patch_size" in vision:

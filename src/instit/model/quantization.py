@@ -18,14 +18,12 @@ Decisions:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from instit.errors import DependencyError, InstitValueError
 
 __all__ = [
     "SKIP_MODULES",
-    "LoadPlan",
     "bitsandbytes_config",
     "has_bitsandbytes",
     "import_bitsandbytes",
@@ -37,19 +35,6 @@ __all__ = [
 # Module-name prefixes (transformers matches them from the start of the full module name).
 SKIP_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 _MODES = ("auto", "4bit", "8bit", None)
-
-
-@dataclass(frozen=True)
-class LoadPlan:
-    """The resolved device, dtype name and quantization mode of a load."""
-
-    device: str
-    dtype: str
-    quantization: Literal["4bit", "8bit"] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"device": self.device, "dtype": self.dtype, "quantization": self.quantization}
 
 
 def resolve_device(device: str = "auto", *, cuda_available: bool | None = None) -> str:

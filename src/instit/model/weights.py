@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from instit.errors import CheckpointError
+from instit.prompting.templates import get_template
 
 if TYPE_CHECKING:
     import torch
@@ -241,36 +242,6 @@ def _shrink_vocabulary(module: Any, vocab_size: int) -> None:
 
 # -- export ----------------------------------------------------------------------------------------
 
-_CHAT_TEMPLATES = {
-    "qwen_1_5": (
-        "{% for message in messages %}"
-        "{% if loop.first and message['role'] != 'system' %}"
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-        "<|im_start|>{{ message['role'] }}\n"
-        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-        "{% for part in message['content'] %}"
-        "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'video' %}<video>\n"
-        "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
-        "<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    ),
-    "vicuna_v1": (
-        "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }} {% else %}"
-        "A chat between a curious user and an artificial intelligence assistant. The assistant "
-        "gives helpful, detailed, and polite answers to the user's questions. {% endif %}"
-        "{% for message in messages if message['role'] != 'system' %}"
-        "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
-        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-        "{% for part in message['content'] %}"
-        # "<image> \n": the reference tokenises the text after the image on its own, and
-        # sentencepiece starts that piece with a "▁"; the space gives the same ids in one pass
-        "{% if part['type'] == 'image' %}<image> \n{% elif part['type'] == 'video' %}<video> \n"
-        "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
-        "{% if message['role'] == 'user' %} {% else %}</s>{% endif %}{% endfor %}"
-        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-    ),
-}
-
 
 def _write_shards(state: dict[str, Any], folder: Any, shard_bytes: int) -> None:
     import json
@@ -317,7 +288,7 @@ def export_transformers(model: Any, folder: Any, shard_bytes: int = 4 * 1024**3)
     from transformers import AutoTokenizer, GenerationConfig
 
     from instit.errors import InstitValueError
-    from instit.model.modeling import anyres_max_patches
+    from instit.model.processing import anyres_max_patches
 
     if model.quantization is not None:
         raise InstitValueError(
@@ -359,7 +330,7 @@ def export_transformers(model: Any, folder: Any, shard_bytes: int = 4 * 1024**3)
         suppress_tokens=[config.image_token_id, config.video_token_id],
     )
     generation.save_pretrained(str(folder))
-    tokenizer.chat_template = _CHAT_TEMPLATES[model.template]
+    tokenizer.chat_template = get_template(model.template).chat_template()
     tokenizer.save_pretrained(str(folder))
     tower_tokens = module.model.vision_tower.embeddings.num_positions
     for name, content in _processor_configs(model.vision, config, tower_tokens).items():

@@ -67,6 +67,43 @@ class ConversationTemplate:
             out += f"{role}: {message}{seps[index % 2]}" if message else f"{role}:"
         return out
 
+    def chat_template(self) -> str:
+        """This template as a Jinja chat template (what an exported tokenizer carries).
+
+        ``apply_chat_template`` with it renders the prompt :meth:`render` gives for the same
+        turns (a leading ``system`` message replaces the default system text), with one
+        deliberate difference in the ``"two"`` (Vicuna) style: the media placeholder is followed
+        by ``" \\n"``.  The reference tokenises the text after the image on its own and
+        sentencepiece starts that piece with a ``▁``; the space gives the same ids when the whole
+        prompt is tokenised at once.
+        """
+        media_sep = "\n" if self.style == "chatml" else " \n"
+        content = (
+            "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+            "{% for part in message['content'] %}"
+            f"{{% if part['type'] == 'image' %}}{MEDIA_TOKEN}{media_sep}"
+            f"{{% elif part['type'] == 'video' %}}<video>{media_sep}"
+            "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+        )
+        user, assistant = self.roles
+        if self.style == "chatml":
+            start = user.removesuffix("user")  # ChatML role markers: "<|im_start|>" + role
+            return (
+                "{% for message in messages %}"
+                "{% if loop.first and message['role'] != 'system' %}"
+                f"{self.system}{self.sep}\n{{% endif %}}"
+                f"{start}{{{{ message['role'] }}}}\n{content}{self.sep}\n{{% endfor %}}"
+                f"{{% if add_generation_prompt %}}{assistant}\n{{% endif %}}"
+            )
+        return (
+            "{% if messages[0]['role'] == 'system' %}"
+            f"{{{{ messages[0]['content'] }}}}{self.sep}{{% else %}}{self.system}{self.sep}"
+            "{% endif %}{% for message in messages if message['role'] != 'system' %}"
+            f"{{% if message['role'] == 'user' %}}{user}: {{% else %}}{assistant}: {{% endif %}}"
+            f"{content}{{% if message['role'] == 'user' %}}{self.sep}{{% else %}}{self.sep2}"
+            f"{{% endif %}}{{% endfor %}}{{% if add_generation_prompt %}}{assistant}:{{% endif %}}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         return asdict(self)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from instit.errors import InstitError, InstitTypeError, InstitValueError
+from instit.model.generation import check_generation
 from instit.results import Answer, AnswerStream
 from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
 
@@ -331,7 +332,6 @@ def generation_options(
     """Check the generation arguments (:func:`instit.model.generation.check_generation`);
     returns the optional ones that were given, as keyword arguments for ``generate``/``stream``
     (a model without those parameters is then never passed them)."""
-    from instit.model.generation import check_generation
 
     settings = check_generation(
         max_new_tokens, temperature, None, generation_config, generate_kwargs
