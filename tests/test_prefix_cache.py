@@ -339,6 +339,9 @@ def test_bench_run_groups_questions_by_media_and_resumes_grouped(
     part = tmp_path / "r.json.part-0.jsonl"
     records = json.loads((tmp_path / "p.json").read_text())
     part.write_text("".join(json.dumps(r) + "\n" for r in records[:2]))
+    # the same model wrote them (its producer record, as an interrupted run leaves it)
+    producer = (tmp_path / "p.json.producer.json").read_text()
+    (tmp_path / "r.json.producer.json").write_text(producer)
     with Prefills(model, 500) as prefills:
         result = run_bench(model, questions, tmp_path / "r.json", max_new_tokens=4, progress=False)
     assert (result.num_generated, result.num_resumed) == (4, 2)

@@ -55,23 +55,24 @@ def check_generation(
             argument to use instead).
     """
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-        raise InstitTypeError(f"max_new_tokens must be an int, got {max_new_tokens!r}")
+        raise InstitTypeError(
+            f"max_new_tokens={max_new_tokens!r} is not an int; pass a positive whole number"
+        )
     if max_new_tokens <= 0:
         raise InstitValueError(
-            f"max_new_tokens={max_new_tokens}: max_new_tokens must be positive; pass e.g. 256"
+            f"max_new_tokens={max_new_tokens}; pass a positive whole number, e.g. 256"
         )
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise InstitTypeError(f"temperature must be a number, got {temperature!r}")
-    if not temperature >= 0:
-        raise InstitValueError(
-            f"temperature={temperature}: temperature must be >= 0 (0 = greedy); pass e.g. 0.0 "
-            "or 0.7"
+        raise InstitTypeError(
+            f"temperature={temperature!r} is not a number; pass 0 (greedy) or more"
         )
+    if not temperature >= 0:
+        raise InstitValueError(f"temperature={temperature}; pass 0 (greedy) or more, e.g. 0.7")
     if top_p is not None:
         if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
-            raise InstitTypeError(f"top_p must be a number or None, got {top_p!r}")
+            raise InstitTypeError(f"top_p={top_p!r} is not a number; pass a number in (0, 1]")
         if not 0 < top_p <= 1:
-            raise InstitValueError(f"top_p must be in (0, 1], got {top_p}; pass e.g. 0.9")
+            raise InstitValueError(f"top_p={top_p}; pass a number in (0, 1], e.g. 0.9")
     if generation_config is not None:
         from transformers import GenerationConfig
 
