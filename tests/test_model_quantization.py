@@ -212,7 +212,7 @@ from PIL import Image
 from instit.model import InstIt
 for mode in ("4bit", "8bit"):
     model = InstIt.from_pretrained(sys.argv[1], device="cpu", quantization=mode, progress=False)
-    model.ask(Image.new("RGB", (64, 48)), "What is [1]?", max_new_tokens=3)
+    model.ask(Image.new("RGB", (64, 48)), "What is [1]?", max_new_tokens=3, progress=False)
 print("network:", events)
 """
 
