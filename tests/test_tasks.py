@@ -774,3 +774,24 @@ def test_describe_and_ask_warn_or_snap_unsampled_tracked_frames() -> None:
     drawn = model.calls[-1][0][0]
     assert not np.array_equal(np.asarray(drawn[1]), np.asarray(frames[1]))  # 11 -> frame 10
     assert np.array_equal(np.asarray(drawn[2]), np.asarray(frames[2]))
+
+
+def test_frame_files_keep_their_names_from_a_folder_or_a_list(tmp_path) -> None:
+    """Regression: a folder of img_0.png... was described with names frame_001... (the task read
+    a ``paths`` attribute that Video never had), while the same files as a list kept theirs."""
+    from instit.video import load_video
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i, frame in enumerate(_frames(3)):
+        frame.save(folder / f"img_{i}.png")
+    files = [str(folder / f"img_{i}.png") for i in range(3)]
+    assert load_video(folder, num_frames=None).names == ["img_0.png", "img_1.png", "img_2.png"]
+    assert load_video(files, num_frames=2).names == ["img_0.png", "img_2.png"]
+    assert load_video(_frames(2), num_frames=None).names is None  # in-memory frames
+    model = ScriptedModel(lambda m, p: "[1] is there.")
+    for media in (folder, files, load_video(folder, num_frames=None)):
+        described = describe_instances(model, media, marks="as_is", progress=False)
+        record = described.to_dataset_record(video_id=1, video_path="clip")
+        names = [frame["frame_name"] for frame in record["frame_level_caption"]]
+        assert names == ["img_0.png", "img_1.png", "img_2.png"], media

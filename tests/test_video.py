@@ -623,6 +623,7 @@ def test_to_dict_is_json_metadata(clips):
         "fps": 24.0,
         "duration": pytest.approx(3.0),
         "num_source_frames": N,
+        "names": None,  # a video file's frames have no file names
         "width": WIDTH,
         "height": HEIGHT,
     }

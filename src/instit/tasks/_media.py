@@ -272,13 +272,13 @@ def _timestamps(video: Any, count: int) -> list[float] | None:
 
 
 def _frame_names(media: Any, video: Any, count: int) -> list[str] | None:
-    paths = getattr(video, "paths", None) if video is not None else None
-    if (
-        paths is None
-        and isinstance(media, (list, tuple))
-        and all(isinstance(m, (str, os.PathLike)) for m in media)
-    ):
-        paths = list(media)
-    if paths is None or len(paths) != count:
-        return None
-    return [Path(os.fspath(p)).name for p in paths]
+    """File names of the frames (``Video.names`` of a folder or of image paths, or a list of
+    paths), else ``None``."""
+    names: list[str] | None
+    if video is not None:
+        names = video.names
+    elif isinstance(media, (list, tuple)) and all(isinstance(m, (str, os.PathLike)) for m in media):
+        names = [Path(os.fspath(m)).name for m in media]
+    else:
+        names = None
+    return names if names is not None and len(names) == count else None

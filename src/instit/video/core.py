@@ -53,6 +53,9 @@ class Video:
         duration: the source's duration in seconds (``None`` when ``fps`` is).
         source: the file or folder path; ``None`` for in-memory frames.
         num_source_frames: how many frames the source has in total.
+        names: the file name of each frame when the frames came from image files (a folder or
+            a list of paths), else ``None``; ``describe_instances`` uses them as the Inst-It
+            Dataset's ``frame_name``.
 
     The model refers to frames as ``<1>``, ``<2>``, ... (1-based positions in :attr:`frames`);
     :meth:`time_of` and :meth:`frame_at` convert between those and seconds.
@@ -65,6 +68,7 @@ class Video:
     duration: float | None = None
     source: str | None = None
     num_source_frames: int | None = None
+    names: list[str] | None = None
 
     def __post_init__(self) -> None:
         from PIL import Image
@@ -88,6 +92,13 @@ class Video:
                 f"frames, {len(self.indices)} indices and {len(self.timestamps)} timestamps; "
                 "pass lists of equal length"
             )
+        if self.names is not None:
+            self.names = [str(name) for name in self.names]
+            if len(self.names) != len(self.frames):
+                raise VideoError(
+                    f"a Video needs one name per frame, got {len(self.names)} names for "
+                    f"{len(self.frames)} frames; pass names=None or one per frame"
+                )
         for position, frame in enumerate(self.frames):
             if not isinstance(frame, Image.Image):
                 raise InstitTypeError(
@@ -175,6 +186,7 @@ class Video:
             "fps": self.fps,
             "duration": self.duration,
             "num_source_frames": self.num_source_frames,
+            "names": None if self.names is None else list(self.names),
             "width": width,
             "height": height,
         }
@@ -481,6 +493,11 @@ def _load_sequence(
         duration=None if rate is None else len(items) / rate,
         source=source,
         num_source_frames=len(items),
+        names=(
+            [os.path.basename(os.fspath(items[i])) for i in chosen]
+            if all(isinstance(item, (str, os.PathLike)) for item in items)
+            else None
+        ),
     )
 
 
