@@ -56,10 +56,7 @@ def _load_instances(path: str | None, media: str) -> Any:
         return None
     from instit.instances import Instances, Tracks
 
-    file = Path(path)
-    if not file.is_file():
-        raise InstitValueError(f"instances file {file} does not exist: pass a JSON or CSV file")
-    data = _read_csv_rows(file) if file.suffix.lower() == ".csv" else _read_json(file)
+    data = read_instances_file(path)
     if _is_video_source(media):
         if isinstance(data, dict) and "kind" in data and "instances" in data:
             raise InstitValueError(
@@ -70,6 +67,14 @@ def _load_instances(path: str | None, media: str) -> Any:
     from instit.media import image_size
 
     return Instances.coerce(data, image_size=image_size(media))
+
+
+def read_instances_file(path: str) -> Any:
+    """The contents of an instances file: JSON, or the rows of a supervision CSVSink file."""
+    file = Path(path)
+    if not file.is_file():
+        raise InstitValueError(f"instances file {file} does not exist: pass a JSON or CSV file")
+    return _read_csv_rows(file) if file.suffix.lower() == ".csv" else _read_json(file)
 
 
 def _read_json(file: Path) -> Any:

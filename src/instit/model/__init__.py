@@ -45,6 +45,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         InstIt as InstIt,
         convert as convert,
     )
+    from instit.model.prefix_cache import (
+        PrefixCache as PrefixCache,
+    )
     from instit.model.quantization import (
         resolve_dtype as resolve_dtype,
         resolve_quantization as resolve_quantization,

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from instit.cli_support import EXIT_OK, help_formatter
+from instit.cli_support import EXIT_OK, add_progress_option, help_formatter
 from instit.errors import InstitValueError
 from instit.segment._load import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
 
@@ -63,11 +63,20 @@ def _boxes(value: str) -> Any:
         ) from exc
 
 
-def _write(instances: Any, target: str, overwrite: bool) -> None:
-    path = Path(target)
-    if path.exists() and not overwrite:
-        raise InstitValueError(f"{path} exists: choose another output path or pass --overwrite")
-    path.write_text(instances.to_json(), encoding="utf-8")
+def _check_target(target: str, overwrite: bool, inputs: list[str | None]) -> None:
+    """Refuse an output that cannot be written (or would replace an input), before any model
+    loads."""
+    from instit._files import check_not_an_input, check_output
+
+    path = check_output(
+        target, kind="file", overwrite=overwrite, flag="--overwrite", suffixes=(".json",),
+        what="-o/--output",
+    )  # fmt: skip
+    check_not_an_input(path, inputs, "-o/--output")
+
+
+def _write(instances: Any, target: str) -> None:
+    Path(target).write_text(instances.to_json(), encoding="utf-8")
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
@@ -75,8 +84,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     if args.boxes is not None and args.text is not None:
         raise InstitValueError("pass --boxes or --text, not both")
-    if Path(args.output).exists() and not args.overwrite:
-        raise InstitValueError(f"{args.output} exists: choose another path or pass --overwrite")
+    _check_target(args.output, args.overwrite, [args.image])
     boxes = None if args.boxes is None else _boxes(args.boxes)  # bad JSON before loading
     segmenter = Segmenter.from_pretrained(args.model, device=args.device)
     if boxes is not None:
@@ -97,7 +105,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             max_instances=args.max_instances,
             min_area=args.min_area,
         )
-    _write(found, args.output, args.overwrite)
+    _write(found, args.output)
     if args.json:
         print(json.dumps({"output": args.output, "ids": list(found.ids), "labels": found.labels}))
     else:
@@ -106,28 +114,28 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    from instit.cli import _load_instances
+    from instit.cli import read_instances_file
     from instit.instances import Instances
     from instit.segment import Segmenter
     from instit.video import load_video
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise InstitValueError(f"{args.output} exists: choose another path or pass --overwrite")
-    given = _load_instances(args.instances)
-    if not isinstance(given, Instances):
-        raise InstitValueError(
-            f"{args.instances} holds tracks; pass the instances of one frame "
-            "(Instances.to_json, e.g. from instit segment)"
-        )
+    _check_target(args.output, args.overwrite, [args.video, args.instances])
     if args.fps is not None:
         video = load_video(args.video, fps=args.fps, max_frames=args.num_frames)
     else:
         video = load_video(args.video, num_frames=args.num_frames)
+    data = read_instances_file(args.instances)
+    if isinstance(data, dict) and "frames" in data and "instances" not in data:
+        raise InstitValueError(
+            f"{args.instances} holds tracks; pass the instances of one frame "
+            "(Instances.to_json, e.g. from instit segment)"
+        )
+    given = Instances.coerce(data, image_size=video.size)
     segmenter = Segmenter.from_pretrained(args.model, device=args.device)
     tracks = segmenter.track(
-        video, given, frame=args.frame, indexed_by=args.indexed_by, progress=not args.quiet
+        video, given, frame=args.frame, indexed_by=args.indexed_by, progress=not args.no_progress
     )
-    _write(tracks, args.output, args.overwrite)
+    _write(tracks, args.output)
     if args.json:
         print(json.dumps({"output": args.output, "frames": len(tracks), "ids": list(tracks.ids)}))
     else:
@@ -190,7 +198,7 @@ def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
         default="source",
         help="--frame and the output keyed by source frame number (default) or position",
     )
-    track.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_progress_option(track, "no progress bar")
     track.add_argument("--overwrite", action="store_true", help="replace an existing output")
     track.add_argument("--json", action="store_true", help="print the result as JSON")
     track.set_defaults(handler=_cmd_track)
