@@ -347,16 +347,26 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         ) from exc
 
 
-def read_text(path: Path) -> str:
-    """A UTF-8 file's text, or a :class:`DatasetError` naming the file and the bad byte's line."""
-    data = path.read_bytes()
+def read_text(path: Path, what: str = "file") -> str:
+    """The UTF-8 text of ``path`` (a leading BOM dropped), or a :class:`DatasetError` naming
+    ``what`` and the path when it is missing, a folder, unreadable, or not UTF-8 (with the bad
+    byte, its offset and its line)."""
     try:
-        return data.decode("utf-8")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"{what} {path} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{what} {path} is a folder: give the file inside it") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise DatasetError(f"{what} {path!s:.200} cannot be read: {reason}") from None
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise DatasetError(
-            f"{path}: line {line} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
-            "the file is damaged or in another encoding: download it again"
+            f"{what} {path}: line {line} is not UTF-8 text (byte {data[exc.start]:#04x} at "
+            f"offset {exc.start}); the file is damaged or in another encoding: save it as UTF-8"
         ) from None
 
 

@@ -128,7 +128,9 @@ def _part_files(output: Path) -> list[Path]:
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     # split on "\n" only: answers may hold other line breaks (U+2028 ...), which JSON keeps raw
-    *lines, _cut = read_text(path).split("\n")  # _cut: a line cut by a kill, asked again
+    *lines, _cut = read_text(path, "predictions part file").split(
+        "\n"
+    )  # _cut: a line cut by a kill, asked again
     for number, line in enumerate(lines, start=1):
         record = parse_json_line(line, path, number)
         if not isinstance(record, dict) or "question_id" not in record:
@@ -163,27 +165,6 @@ def parse_json(text: str, where: str) -> Any:
     except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
         reason = str(exc).split(";")[0]
         raise DatasetError(f"{where} is not valid JSON ({reason})") from None
-
-
-def read_named(path: Path, what: str) -> str:
-    """The UTF-8 text of ``path`` (a leading BOM dropped); a :class:`DatasetError` naming
-    ``what`` and the path when it is missing, a folder, unreadable or not UTF-8."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError(f"{what} {path} does not exist: check the path") from None
-    except IsADirectoryError:
-        raise DatasetError(f"{what} {path} is a folder: give the JSON file inside it") from None
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        reason = getattr(exc, "strerror", None) or exc
-        raise DatasetError(f"{what} {path!s:.200} cannot be read: {reason}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"{what} {path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset "
-            f"{exc.start}): save it as UTF-8"
-        ) from None
 
 
 def check_predictions(records: object, where: str) -> list[dict[str, Any]]:
@@ -244,7 +225,7 @@ def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a predictions JSON list (the reference format) and check it with
     :func:`check_predictions`; every problem is a :class:`DatasetError` naming the file."""
     path = Path(path)
-    data = parse_json(read_named(path, "predictions file"), f"predictions file {path}")
+    data = parse_json(read_text(path, "predictions file"), f"predictions file {path}")
     return check_predictions(data, f"predictions file {path}")
 
 
@@ -323,7 +304,7 @@ def check_producer(
     record = _producer_path(output)
     data: dict[str, Any] = {}
     if record.exists():
-        text = read_text(record)
+        text = read_text(record, "producer record")
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:

@@ -33,12 +33,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from instit.bench.data import read_text
 from instit.bench.protocol import JUDGE_PROMPTS
 from instit.bench.run import (
     _repair_tail,
     check_predictions,
     parse_json,
-    read_named,
     read_predictions,
 )
 from instit.errors import DatasetError, InstitError, InstitTypeError, InstitValueError
@@ -247,7 +247,7 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
     cache: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return cache
-    lines = read_named(path, "judge cache").split("\n")
+    lines = read_text(path, "judge cache").split("\n")
     for number, line in enumerate(lines[:-1], 1):  # lines[-1]: "" or a cut last line
         if not line.strip():
             continue
