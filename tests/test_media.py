@@ -517,3 +517,49 @@ def test_bgr_is_refused_for_what_is_already_rgb(source: str, tmp_path: Path) -> 
         load_image(value, channels="bgr")
     with pytest.raises(InstitValueError, match="not a channel order"):
         to_numpy_rgb(np.zeros((2, 2, 3), np.uint8), channels="rbg")  # type: ignore[arg-type]
+
+
+# -- one media boundary: is_video / load_media ----------------------------------------------------
+
+
+def test_one_rule_says_image_or_video(tmp_path: Path) -> None:
+    from instit.media import is_video
+    from instit.video import Video
+
+    frames = [Image.new("RGB", (8, 6))] * 2
+    (tmp_path / "frames").mkdir()
+    videos = [
+        Video(frames, indices=[0, 1], timestamps=[0.0, 1.0]),
+        frames,
+        tuple(frames),
+        np.zeros((2, 6, 8, 3), np.uint8),
+        tmp_path / "frames",
+        *(f"clip{s}" for s in (".mp4", ".wmv", ".flv", ".ts", ".GIF", ".MKV")),
+    ]
+    images = [
+        frames[0],
+        np.zeros((6, 8, 3), np.uint8),
+        *(f"photo{s}" for s in (".jpg", ".JPEG", ".png", ".webp", ".tiff")),
+        io.BytesIO(b""),
+    ]
+    assert all(is_video(v) for v in videos)
+    assert not any(is_video(i) for i in images)
+
+
+def test_load_media_gives_an_image_or_a_video(tmp_path: Path) -> None:
+    from instit.media import load_media
+    from instit.video import Video
+    from video_clips import write_clip
+
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(tmp_path / "p.png")
+    clip = write_clip(tmp_path / "c.mp4", 12, rate=4)
+    image = load_media(tmp_path / "p.png")
+    assert isinstance(image, Image.Image) and image.getpixel((0, 0)) == (200, 10, 10)
+    video = load_media(clip, num_frames=3)
+    assert isinstance(video, Video) and video.indices == [0, 5, 11]
+    assert load_media(video) is video
+    bgr = np.zeros((6, 8, 3), np.uint8)
+    bgr[..., 0] = 255  # blue in BGR
+    assert load_media(bgr, channels="bgr").getpixel((0, 0)) == (0, 0, 255)
+    with pytest.raises(InstitError, match=r"\['num_frames'\] apply to videos"):
+        load_media(tmp_path / "p.png", num_frames=3)

@@ -57,7 +57,7 @@ def _load_instances(path: str | None, media: str) -> Any:
     from instit.instances import Instances, Tracks
 
     data = read_instances_file(path)
-    if _is_video_source(media):
+    if _is_video(media):
         if isinstance(data, dict) and "kind" in data and "instances" in data:
             raise InstitValueError(
                 f"{path} holds image instances; a video needs tracks "
@@ -104,20 +104,19 @@ def _read_csv_rows(file: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _is_video_source(path: str) -> bool:
-    """A folder of frames or any file that is not a still image counts as a video."""
-    from instit.video.core import IMAGE_SUFFIXES
-
-    return Path(path).is_dir() or Path(path).suffix.lower() not in IMAGE_SUFFIXES
-
-
 def _load_media(source: str, args: argparse.Namespace) -> Any:
     """An image path stays a path; a folder or a video file becomes a sampled ``Video``."""
-    if _is_video_source(source):
-        from instit.video import load_video
+    if _is_video(source):
+        from instit.media import load_media
 
-        return load_video(source, **_sampling(args))
+        return load_media(source, **_sampling(args))
     return source
+
+
+def _is_video(source: str) -> bool:
+    from instit.media import is_video
+
+    return is_video(source)
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -235,7 +234,7 @@ def _check_output(
     if target is None:
         return
     from instit._files import check_not_an_input, check_output, output_lock
-    from instit.video.core import IMAGE_SUFFIXES
+    from instit.media import IMAGE_SUFFIXES
 
     path = check_output(
         target,
@@ -275,7 +274,7 @@ def _save_marked(result: Any, target: str | None, video: bool) -> None:
 def _cmd_mark(args: argparse.Namespace) -> int:
     from instit.marks import MarkStyle
 
-    video = _is_video_source(args.source)
+    video = _is_video(args.source)
     if args.instances is None and args.text is None:
         raise InstitValueError("pass --instances (a JSON file) or --text (phrases to find)")
     _check_output(  # before any file is read or any model (--text) loads
@@ -362,7 +361,7 @@ def _cmd_frames(args: argparse.Namespace) -> int:
 def _check_save_marked(args: argparse.Namespace) -> bool:
     """Check ``--save-marked`` (a folder for a video, an image file for an image); return
     whether the media is a video."""
-    video = _is_video_source(args.media)
+    video = _is_video(args.media)
     _check_output(
         args,
         args.save_marked,

@@ -37,17 +37,23 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from instit.errors import InstancesError, InstitTypeError, InstitValueError, MediaError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from instit.video.core import Video
+
 ImageLike = Image.Image | np.ndarray | str | os.PathLike | IO[bytes]
 """Anything :func:`load_image` accepts."""
 Channels = Literal["rgb", "bgr"]
 """The channel order of colour arrays: ``"rgb"`` (default) or ``"bgr"`` (OpenCV, supervision)."""
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+"""File suffixes of still images; any other file is read as a video (FFmpeg reads the rest)."""
 
 _ACCEPTED = (
     "a PIL.Image.Image, a numpy array (HxW, HxWx1, HxWx3 or HxWx4), "
@@ -56,6 +62,53 @@ _ACCEPTED = (
 # EXIF orientations that rotate the image by 90 or 270 degrees (width and height swap).
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
 _EXIF_ORIENTATION = 0x0112
+
+
+def is_video(media: object) -> bool:
+    """Whether ``media`` is a video rather than one image: the one rule every part of instit
+    uses.
+
+    A video is an :class:`instit.Video`, a list or tuple of frames, a ``TxHxWxC`` array, a
+    folder (of frames) or a file whose suffix is not a still image's (:data:`IMAGE_SUFFIXES`);
+    anything else (a PIL image, an ``HxW[xC]`` array, an image file, a file object) is an image.
+    """
+    from instit.video.core import Video
+
+    if isinstance(media, Video):
+        return True
+    if isinstance(media, np.ndarray):
+        return media.ndim == 4
+    if isinstance(media, (list, tuple)):
+        return True
+    if isinstance(media, (str, os.PathLike)):
+        path = Path(os.fspath(media))
+        return path.is_dir() or path.suffix.lower() not in IMAGE_SUFFIXES
+    return False
+
+
+def load_media(
+    source: object, *, channels: Channels = "rgb", **sampling: object
+) -> Image.Image | Video:
+    """An image (RGB PIL image) or a video (:class:`instit.Video`), by :func:`is_video`.
+
+    ``sampling`` goes to :func:`instit.load_video` (``num_frames``, ``fps``, ...) for a video; a
+    ``Video`` is returned as it is.
+
+    Raises:
+        MediaError / VideoError: unreadable media.
+        InstitValueError: sampling arguments given for an image.
+    """
+    from instit.video.core import Video, load_video
+
+    if isinstance(source, Video):
+        return source
+    if is_video(source):
+        return load_video(source, channels=channels, **sampling)  # type: ignore[arg-type]
+    if sampling:
+        raise InstitValueError(
+            f"{sorted(sampling)} apply to videos, but {_describe(source)} is an image; drop them"
+        )
+    return load_image(source, channels=channels)  # type: ignore[arg-type]
 
 
 def load_image(image: ImageLike, *, channels: Channels = "rgb") -> Image.Image:

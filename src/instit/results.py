@@ -111,7 +111,9 @@ def _media_html(media: Any) -> str:
 
 
 def _is_video(media: Any) -> bool:
-    return hasattr(media, "frames") or isinstance(media, (list, tuple))
+    from instit.media import is_video
+
+    return is_video(media)
 
 
 def highlight_html(

@@ -52,7 +52,6 @@ MediaLike = (
     Any  # PIL image | path | numpy array | instit.video.Video | list of frames | EncodedMedia
 )
 
-_VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".gif"}
 _REQUIRED_TOKENS = {"qwen_1_5": ("<|im_start|>", "<|im_end|>"), "vicuna_v1": ("</s>",)}
 
 
@@ -312,24 +311,16 @@ class InstIt:
 
     def _load_media(self, media: MediaLike) -> tuple[str, Any]:
         """``("image", PIL image)`` or ``("video", [PIL frames])``; the input is not modified."""
-        import numpy as np
+        from instit.media import is_video, load_image, load_media
+        from instit.video import Video
 
-        from instit.media import load_image
-
-        if hasattr(media, "frames") and hasattr(media, "timestamps"):
-            return "video", [load_image(frame) for frame in media.frames]
-        if isinstance(media, (list, tuple)):
-            if not media:
-                raise ModelInputError("the video has no frames; pass at least one frame")
-            return "video", [load_image(frame) for frame in media]
-        if isinstance(media, np.ndarray) and media.ndim == 4:
-            return "video", [load_image(frame) for frame in media]
-        if isinstance(media, (str, os.PathLike)):
-            path = Path(media)
-            if path.is_dir() or path.suffix.lower() in _VIDEO_SUFFIXES:
-                from instit.video import load_video
-
-                return "video", list(load_video(path).frames)
+        if isinstance(media, (list, tuple)) and not media:
+            raise ModelInputError("the video has no frames; pass at least one frame")
+        if is_video(media):
+            if isinstance(media, (str, os.PathLike)):
+                media = load_media(media)
+            frames = media.frames if isinstance(media, Video) else media
+            return "video", [load_image(frame) for frame in frames]
         return "image", load_image(media)
 
     def _visual_tokens(self, modality: str, content: Any) -> int:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from instit.errors import InstitTypeError, InstitValueError
 from instit.instances import Instances, Tracks
+from instit.media import is_video
 
 if TYPE_CHECKING:  # pragma: no cover
     from instit.segment.detector import Detector
@@ -50,20 +49,6 @@ def default_detector() -> Detector:
     if "detector" not in _cache:
         _cache["detector"] = Detector.from_pretrained()
     return _cache["detector"]
-
-
-def _is_video(media: object) -> bool:
-    from instit.video import Video
-    from instit.video.core import IMAGE_SUFFIXES
-
-    if isinstance(media, Video):
-        return True
-    if isinstance(media, (str, os.PathLike)):
-        path = Path(media)
-        return path.is_dir() or path.suffix.lower() not in IMAGE_SUFFIXES
-    if isinstance(media, np.ndarray):
-        return media.ndim == 4
-    return isinstance(media, Sequence) and not isinstance(media, (str, bytes))
 
 
 def _on_image(
@@ -134,7 +119,7 @@ def find_instances(
             f"{sorted(_DETECT_OPTIONS | _EVERYTHING_OPTIONS | _VIDEO_OPTIONS)}"
         )
     segment = segmenter or default_segmenter()
-    if not _is_video(media):
+    if not is_video(media):
         stray = set(opts) & _VIDEO_OPTIONS
         if stray:
             raise InstitTypeError(f"{sorted(stray)} apply to videos only; media is an image")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from instit.errors import InstancesError, InstitTypeError, InstitValueError, MediaError
+from instit.media import is_video
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterator
@@ -25,9 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MarksMode = Literal["draw", "as_is"]
 IndexedBy = Literal["source", "sample"]
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
-)
 _MARKS_MODES = ("draw", "as_is")
 
 
@@ -108,22 +106,6 @@ def check_marks(marks: str) -> None:
         )
 
 
-def is_video_like(media: object) -> bool:
-    """Whether ``media`` is a video (rather than one image) by its type alone."""
-    import numpy as np
-
-    if hasattr(media, "frames") and hasattr(media, "timestamps"):
-        return True
-    if isinstance(media, np.ndarray):
-        return media.ndim == 4
-    if isinstance(media, (list, tuple)):
-        return True
-    if isinstance(media, (str, os.PathLike)):
-        path = Path(os.fspath(media))
-        return path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES
-    return False
-
-
 def prepare(
     media: Any,
     instances: Any = None,
@@ -156,7 +138,7 @@ def prepare(
             "media is None; pass an image (PIL image, array, file path) or a video (Video, "
             "list of frames, video file, frame folder)"
         )
-    if is_video_like(media):
+    if is_video(media):
         return _prepare_video(
             media,
             instances,

@@ -143,12 +143,13 @@ def _materialise(
     model: InstIt, conversation: Conversation, max_frames: int
 ) -> tuple[Any, tuple[tuple[str, str], ...]]:
     """What the model sees for ``conversation`` (marks drawn, frames sampled), checked."""
-    from instit.tasks._media import is_video_like, prepare
+    from instit.media import is_video
+    from instit.tasks._media import prepare
     from instit.video import load_video
 
     media = conversation.media
     try:
-        if is_video_like(media) and isinstance(media, (str, os.PathLike)):
+        if is_video(media) and isinstance(media, (str, os.PathLike)):
             path = Path(media)
             if path.is_dir():
                 video = load_video(path, num_frames=None)

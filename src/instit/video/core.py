@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from instit.errors import InstitTypeError, InstitValueError, MediaError, VideoError
+from instit.media import IMAGE_SUFFIXES
 from instit.video.sampling import select_frames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["IMAGE_SUFFIXES", "Video", "load_video"]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 """File suffixes (lower case) that count as still images in a folder of frames."""
 
 
