@@ -671,6 +671,11 @@ def test_to_llava_never_overwrites_its_own_source(tmp_path, monkeypatch, capsys)
     assert cli_main([*args, "--no-progress"]) == 2
     assert "would replace the input" in capsys.readouterr().err
     assert source.read_bytes() == before
+    hard = tmp_path / "hard.jsonl"  # a hard link is the same file too
+    hard.hardlink_to(source)
+    with pytest.raises(InstitValueError, match="would replace the input"):
+        convert_to_llava(source, hard, overwrite=True, progress=False)
+    assert source.read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -115,10 +115,12 @@ def check_not_an_input(
     output: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None], what: str
 ) -> None:
     """Refuse an ``output`` that is one of ``inputs`` or a folder holding one of them (paths
-    resolved, so ``./a``, ``a`` and links to ``a`` are the same): writing it would destroy the
-    input."""
+    resolved, so ``./a``, ``a``, symbolic and hard links to ``a`` are the same): writing it
+    would destroy the input."""
     for source in inputs:
-        if source is not None and Path(source).exists() and inside(source, output):
+        if source is None or not Path(source).exists():
+            continue
+        if inside(source, output) or (Path(output).exists() and Path(output).samefile(source)):
             raise InstitValueError(
                 f"{what} {output} would replace the input {source}: write somewhere else"
             )

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from instit._files import check_not_an_input
 from instit.bench.data import read_text
 from instit.bench.protocol import JUDGE_PROMPTS
 from instit.bench.run import (
@@ -414,14 +415,6 @@ def check_output(path: Path, what: str, inputs: Sequence[Path] = ()) -> None:
     """Refuse an output ``path`` that is an input (symlinks and hard links resolved), a folder,
     or under a file: usage errors, raised before any work is done."""
     try:
-        for source in inputs:
-            if path.resolve() == source.resolve() or (
-                path.exists() and source.exists() and path.samefile(source)
-            ):
-                raise InstitValueError(
-                    f"{what} {path} is the input {source}: writing it would replace the input; "
-                    "choose another path"
-                )
         if path.is_dir():
             raise InstitValueError(f"{what} {path} is a folder: give a file path")
         parent = path.parent
@@ -431,6 +424,7 @@ def check_output(path: Path, what: str, inputs: Sequence[Path] = ()) -> None:
             raise InstitValueError(
                 f"{what} {path} is inside {parent}, which is a file, not a folder"
             )
+        check_not_an_input(path, inputs, what)
     except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name too long ...
         if isinstance(exc, InstitValueError):
             raise
