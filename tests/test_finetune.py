@@ -360,3 +360,13 @@ print(sorted(set(calls)))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]" and done.stderr == ""
+
+
+def test_a_damaged_jsonl_line_is_a_dataset_error(tmp_path):
+    from instit.training import read_conversations
+
+    for line in ('{"image": "a.png", "id": ' + "1" * 5000 + "}", "[" * 100_000, "{oops"):
+        data = tmp_path / "sft.jsonl"
+        data.write_text(line + "\n")
+        with pytest.raises(DatasetError, match=r"sft\.jsonl line 1: not valid JSON"):
+            read_conversations(data)

@@ -111,7 +111,7 @@ def _read_jsonl(path: Path, root: Path) -> Iterator[Conversation]:
                 where = f"{path} line {number}"
                 try:
                     record = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as exc:
+                except (ValueError, RecursionError) as exc:  # bad JSON, huge numbers, nesting
                     raise DatasetError(f"{where}: not valid JSON ({exc})") from None
                 yield _from_llava_record(record, root, where)
     except UnicodeDecodeError as exc:

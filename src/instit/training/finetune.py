@@ -79,17 +79,19 @@ def _full_prefixes(module: Any, targets: Sequence[str]) -> list[str]:
 
 
 class _Examples:
-    """A map-style dataset: conversation ``i`` -> its training features, made on demand."""
+    """A map-style dataset: conversation ``i`` -> its training features, made on demand (media
+    loaded, marked and preprocessed per step, so memory holds no decoded dataset)."""
 
-    def __init__(self, model: InstIt, items: list[tuple[Any, tuple[tuple[str, str], ...]]]):
+    def __init__(self, model: InstIt, conversations: list[Conversation], max_frames: int):
         self.model = model
-        self.items = items
+        self.conversations = conversations
+        self.max_frames = max_frames
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.conversations)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        media, turns = self.items[index]
+        media, turns = _materialise(self.model, self.conversations[index], self.max_frames)
         return training_features(self.model, media, turns)
 
 
@@ -342,7 +344,8 @@ def finetune(
     instit_model = _load_model(model, method, progress)
     manifest["base"] = manifest["base"] or str(instit_model.spec.path)
     manifest["template"] = instit_model.template
-    items = [_materialise(instit_model, c, max_frames) for c in conversations]
+    for conversation in conversations:  # every example checked before training starts
+        _materialise(instit_model, conversation, max_frames)
     if overwrite and output.is_dir():
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -387,7 +390,7 @@ def finetune(
     trainer = Trainer(
         model=trained,
         args=TrainingArguments(**settings),
-        train_dataset=_Examples(instit_model, items),
+        train_dataset=_Examples(instit_model, conversations, max_frames),
         data_collator=_collate(instit_model._pad_id()),
     )
     if not progress:
