@@ -508,12 +508,12 @@ class InstIt:
         is an image, a video (``Video``, list of frames, ``TxHxWxC`` array, video file), an
         :class:`EncodedMedia` or ``None`` (text only); arrays are RGB (for BGR arrays use
         ``ask(..., channels="bgr")`` or ``load_image(array, channels="bgr")`` first). The same
-        object given several times is
-        encoded once and, with ``prefix_cache`` (default), its template head and visual tokens
-        are prefilled once: the prompts about it run as batches of their questions on that
-        cached prefix (the same greedy tokens as one by one), and the cache is freed before
-        the next media's is made.  An :class:`EncodedMedia` that carries a prefix cache
-        (``encode_media(media, cache_prefix=True)``) uses it even for one prompt.
+        object given several times is encoded once and, with ``prefix_cache`` (default), its
+        template head and visual tokens are prefilled once: the prompts about it run as batches
+        of their questions on that cached prefix (the same greedy tokens as one by one), and
+        the cache is freed before the next media's is made.  An :class:`EncodedMedia` that
+        carries a prefix cache (``encode_media(media, cache_prefix=True)``) uses it even for one
+        prompt.
         ``progress=True`` shows a bar per batch that counts its tokens as they come.
 
         ``temperature=0`` is greedy decoding (the reference's setting).  ``generation_config``
