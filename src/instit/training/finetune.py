@@ -177,11 +177,7 @@ def _materialise(
         )
     ids, _ = conversation_ids(model, conversation.turns)
     total = len(ids) - 1 + model._visual_tokens(prepared.kind, prepared.model_input)
-    if total > model.context_length:
-        raise ModelInputError(
-            f"{conversation.source}: the conversation with its media needs {total} tokens but the "
-            f"checkpoint's context is {model.context_length}; use fewer frames or shorter turns"
-        )
+    model._check_length(total, f"{conversation.source}: the conversation with its media")
     return prepared.model_input, conversation.turns
 
 
