@@ -370,3 +370,32 @@ def test_a_damaged_jsonl_line_is_a_dataset_error(tmp_path):
         data.write_text(line + "\n")
         with pytest.raises(DatasetError, match=r"sft\.jsonl line 1: not valid JSON"):
             read_conversations(data)
+
+
+def test_targets_choose_what_trains(checkpoints, tmp_path):
+    """Regression: target="vision" named a module path transformers 5 does not have."""
+    image, instances = _image()
+    data = [(image, instances, [(QUESTION, TARGET)])]
+    model = InstIt.from_pretrained(checkpoints["vicuna-clip"], device="cpu", progress=False)
+    finetune(model, data, tmp_path / "lora", target=["projector", "vision"], max_steps=1,
+             progress=False)  # fmt: skip
+    lora = {n.rsplit(".", 1)[0] for n, _ in model.module.named_modules() if n.endswith("lora_A")}
+    layers = len(model.module.model.vision_tower.encoder.layers)
+    assert {n for n in lora if n.startswith("model.multi_modal_projector.")} == {
+        "model.multi_modal_projector.linear_1",
+        "model.multi_modal_projector.linear_2",
+    }
+    tower = {n for n in lora if n.startswith("model.vision_tower.encoder.layers.")}
+    assert len(tower) == 6 * min(layers, 12)  # q, k, v, out, fc1, fc2 of the last layers
+    assert lora == tower | {
+        "model.multi_modal_projector.linear_1",
+        "model.multi_modal_projector.linear_2",
+    }
+
+    full = InstIt.from_pretrained(checkpoints["vicuna-clip"], device="cpu", progress=False)
+    before = {n: p.detach().clone() for n, p in full.module.named_parameters()}
+    finetune(full, data, tmp_path / "full", method="full", target="projector", max_steps=1,
+             learning_rate=1e-2, progress=False)  # fmt: skip
+    changed = {n for n, p in full.module.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(n.startswith("model.multi_modal_projector.") for n in changed)
+    assert (tmp_path / "full" / "model" / "config.json").is_file()

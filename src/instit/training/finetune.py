@@ -44,13 +44,17 @@ def _targets(target: str | Sequence[str]) -> tuple[str, ...]:
     return chosen
 
 
+def _vision_layers(module: Any) -> range:
+    """Indices of the vision tower's last :data:`VISION_LAYERS` encoder layers."""
+    count = len(module.model.vision_tower.encoder.layers)
+    return range(max(0, count - VISION_LAYERS), count)
+
+
 def _vision_pattern(module: Any) -> str:
     """Linear layers of the vision tower's last :data:`VISION_LAYERS` encoder layers."""
-    layers = module.model.vision_tower.vision_model.encoder.layers
-    first = max(0, len(layers) - VISION_LAYERS)
-    numbers = "|".join(str(i) for i in range(first, len(layers)))
+    numbers = "|".join(str(i) for i in _vision_layers(module))
     return (
-        rf"model\.vision_tower\.vision_model\.encoder\.layers\.({numbers})\."
+        rf"model\.vision_tower\.encoder\.layers\.({numbers})\."
         r"(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])"
     )
 
@@ -69,12 +73,8 @@ def _full_prefixes(module: Any, targets: Sequence[str]) -> list[str]:
         elif t == "projector":
             prefixes.append("model.multi_modal_projector.")
         else:
-            layers = module.model.vision_tower.vision_model.encoder.layers
-            first = max(0, len(layers) - VISION_LAYERS)
-            prefixes += [
-                f"model.vision_tower.vision_model.encoder.layers.{i}."
-                for i in range(first, len(layers))
-            ]
+            tower = "model.vision_tower.encoder.layers"
+            prefixes += [f"{tower}.{i}." for i in _vision_layers(module)]
     return prefixes
 
 
