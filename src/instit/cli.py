@@ -114,6 +114,7 @@ def _load_media(source: str, args: argparse.Namespace) -> Any:
 
 
 def _is_video(source: str) -> bool:
+    """:func:`instit.media.is_video`, imported when a verb runs (``instit --help`` stays light)."""
     from instit.media import is_video
 
     return is_video(source)

@@ -105,15 +105,11 @@ def _thumbnail_tags(images: Sequence[Image.Image], captions: Sequence[str]) -> l
 
 def _media_html(media: Any) -> str:
     frames = media_frames(media)
-    if len(frames) == 1 and not _is_video(media):
-        return "".join(_thumbnail_tags(frames, [""]))
-    return "".join(_thumbnail_tags(frames, [f"<{t}>" for t in range(1, len(frames) + 1)]))
-
-
-def _is_video(media: Any) -> bool:
     from instit.media import is_video
 
-    return is_video(media)
+    if len(frames) == 1 and not is_video(media):
+        return "".join(_thumbnail_tags(frames, [""]))
+    return "".join(_thumbnail_tags(frames, [f"<{t}>" for t in range(1, len(frames) + 1)]))
 
 
 def highlight_html(
