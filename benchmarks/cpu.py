@@ -59,21 +59,25 @@ QUESTION = "What is [1] doing, and where is [2]?"
 CONFORMANCE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
 
 
-def greedy(model: Any, inputs: dict[str, Any], steps: int) -> tuple[Any, list[int], float, float]:
+def greedy(
+    model: Any, inputs: dict[str, Any], steps: int
+) -> tuple[Any, list[int], dict[str, float]]:
     """Prefill ``inputs``, then ``steps`` greedy tokens with the KV cache.
 
-    Returns the prefill's last logits, the tokens, the prefill seconds and the decode seconds.
+    Returns the prefill's last logits, the tokens and the timings: wall seconds of the prefill
+    and the decode, and the CPU seconds this process spent on each (all threads: on a shared
+    machine, CPU seconds / threads is what the wall time would be with the cores to itself).
     """
     import torch
 
     with torch.inference_mode():
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         out = model.module(**inputs, use_cache=True, logits_to_keep=1)
-        prefill = time.perf_counter() - start
+        prefill, prefill_cpu = time.perf_counter() - start, time.process_time() - cpu_start
         first = out.logits[0, -1].float().clone()
         tokens: list[int] = []
         logits = out.logits[0, -1]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(steps):
             token = int(logits.argmax())
             tokens.append(token)
@@ -83,8 +87,14 @@ def greedy(model: Any, inputs: dict[str, Any], steps: int) -> tuple[Any, list[in
                 use_cache=True,
             )
             logits = out.logits[0, -1]
-        decode = time.perf_counter() - start
-    return first, tokens, prefill, decode
+        timings = {
+            "prefill_seconds": prefill,
+            "prefill_cpu_seconds": prefill_cpu,
+            "decode_seconds": time.perf_counter() - start,
+            "decode_cpu_seconds": time.process_time() - cpu_start,
+            "threads": torch.get_num_threads(),
+        }
+    return first, tokens, timings
 
 
 def worker(folder: str, setting: str, steps: int, prefill: bool, out_file: str) -> None:
@@ -125,8 +135,9 @@ def worker(folder: str, setting: str, steps: int, prefill: bool, out_file: str) 
     if prefill:
         inputs = model.prepare(marked, QUESTION)
         result["prompt_tokens"] = int(inputs["input_ids"].shape[1])
-        logits, tokens, seconds, decode = greedy(model, inputs, steps)
-        result.update(prefill_seconds=seconds, decode_tps=steps / decode if steps else None)
+        logits, tokens, timings = greedy(model, inputs, steps)
+        result.update(timings, decode_tps=steps / timings["decode_seconds"] if steps else None)
+        result["load_average"] = os.getloadavg()[0]
         torch.save({"logits": logits, "tokens": tokens}, out_file)
     gc.collect()
     result["steady"] = (_status_kb("VmRSS") - rss_before) / 1024
@@ -212,7 +223,7 @@ def conformance_drift(settings: list[str], steps: int) -> list[str]:
                 body = prompt.split("<image>\n", 1)[1]
                 end = "<|im_end|>" if model.template == "qwen_1_5" else " ASSISTANT:"
                 inputs = model.prepare(media, body.rsplit(end, 1)[0])
-                logits, tokens, _, _ = greedy(model, inputs, steps)
+                logits, tokens, _ = greedy(model, inputs, steps)
                 runs[setting].append({"logits": logits, "tokens": tokens})
             del model
             gc.collect()
