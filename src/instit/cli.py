@@ -23,6 +23,7 @@ from instit.cli_support import (
     EXIT_FAILURE as EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE as EXIT_USAGE,
+    add_device_map_option,
     add_progress_option,
     help_formatter,
     positive_int,
@@ -178,6 +179,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="auto: 4-bit NF4 on CUDA; on a CPU none, unless float32 would not fit in memory",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_device_map_option(parser)
     parser.add_argument("--adapter", help="a LoRA adapter folder (from instit finetune) to apply")
     parser.add_argument(
         "--instances",
@@ -213,6 +215,7 @@ def _load_model(args: argparse.Namespace) -> Any:
         args.model,
         quantization=quantization,
         device=args.device,
+        device_map=args.device_map,
         adapter=args.adapter,
         progress=not args.no_progress,
     )

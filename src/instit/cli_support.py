@@ -79,6 +79,15 @@ def add_progress_option(parser: argparse.ArgumentParser, help_text: str) -> None
     parser.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
 
 
+def add_device_map_option(parser: argparse.ArgumentParser) -> None:
+    """``--device-map``: spread an Inst-It model over several GPUs (instead of ``--device``)."""
+    parser.add_argument(
+        "--device-map",
+        choices=["auto", "balanced", "balanced_low_0", "sequential"],
+        help="spread the model over the visible GPUs (instead of --device); CPU without GPUs",
+    )
+
+
 def _one_line_warnings(prefix: str) -> Callable[..., None]:
     """A ``warnings.showwarning`` that prints ``<prefix>: warning: <message>``."""
 

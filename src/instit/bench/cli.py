@@ -17,7 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from instit.cli_support import EXIT_OK, add_progress_option, help_formatter, positive_int
+from instit.cli_support import (
+    EXIT_OK,
+    add_device_map_option,
+    add_progress_option,
+    help_formatter,
+    positive_int,
+)
 from instit.errors import InstitTypeError, InstitValueError, JudgeError
 
 RUN_EXAMPLES = """\
@@ -130,12 +136,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         device = args.device
         local_rank = os.environ.get("LOCAL_RANK")
-        if device == "auto" and local_rank is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        if args.device_map is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            raise InstitValueError(
+                "--device-map spreads one model over every GPU, but this is one of "
+                f"{os.environ['WORLD_SIZE']} processes; run one process with --device-map, "
+                "or several without it (one GPU each)"
+            )
+        if (
+            device == "auto"
+            and args.device_map is None
+            and local_rank is not None
+            and int(os.environ.get("WORLD_SIZE", 1)) > 1
+        ):
             import torch
 
             device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
         model = InstIt.from_pretrained(
-            args.model, device=device, adapter=args.adapter, progress=not args.no_progress
+            args.model,
+            device=device,
+            device_map=args.device_map,
+            adapter=args.adapter,
+            progress=not args.no_progress,
         )
     results = []
     for config in configs:
@@ -258,6 +279,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     run.add_argument("--checkpoint", help=argparse.SUPPRESS)  # deprecated name of --model
     run.add_argument("--device", default="auto", help="device for --model (default auto)")
+    add_device_map_option(run)
     run.add_argument("--adapter", help="LoRA adapter folder (instit finetune) for --model")
     run.add_argument(
         "--bench", default=None, help="local copy of the dataset repo, or a hub id (default hub)"

@@ -173,6 +173,8 @@ class InstIt:
         progress: bool = True,
         adapter: str | os.PathLike[str] | None = None,
         merge: bool = False,
+        device_map: str | Mapping[str, Any] | None = None,
+        max_memory: Mapping[int | str, int | str] | None = None,
     ) -> InstIt:
         """Load a checkpoint folder or hub id (LLaVA-NeXT's layout or transformers').
 
@@ -194,12 +196,20 @@ class InstIt:
             adapter: a LoRA adapter folder written by :func:`instit.finetune`, put on the
                 loaded model (see :func:`instit.model.adapters.attach_adapter`).
             merge: fold ``adapter`` into the weights (unquantized models only).
+            device_map: spread the model over several GPUs instead of ``device``: a strategy
+                (``"auto"``, ``"balanced"``, ``"balanced_low_0"``, ``"sequential"``) or a dict
+                ``{module name: device}`` (see :mod:`instit.model.placement`).  Without a
+                visible GPU a strategy loads on the CPU.
+            max_memory: per-device bounds for ``device_map``, e.g. ``{0: "20GiB", 1: "20GiB",
+                "cpu": "60GiB"}``.
 
         Raises:
             CheckpointError: missing files, shards or weights, unknown architecture, a
                 tokenizer without the template's special tokens.
             DependencyError: 4/8-bit quantization without bitsandbytes or on a device other
-                than CUDA and the CPU.
+                than CUDA and the CPU; a device or device_map naming a GPU that is not visible.
+            InstitValueError: both ``device`` and ``device_map``, an unknown strategy, a map
+                with unknown module names, weights left without a device, or ``"disk"``.
             NotEnoughMemoryError: a CPU load would not fit in the available memory (raised
                 before any weight is read; names the setting that fits).
         """
@@ -209,7 +219,8 @@ class InstIt:
         from instit.model import quantization as q
         from instit.model.adapters import attach_adapter, check_adapter_folder
         from instit.model.checkpoint import read_checkpoint, snapshot
-        from instit.model.weights import checked_config, load_module
+        from instit.model.placement import check_map_names, resolve_placement
+        from instit.model.weights import checked_config, load_module, parameter_names
         from instit.prompting.templates import template_for
 
         if adapter is not None:
@@ -217,12 +228,15 @@ class InstIt:
         elif merge:
             raise InstitValueError("merge=True needs an adapter; pass adapter=FOLDER as well")
 
+        place = resolve_placement(device, device_map, max_memory)
         folder = snapshot(
             name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
         )
         spec = read_checkpoint(folder, cache_dir=cache_dir, local_files_only=local_files_only)
         checked_config(spec, spec.embedding_rows)  # before the tokenizer reads config.json too
-        resolved_device = q.resolve_device(device)
+        if isinstance(device_map, Mapping):
+            check_map_names(device_map, parameter_names(spec))
+        resolved_device = place.device
         dtype_name = q.resolve_dtype(dtype, resolved_device)
         mode = q.resolve_quantization(quantization, resolved_device)
         memory = None
@@ -242,9 +256,13 @@ class InstIt:
             len(tokenizer),
             dtype=getattr(torch, dtype_name),
             device=resolved_device,
-            quantization_config=q.bitsandbytes_config(mode, dtype_name),
+            quantization_config=q.bitsandbytes_config(
+                mode, dtype_name, cpu_offload=place.device_map is not None
+            ),
             attn_implementation=attn_implementation,
             progress=progress,
+            device_map=place.device_map,
+            max_memory=place.max_memory,
         )
         label = mode if isinstance(mode, str) or mode is None else "custom"
         model = cls(module, tokenizer, spec, template=template, quantization=label)
@@ -289,6 +307,7 @@ class InstIt:
             "template": self.template,
             "vision": self.vision.to_dict(),
             "device": str(self.device),
+            "device_map": getattr(self.module, "hf_device_map", None),
             "dtype": str(self.dtype).removeprefix("torch."),
             "quantization": self.quantization,
             "adapter": self.adapter,

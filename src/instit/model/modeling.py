@@ -21,7 +21,7 @@ Everything else (towers, projector, language model, generation, quantization) is
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -121,6 +121,10 @@ class InstItLlavaModel(LlavaOnevisionModel):
 
 class InstItLlavaForConditionalGeneration(LlavaOnevisionForConditionalGeneration):
     """LLaVA-OneVision for generation, built on :class:`InstItLlavaModel`."""
+
+    # Kept whole on one device by a device_map (transformers adds its encoder/decoder layers):
+    # the projector's two matrices run back to back on every visual token.
+    _no_split_modules: ClassVar[list[str]] = ["LlavaOnevisionMultiModalProjector"]
 
     def __init__(self, config: LlavaOnevisionConfig) -> None:
         # Not super().__init__: that would build (and initialise) a second, stock inner model.

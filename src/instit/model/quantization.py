@@ -169,11 +169,12 @@ def import_bitsandbytes() -> Any:
     return bitsandbytes
 
 
-def bitsandbytes_config(mode: Any, compute_dtype: str) -> Any:
+def bitsandbytes_config(mode: Any, compute_dtype: str, *, cpu_offload: bool = False) -> Any:
     """The ``BitsAndBytesConfig`` for a resolved mode (``None`` stays ``None``).
 
-    Imports bitsandbytes through :func:`import_bitsandbytes` first, so that transformers finds
-    it already imported.
+    ``cpu_offload``: a ``device_map`` may put modules on the CPU; those stay unquantized
+    (float32), as bitsandbytes requires.  Imports bitsandbytes through
+    :func:`import_bitsandbytes` first, so that transformers finds it already imported.
     """
     if mode is None:
         return mode
@@ -190,5 +191,10 @@ def bitsandbytes_config(mode: Any, compute_dtype: str) -> Any:
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
             llm_int8_skip_modules=list(SKIP_MODULES),
+            llm_int8_enable_fp32_cpu_offload=cpu_offload,
         )
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(SKIP_MODULES))
+    return BitsAndBytesConfig(
+        load_in_8bit=True,
+        llm_int8_skip_modules=list(SKIP_MODULES),
+        llm_int8_enable_fp32_cpu_offload=cpu_offload,
+    )

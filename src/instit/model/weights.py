@@ -149,6 +149,17 @@ def _quiet_progress(progress: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def parameter_names(spec: CheckpointSpec) -> list[str]:
+    """The model's parameter names (transformers' names), from a weightless meta-device model."""
+    import torch
+
+    from instit.model.modeling import InstItLlavaForConditionalGeneration
+
+    with torch.device("meta"):
+        model = InstItLlavaForConditionalGeneration(checked_config(spec, spec.embedding_rows))
+    return [name for name, _ in model.named_parameters()]
+
+
 def load_module(
     spec: CheckpointSpec,
     vocab_size: int,
@@ -158,8 +169,13 @@ def load_module(
     quantization_config: Any = None,
     attn_implementation: str = "sdpa",
     progress: bool = True,
+    device_map: str | dict[str, int | str] | None = None,
+    max_memory: dict[int | str, int | str] | None = None,
 ) -> InstItLlavaForConditionalGeneration:
     """Create the model and stream ``spec``'s weights into it; check names; size the vocabulary.
+
+    ``device_map`` / ``max_memory`` (resolved by :func:`instit.model.placement.resolve_placement`)
+    spread the model over several devices; otherwise it goes whole to ``device``.
 
     Raises :class:`CheckpointError` listing unexpected, missing or mis-shaped weights, and when the
     tokenizer has more tokens than the checkpoint has embedding rows.
@@ -187,7 +203,9 @@ def load_module(
     )
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
-    if device != "cpu":
+    if device_map is not None:
+        kwargs.update(device_map=device_map, max_memory=max_memory)
+    elif device != "cpu":
         kwargs["device_map"] = {"": device}
     with _quiet_progress(progress):
         try:
