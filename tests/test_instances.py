@@ -1128,8 +1128,11 @@ def test_from_json_errors_are_typed() -> None:
         b"\xff\xfe\x00{",
     ]
     for text in bad_inputs:
-        for reader in (Instances.from_json, Tracks.from_json):
-            with pytest.raises(InstancesError, match="JSON cannot be read"):
+        for reader, what in ((Instances.from_json, "instances"), (Tracks.from_json, "tracks")):
+            with pytest.raises(
+                InstancesError,
+                match=rf"the {what} text(:| is not valid JSON).*pass the text to_json\(\) wrote",
+            ):
                 reader(text)
     for reader in (Instances.from_json, Tracks.from_json):
         with pytest.raises(InstitTypeError, match="str or bytes"):

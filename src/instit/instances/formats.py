@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from instit.errors import InstancesError, InstitTypeError
+from instit.instances._validate import _parse_frame_index, _parse_image_size
 
 if TYPE_CHECKING:  # pragma: no cover
-    from instit.instances import Instances, Tracks
+    from instit.instances.core import Instances
+    from instit.instances.tracks import Tracks
 
 FORMATS = (
     'instit\'s to_dict() output, {"<id>": [x0, y0, x1, y1]} boxes, {"<id>": mask or COCO RLE}, '
@@ -91,8 +93,6 @@ def is_annotation(item: object) -> bool:
 def from_wrapper(data: Mapping[str, Any], size: tuple[int, int] | None) -> Instances | None:
     """A COCO file of one image or an ``{"instances": [annotations]}`` file; ``None`` when
     ``data`` is neither."""
-    from instit.instances import _parse_image_size
-
     if isinstance(data.get("annotations"), list):
         return from_annotations(data["annotations"], size or _coco_image_size(data))
     if isinstance(data.get("instances"), list) and "kind" not in data:
@@ -114,14 +114,12 @@ def _coco_image_size(data: Mapping[str, Any]) -> tuple[int, int] | None:
     image = images[0]
     if not isinstance(image, Mapping) or "width" not in image or "height" not in image:
         return None
-    from instit.instances import _parse_image_size
-
     return _parse_image_size((image["width"], image["height"]))
 
 
 def from_annotations(items: Sequence[object], size: tuple[int, int] | None) -> Instances:
     """Instances from COCO annotations or supervision sink rows (one image)."""
-    from instit.instances import Instances
+    from instit.instances.core import Instances
 
     if not items:
         return Instances.empty(size)
@@ -185,7 +183,7 @@ def _frame_of(row: Mapping[str, Any], position: int) -> object:
 
 
 def _from_sink_rows(rows: Sequence[Mapping[str, Any]], size: tuple[int, int] | None) -> Instances:
-    from instit.instances import Instances
+    from instit.instances.core import Instances
 
     boxes = [
         [_number(row[key], f"row {i}: {key}") for key in _SINK_BOX] for i, row in enumerate(rows)
@@ -228,7 +226,7 @@ def _from_coco(annotations: Sequence[Mapping[str, Any]], size: tuple[int, int] |
 def _coco_geometry(
     annotations: Sequence[Mapping[str, Any]], size: tuple[int, int] | None
 ) -> Instances:
-    from instit.instances import Instances
+    from instit.instances.core import Instances
 
     ids = _ids_from(annotations, "id", "annotation")
     segmentations = [ann.get("segmentation") for ann in annotations]
@@ -271,8 +269,6 @@ def _coco_geometry(
 def _rle_size(rle: Mapping[str, Any]) -> tuple[int, int] | None:
     declared = rle.get("size")
     if isinstance(declared, Sequence) and len(declared) == 2:
-        from instit.instances import _parse_image_size
-
         return _parse_image_size((declared[1], declared[0]))
     return None
 
@@ -303,7 +299,7 @@ def is_sink_rows(value: object) -> bool:
 
 def tracks_from_sink_rows(rows: Sequence[Mapping[str, Any]]) -> Tracks:
     """Tracks from supervision sink rows with a ``frame_index`` column (IDs: ``tracker_id``)."""
-    from instit.instances import Tracks, _parse_frame_index
+    from instit.instances.tracks import Tracks
 
     grouped: dict[int, list[Mapping[str, Any]]] = {}
     for position, row in enumerate(rows):
