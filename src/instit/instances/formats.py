@@ -94,7 +94,8 @@ def from_wrapper(data: Mapping[str, Any], size: tuple[int, int] | None) -> Insta
     """A COCO file of one image or an ``{"instances": [annotations]}`` file; ``None`` when
     ``data`` is neither."""
     if isinstance(data.get("annotations"), list):
-        return from_annotations(data["annotations"], size or _coco_image_size(data))
+        size = size or _coco_image_size(data)
+        return from_annotations(data["annotations"], size, _categories(data))
     if isinstance(data.get("instances"), list) and "kind" not in data:
         own = _parse_image_size(data.get("image_size")) if "image_size" in data else None
         return from_annotations(data["instances"], size or own)
@@ -117,8 +118,42 @@ def _coco_image_size(data: Mapping[str, Any]) -> tuple[int, int] | None:
     return _parse_image_size((image["width"], image["height"]))
 
 
-def from_annotations(items: Sequence[object], size: tuple[int, int] | None) -> Instances:
-    """Instances from COCO annotations or supervision sink rows (one image)."""
+def _categories(data: Mapping[str, Any]) -> dict[object, str] | None:
+    """``{category id: name}`` of a COCO file's ``"categories"`` (``None`` without them)."""
+    categories = data.get("categories")
+    if categories is None:
+        return None
+    fix = 'COCO categories are [{"id": 1, "name": "person"}, ...]: fix the file or drop them'
+    if not isinstance(categories, list):
+        raise InstancesError(f'"categories" is a {type(categories).__name__}; {fix}')
+    names: dict[object, str] = {}
+    for position, category in enumerate(categories):
+        if (
+            not isinstance(category, Mapping)
+            or category.get("id") in (None, "")
+            or not isinstance(category.get("name"), str)
+        ):
+            raise InstancesError(f"category {position} is {category!r:.100}; {fix}")
+        key = _integer(category["id"], f"category {position}: id")
+        if not _is_id(key):
+            raise InstancesError(f"category {position} has the id {key!r}; {fix}")
+        if key in names:
+            raise InstancesError(f'category id {key!r} appears twice in "categories"; {fix}')
+        names[key] = category["name"]
+    return names
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def from_annotations(
+    items: Sequence[object],
+    size: tuple[int, int] | None,
+    categories: Mapping[object, str] | None = None,
+) -> Instances:
+    """Instances from COCO annotations or supervision sink rows (one image); ``categories``
+    (``{category id: name}``) names the COCO annotations' ``category_id``s as labels."""
     from instit.instances.core import Instances
 
     if not items:
@@ -139,10 +174,17 @@ def from_annotations(items: Sequence[object], size: tuple[int, int] | None) -> I
                 "or pass them as a video's tracks) or keep the rows of one frame"
             )
         return _from_sink_rows(records, size)
-    return _from_coco(records, size)
+    return _from_coco(records, size, categories)
 
 
-def _ids_from(records: Sequence[Mapping[str, Any]], key: str, what: str) -> list[object] | None:
+def _ids_from(
+    records: Sequence[Mapping[str, Any]],
+    key: str,
+    what: str,
+    *,
+    meaning: str = "the instance ID",
+    otherwise: str = "IDs 1..N in order",
+) -> list[object] | None:
     """Every record's ``key`` (``None`` when no record has one); mixing is an error."""
     present = [record.get(key) not in (None, "") for record in records]
     if not any(present):
@@ -151,7 +193,7 @@ def _ids_from(records: Sequence[Mapping[str, Any]], key: str, what: str) -> list
         missing = present.index(False)
         raise InstancesError(
             f"{what} {missing} has no {key!r} but others do; give every {what} its {key!r} "
-            f"(the instance ID) or none (IDs 1..N in order)"
+            f"({meaning}) or none ({otherwise})"
         )
     return [_integer(record[key], f"{what} {i}: {key}") for i, record in enumerate(records)]
 
@@ -217,10 +259,37 @@ def _is_rle(value: object) -> bool:
     return isinstance(value, Mapping) and "counts" in value and "size" in value
 
 
-def _from_coco(annotations: Sequence[Mapping[str, Any]], size: tuple[int, int] | None) -> Instances:
-
+def _from_coco(
+    annotations: Sequence[Mapping[str, Any]],
+    size: tuple[int, int] | None,
+    categories: Mapping[object, str] | None,
+) -> Instances:
     found = _coco_geometry(annotations, size)
-    return _labelled(found, annotations, label=None, score="score")  # COCO results' scores
+    found = _labelled(found, annotations, label=None, score="score")  # COCO results' scores
+    if categories is None:
+        return found
+    return found.with_labels(_category_names(annotations, categories))
+
+
+def _category_names(
+    annotations: Sequence[Mapping[str, Any]], categories: Mapping[object, str]
+) -> list[str] | None:
+    """The name of every annotation's ``category_id`` (``None`` when none has one)."""
+    ids = _ids_from(
+        annotations, "category_id", "annotation", meaning="its class", otherwise="no labels"
+    )
+    if ids is None:
+        return None
+    unknown = next(
+        (i for i, key in enumerate(ids) if not _is_id(key) or key not in categories), None
+    )
+    if unknown is not None:
+        known = ", ".join(str(key) for key in list(categories)[:10])
+        raise InstancesError(
+            f"annotation {unknown}: category_id {ids[unknown]!r} is not in the file's "
+            f'"categories" (ids {known}); add that category or fix the annotation'
+        )
+    return [categories[key] for key in ids]
 
 
 def _coco_geometry(
