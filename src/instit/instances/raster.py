@@ -1,8 +1,9 @@
 """Polygons to masks and back: the one polygon rasteriser of instit.
 
 :func:`rasterise` fills polygon rings into a mask, of a whole image (``Instance.mask``) or of
-one crop of it (the mark renderer's view of an instance): both give the same pixels, since both
-clip far vertices with the image's margin and fill the same fixed-point vertices.
+the window of it that holds the polygon (the mark renderer's view of an instance): both give
+the same pixels, since both cut far vertices at the image's margin and fill the same
+fixed-point vertices.
 :func:`contours` traces a mask's outlines and :func:`mask_boxes` its boxes.
 
 OpenCV is imported on first use, not with the package.
@@ -64,9 +65,12 @@ def rasterise(
     centres sit at integer coordinates (OpenCV's convention), vertices are rounded to 1/16
     pixel, and the outline's pixels are inside.
 
-    ``crop=(left, top, right, bottom)`` fills only that window of the image (a
-    ``(bottom - top, right - left)`` mask, pixel-identical to the whole image's mask there)
-    instead of the whole ``(height, width)`` image.
+    ``crop=(left, top, right, bottom)`` fills only that window of the image, a
+    ``(bottom - top, right - left)`` mask, instead of the whole ``(height, width)`` image.  When
+    the window holds every part of the rings that lies in the image (their box, as the mark
+    renderer takes it, or more), it is pixel-identical to the whole image's mask there.  A
+    window that cuts through the rings is not: OpenCV starts an edge's outline where the edge
+    enters the canvas, so the outline pixels along the cut can differ.
 
     Rings reaching far beyond the image are first cut to a margin around it, so vertices up to
     :data:`~instit.instances.MAX_COORDINATE` rasterise exactly (OpenCV's fixed-point vertices
