@@ -9,7 +9,8 @@ hand the plain Python values of a JSON or CSV file here when they are not instit
 * COCO annotations, a list of ``{"bbox": [x, y, w, h], "segmentation": ..., "category_id": ...}``
   (alone, as the ``"annotations"`` of a COCO file of one image, or as the ``"instances"`` of
   instit's bundled ``astronaut_instances.json``) -- IDs are the annotations' ``"id"`` when every
-  annotation has one, else ``1..N``;
+  annotation has one, else ``1..N``; a COCO file's ``"categories"`` name the ``category_id``s
+  (the labels), results' ``"score"`` are the scores;
 * rows of supervision's ``JSONSink`` / ``CSVSink`` (``x_min``, ``y_min``, ``x_max``, ``y_max``,
   ``tracker_id``, ...) -- IDs are ``tracker_id`` when every row has one, else ``1..N``; rows
   with a ``frame_index`` column become :class:`~instit.Tracks` keyed by it.
