@@ -360,7 +360,7 @@ def test_question_ids_of_mixed_or_unusable_types_are_refused(bench_root, value, 
     ("line", "message"),
     [
         (b'{"question_id": ' + b"1" * 5000 + b"}", "Exceeds the limit"),
-        (b"[" * 100_000, "recursion"),
+        (b"[" * 100_000, "nested too deeply"),
     ],
 )
 def test_huge_numbers_and_deep_nesting_name_file_and_line(bench_root, line, message):

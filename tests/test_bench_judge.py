@@ -678,7 +678,10 @@ def _cached_run(server, monkeypatch, tmp_path):
         (lambda lines: [lines[0].replace("0.5", "5.0"), lines[1]], "line 1 has the score 5.0"),
         (lambda lines: [lines[0], lines[1].replace("1.0", "NaN")], "line 2 has the score nan"),
         (lambda lines: ['{"key": "k", "sco', *lines], "line 1 is not valid JSON"),
-        (lambda lines: [lines[0], "[" * 50_000, lines[1]], "line 2 is nested too deeply"),
+        (
+            lambda lines: [lines[0], "[" * 50_000, lines[1]],
+            r"line 2 is not valid JSON \(nested too deeply",
+        ),
         (lambda lines: [lines[0].replace("true", '"yes"'), lines[1]], "no true/false valid"),
         (lambda lines: [lines[0].replace('"score": 0.5', '"score": "0.5"'), lines[1]], "numeric"),
         (lambda lines: ["[]", *lines], "line 1 is not a verdict"),

@@ -20,7 +20,7 @@ from PIL import Image
 
 from instit.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
 from instit.examples_data import example_image
-from instit.instances import Instances, Tracks
+from instit.instances import Instances, Tracks, encode_rle
 from instit.marks import draw_marks
 from instit.video import load_video, uniform_positions
 from lock_holder import lock_held_elsewhere
@@ -706,6 +706,44 @@ def test_mark_reads_supervision_sink_files(sink: str, example_files, tmp_path: P
     assert sorted(_json_out(capsys)["placements"]) == ["2", "7"]  # the tracker IDs
     expected = draw_marks(image_path, Instances.from_supervision(_sink_detections()))
     assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), np.asarray(expected))
+
+
+def test_mark_reads_a_coco_file_with_categories_and_scores(example_files, tmp_path, capsys):
+    image_path, _, example = example_files
+    width, height = Image.open(image_path).size
+    annotations = [
+        {
+            "id": instance.id,
+            "image_id": 1,
+            "segmentation": encode_rle(instance.mask),
+            "category_id": 1 + index % 2,
+            "score": 0.5 + index / 10,
+        }
+        for index, instance in enumerate(example)
+    ]
+    coco = {
+        "images": [{"id": 1, "width": width, "height": height, "file_name": image_path.name}],
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "astronaut"}, {"id": 2, "name": "thing"}],
+    }
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(coco))
+    out = tmp_path / "marked.png"
+    assert main(["mark", str(image_path), "--instances", str(path), "-o", str(out)]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == f"wrote {out} with {len(example)} marks"
+    read = Instances.from_dict(coco)  # what the CLI read, through the API
+    assert read.labels == ("astronaut", "thing", "astronaut", "thing")[: len(example)]
+    assert read.scores.tolist() == pytest.approx([0.5 + i / 10 for i in range(len(example))])
+    expected = np.asarray(draw_marks(image_path, example))
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), expected)
+    # a category the file does not name is a usage error that says so, and nothing is written
+    coco["annotations"][0]["category_id"] = 9
+    path.write_text(json.dumps(coco))
+    out.unlink()
+    assert main(["mark", str(image_path), "--instances", str(path), "-o", str(out)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "annotation 0: category_id 9 is not in the file's" in err and err.count("\n") == 1
+    assert not out.exists()
 
 
 def test_instances_files_in_other_formats_are_usage_errors(example_files, tmp_path: Path, capsys):

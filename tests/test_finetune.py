@@ -368,7 +368,7 @@ def test_a_damaged_jsonl_line_is_a_dataset_error(tmp_path):
     for line in ('{"image": "a.png", "id": ' + "1" * 5000 + "}", "[" * 100_000, "{oops"):
         data = tmp_path / "sft.jsonl"
         data.write_text(line + "\n")
-        with pytest.raises(DatasetError, match=r"sft\.jsonl line 1: not valid JSON"):
+        with pytest.raises(DatasetError, match=r"sft\.jsonl line 1 is not valid JSON"):
             read_conversations(data)
 
 

@@ -141,6 +141,86 @@ def test_coco_files_and_the_bundled_example() -> None:
         Instances.from_dict(coco)
 
 
+def coco_file() -> dict:
+    """A COCO file of one image: a polygon and an RLE, with categories and result scores."""
+    return {
+        "images": [{"id": 9, "width": W, "height": H, "file_name": "a.png"}],
+        "annotations": [
+            {
+                "id": 5,
+                "image_id": 9,
+                "segmentation": [[1, 1, 6, 1, 6, 6, 1, 6]],
+                "bbox": [1, 1, 5, 5],
+                "category_id": 18,
+                "score": 0.9,
+            },
+            {
+                "id": 2,
+                "image_id": 9,
+                "segmentation": encode_rle(square(7, 2, 11, 9)),
+                "bbox": [7, 2, 4, 7],
+                "category_id": 1,
+                "score": 0.25,
+            },
+        ],
+        "categories": [
+            {"id": 1, "name": "person", "supercategory": "person"},
+            {"id": 18, "name": "dog", "supercategory": "animal"},
+            {"id": 3, "name": "car"},
+        ],
+    }
+
+
+def test_coco_categories_name_the_labels_and_scores_are_kept() -> None:
+    coco = coco_file()
+    instances = Instances.from_dict(coco)
+    assert instances.ids == (5, 2) and instances.kind == "mask"
+    assert instances.labels == ("dog", "person")
+    assert instances.scores.tolist() == [0.9, 0.25]
+    assert [(i.id, i.label, i.score) for i in instances] == [(5, "dog", 0.9), (2, "person", 0.25)]
+    assert np.array_equal(instances[2].mask, square(7, 2, 11, 9))
+    assert Instances.coerce(coco, image_size=(W, H)) == instances
+    assert Instances.from_json(json.dumps(coco)) == instances
+    assert Instances.from_dict(instances.to_dict()) == instances  # labels survive to_dict
+    # without "categories" the category ids name nothing: no labels, the scores stay
+    del coco["categories"]
+    bare = Instances.from_dict(coco)
+    assert bare.labels is None and bare.scores.tolist() == [0.9, 0.25]
+    # annotations without category_id: no labels, even with categories
+    coco = coco_file()
+    for annotation in coco["annotations"]:
+        del annotation["category_id"]
+    assert Instances.from_dict(coco).labels is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda c: c["annotations"][1].update(category_id=7),
+            r"annotation 1: category_id 7 is not in the file's \"categories\" \(ids 1, 18, 3\)",
+        ),
+        (
+            lambda c: c["annotations"][1].pop("category_id"),
+            r"annotation 1 has no 'category_id' but others do; .*\(its class\) or none \(no labels",
+        ),
+        (
+            lambda c: c.update(categories={"1": "person"}),
+            r'"categories" is a dict; COCO categories',
+        ),
+        (lambda c: c["categories"][2].pop("name"), r"category 2 is \{'id': 3\}; COCO categories"),
+        (lambda c: c["categories"][2].update(id=[3]), r"category 2 has the id \[3\]"),
+        (lambda c: c["categories"][2].update(id=18), r"category id 18 appears twice"),
+        (lambda c: c["annotations"][0].update(category_id=[18]), r"category_id \[18\] is not in"),
+    ],
+)
+def test_coco_categories_that_do_not_fit_are_refused(edit, message: str) -> None:
+    coco = coco_file()
+    edit(coco)
+    with pytest.raises(InstancesError, match=message):
+        Instances.from_dict(coco)
+
+
 @pytest.mark.parametrize(
     ("annotations", "message"),
     [

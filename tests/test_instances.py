@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import warnings
 
@@ -986,6 +987,34 @@ def test_pickle_round_trip_keeps_arrays_read_only(instances: Instances) -> None:
     assert pickle.loads(pickle.dumps(tracks)) == tracks
 
 
+# Instances (ID 3, a box, label "cat", score 0.5) and Tracks {0: it, 2: it}, pickled (protocol 4)
+# by instit before instit.instances became a package
+_PICKLED_BEFORE_THE_SPLIT = (
+    "gASVWAEAAAAAAACMEGluc3RpdC5pbnN0YW5jZXOUjBJfcmVidWlsZF9pbnN0YW5jZXOUk5QojANib3iUSwOFlEsI"
+    "SwaGlIwWbnVtcHkuX2NvcmUubXVsdGlhcnJheZSMDF9yZWNvbnN0cnVjdJSTlIwFbnVtcHmUjAduZGFycmF5lJOU"
+    "SwCFlEMBYpSHlFKUKEsBSwFLBIaUaAmMBWR0eXBllJOUjAJmOJSJiIeUUpQoSwOMATyUTk5OSv////9K/////0sA"
+    "dJRiiUMgAAAAAAAA8D8AAAAAAAAAQAAAAAAAABRAAAAAAAAAGECUdJRiTk5OjANjYXSUhZRoCGgLSwCFlGgNh5RS"
+    "lChLAUsBhZRoFYlDCAAAAAAAAOA/lHSUYnSUUpRoAIwGVHJhY2tzlJOUKYGUfZQojAdfZnJhbWVzlH2UKEsAaCNL"
+    "AmgjdYwLX2ltYWdlX3NpemWUaAV1YoaULg=="
+)
+
+
+def test_pickles_from_before_the_package_split_still_load() -> None:
+    import base64
+    import pickle
+
+    data = base64.b64decode(_PICKLED_BEFORE_THE_SPLIT)
+    assert b"instit.instances" in data and b"instit.instances.core" not in data
+    instances, tracks = pickle.loads(data)
+    expected = Instances.from_boxes({3: [1, 2, 5, 6]}, image_size=(8, 6))
+    assert instances == expected.with_labels(["cat"], scores=[0.5])
+    assert tracks == Tracks({0: instances, 2: instances})
+    assert not instances.boxes().flags.writeable
+    # and what is pickled now names the same public path, so older instit versions read it
+    assert b"instit.instances.core" not in pickle.dumps((instances, tracks), protocol=4)
+    assert Instances.__module__ == Tracks.__module__ == "instit.instances"
+
+
 def test_torch_tensors_are_read_as_arrays() -> None:
     import torch
 
@@ -1099,6 +1128,31 @@ def test_polygons_with_far_away_vertices_rasterise_exactly(far: float) -> None:
     assert square.masks()[0].all()
 
 
+def test_a_crop_of_the_rasteriser_is_the_same_pixels_as_the_whole_image() -> None:
+    """The mark renderer rasterises each polygon only inside its box (``crop=``); that window
+    must hold the pixels of ``Instance.mask`` exactly, far vertices included."""
+    from instit.instances.raster import rasterise
+
+    rng = np.random.default_rng(11)
+    width, height = 60, 45
+    for trial in range(200):
+        scale = [70.0, 1e5, 1e9, 1e14][trial % 4]  # inside, and far beyond the margin
+        rings = [rng.uniform(-scale, scale, (int(rng.integers(3, 9)), 2)) for _ in range(2)]
+        rings[0][0] = rng.uniform(0, 40, 2)  # one vertex in the image
+        whole = rasterise(rings, width, height)
+        assert whole.shape == (height, width) and whole.dtype == bool
+        # the rings' box inside the image, as the renderer takes it, and sometimes a wider one
+        points = np.concatenate(rings)
+        x0, y0 = np.clip(points.min(axis=0), 0, [width, height])
+        x1, y1 = np.clip(points.max(axis=0), 0, [width, height])
+        pad = rng.integers(0, 4, 4) * (trial % 2)
+        left, top = max(0, math.floor(x0) - pad[0]), max(0, math.floor(y0) - pad[1])
+        right = min(width, math.ceil(x1) + 1 + pad[2])
+        bottom = min(height, math.ceil(y1) + 1 + pad[3])
+        crop = rasterise(rings, width, height, crop=(left, top, right, bottom))
+        assert np.array_equal(crop, whole[top:bottom, left:right]), trial
+
+
 def test_polygon_vertices_beyond_the_coordinate_bound_are_refused() -> None:
     from instit.instances import MAX_COORDINATE
 
@@ -1128,8 +1182,11 @@ def test_from_json_errors_are_typed() -> None:
         b"\xff\xfe\x00{",
     ]
     for text in bad_inputs:
-        for reader in (Instances.from_json, Tracks.from_json):
-            with pytest.raises(InstancesError, match="JSON cannot be read"):
+        for reader, what in ((Instances.from_json, "instances"), (Tracks.from_json, "tracks")):
+            with pytest.raises(
+                InstancesError,
+                match=rf"the {what} text(:| is not valid JSON).*pass the text to_json\(\) wrote",
+            ):
                 reader(text)
     for reader in (Instances.from_json, Tracks.from_json):
         with pytest.raises(InstitTypeError, match="str or bytes"):

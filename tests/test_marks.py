@@ -139,6 +139,23 @@ def test_polygon_crop_rasterisation_is_pixel_identical_to_instance_mask() -> Non
         assert not outside.any()
 
 
+@pytest.mark.parametrize("far", [1e6, 1.4e8, 1e12, 1e15])
+def test_polygons_with_far_vertices_are_drawn_as_their_instance_mask(far: float) -> None:
+    """Regression: marks had their own crop rasteriser, without the margin cut of
+    ``Instance.mask``: beyond the margin its fill differed (1e6), past ~1.3e8 the int32
+    vertices overflowed and a wedge filling 304 pixels kept 8.  Now marks use the one
+    rasteriser of :mod:`instit.instances.raster`."""
+    with pytest.warns(GeometryWarning):
+        wedge = Instances.from_polygons([[[2, 2], [far, 3], [2, 9]]], [4], image_size=(40, 30))
+    (shape,) = shapes_from(wedge, (40, 30))
+    left, top = shape.origin
+    height, width = shape.roi.shape
+    mask = wedge[4].mask
+    assert np.array_equal(shape.roi, mask[top : top + height, left : left + width])
+    assert shape.roi.sum() == mask.sum() == 304
+    assert mask[int(shape.anchor[1]), int(shape.anchor[0])]
+
+
 def test_shape_point_tests_agree_with_the_mask_inside_and_outside_the_crop() -> None:
     masks = np.stack([u_shape(), np.zeros((160, 200), dtype=bool)])
     masks[1, 150:, 190:] = True  # touches the bottom-right image corner

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from instit import _json
 from instit.cli_support import (
     EXIT_FAILURE as EXIT_FAILURE,
     EXIT_OK,
@@ -75,14 +76,9 @@ def read_instances_file(path: str) -> Any:
     file = Path(path)
     if not file.is_file():
         raise InstitValueError(f"instances file {file} does not exist: pass a JSON or CSV file")
-    return _read_csv_rows(file) if file.suffix.lower() == ".csv" else _read_json(file)
-
-
-def _read_json(file: Path) -> Any:
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge numbers, nesting
-        raise InstitValueError(f"instances file {file} is not valid JSON ({exc})") from None
+    if file.suffix.lower() == ".csv":
+        return _read_csv_rows(file)
+    return _json.loads(file.read_bytes(), f"instances file {file}", error=InstitValueError)
 
 
 def _read_csv_rows(file: Path) -> list[dict[str, str]]:

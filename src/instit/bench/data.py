@@ -20,7 +20,6 @@ writes.
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import stat
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from instit import _json
 from instit._files import inside, looks_like_local_path, missing_path, output_lock
 from instit.bench.protocol import BENCH_REPO_ID, CONFIGS, Format, Split, compose_prompt
 from instit.errors import DatasetError, DependencyError, MediaError
@@ -347,6 +347,10 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         ) from exc
 
 
+DAMAGED_LINE = ": the file is damaged; fix or remove that line"
+"""What to do about a JSON Lines line that is not JSON (the end of its error message)."""
+
+
 def read_text(path: Path, what: str = "file") -> str:
     """The UTF-8 text of ``path`` (a leading BOM dropped), or a :class:`DatasetError` naming
     ``what`` and the path when it is missing, a folder, unreadable, or not UTF-8 (with the bad
@@ -360,39 +364,18 @@ def read_text(path: Path, what: str = "file") -> str:
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         reason = getattr(exc, "strerror", None) or exc
         raise DatasetError(f"{what} {path!s:.200} cannot be read: {reason}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DatasetError(
-            f"{what} {path}: line {line} is not UTF-8 text (byte {data[exc.start]:#04x} at "
-            f"offset {exc.start}); the file is damaged or in another encoding: save it as UTF-8"
-        ) from None
-
-
-def parse_json_line(line: str, path: Path, number: int) -> Any:
-    """One JSON Lines record; a :class:`DatasetError` naming file and line when it is not JSON."""
-    try:
-        return json.loads(line)
-    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
-        raise DatasetError(
-            f"{path}: line {number} is not valid JSON ({exc}): the file is damaged; fix or "
-            "remove that line"
-        ) from None
+    return _json.utf8(data, f"{what} {path}", error=DatasetError)
 
 
 def _read_json_rows(path: Path) -> list[dict[str, Any]]:
     text = read_text(path)
     if path.suffix == ".jsonl":
         return [
-            parse_json_line(line, path, number)
+            _json.loads(line, f"{path}: line {number}", error=DatasetError, fix=DAMAGED_LINE)
             for number, line in enumerate(text.split("\n"), start=1)  # not U+2028 ...
             if line.strip()
         ]
-    try:
-        rows = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, nesting
-        raise DatasetError(f"{path} is not valid JSON ({exc}): download it again") from None
+    rows = _json.loads(text, str(path), error=DatasetError, fix=": download it again")
     if not isinstance(rows, list):
         raise DatasetError(f"{path} must hold a JSON array of question objects")
     return rows

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from instit import _json
 from instit.bench.protocol import DEFAULT_JUDGE_MODEL, JUDGE_PROMPTS
 from instit.errors import InstitTypeError, InstitValueError, JudgeError
 
@@ -106,10 +107,7 @@ def parse_score(content: str) -> float:
     text = content.strip()
     if text.startswith("```"):
         text = text.strip("`").removeprefix("json").strip()
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-digit numbers, deep nesting
-        raise JudgeError(f"judge reply is not JSON: {content[:200]!r}") from exc
+    data = _json.loads(text, f"judge reply {content[:200]!r}", error=JudgeError)
     value = data.get("sample_score") if isinstance(data, dict) else None
     if isinstance(value, bool) or value is None:
         raise JudgeError(f"judge reply has no numeric sample_score: {content[:200]!r}")

@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from instit import _json
 from instit._files import check_output, output_lock
-from instit.bench.data import BenchQuestion, BenchSplit, parse_json_line, read_text
+from instit.bench.data import DAMAGED_LINE, BenchQuestion, BenchSplit, read_text
 from instit.bench.protocol import DEFAULT_MAX_NEW_TOKENS
 from instit.errors import DatasetError, InstitTypeError, InstitValueError
 
@@ -132,7 +133,7 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         "\n"
     )  # _cut: a line cut by a kill, asked again
     for number, line in enumerate(lines, start=1):
-        record = parse_json_line(line, path, number)
+        record = _json.loads(line, f"{path}: line {number}", error=DatasetError, fix=DAMAGED_LINE)
         if not isinstance(record, dict) or "question_id" not in record:
             raise DatasetError(
                 f"{path}: line {number} is not a prediction record with a question_id: the "
@@ -153,18 +154,6 @@ def _repair_tail(path: Path) -> None:
 
 #: ``question_id`` integers must fit in 64 bits (the bench's IDs are strings like "001-01").
 _MAX_INT_ID = 2**63
-
-
-def parse_json(text: str, where: str) -> Any:
-    """``json.loads(text)``; bad JSON, numbers of more than 4300 digits and nesting deeper than
-    Python's recursion limit become a :class:`DatasetError` naming ``where``."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise DatasetError(f"{where} is nested too deeply to be read") from None
-    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
-        reason = str(exc).split(";")[0]
-        raise DatasetError(f"{where} is not valid JSON ({reason})") from None
 
 
 def check_predictions(records: object, where: str) -> list[dict[str, Any]]:
@@ -225,7 +214,8 @@ def read_predictions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read a predictions JSON list (the reference format) and check it with
     :func:`check_predictions`; every problem is a :class:`DatasetError` naming the file."""
     path = Path(path)
-    data = parse_json(read_text(path, "predictions file"), f"predictions file {path}")
+    where = f"predictions file {path}"
+    data = _json.loads(read_text(path, "predictions file"), where, error=DatasetError)
     return check_predictions(data, f"predictions file {path}")
 
 
@@ -305,10 +295,7 @@ def check_producer(
     data: dict[str, Any] = {}
     if record.exists():
         text = read_text(record, "producer record")
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            raise DatasetError(f"{record} is not valid JSON ({exc}): fix or remove it") from exc
+        data = _json.loads(text, str(record), error=DatasetError, fix=": fix or remove it")
         if not isinstance(data, dict):
             raise DatasetError(f"{record} must hold a JSON object: fix or remove it")
     previous = data.get("producer")

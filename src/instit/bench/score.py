@@ -33,13 +33,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from instit import _json
 from instit._files import check_not_an_input
 from instit.bench.data import read_text
 from instit.bench.protocol import JUDGE_PROMPTS
 from instit.bench.run import (
     _repair_tail,
     check_predictions,
-    parse_json,
     read_predictions,
 )
 from instit.errors import DatasetError, InstitError, InstitTypeError, InstitValueError
@@ -255,7 +255,7 @@ def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
         where = f"judge cache {path} line {number}"
         fix = "delete that line (its item is judged again) or the file"
         try:
-            entry = parse_json(line, where)
+            entry = _json.loads(line, where, error=DatasetError)
         except DatasetError as exc:
             raise DatasetError(f"{exc}: {fix}") from None
         problem = _cache_entry(entry)

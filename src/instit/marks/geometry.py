@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from instit.errors import InstancesError
+from instit.instances.raster import rasterise
 
 DT_MAX_SIDE = 64
 """Longest side (pixels) of the mask crop the distance transform runs on."""
@@ -70,7 +71,8 @@ def shapes_from(instances: Any, size: tuple[int, int]) -> list[Shape]:
 
     Reads the geometry arrays (``boxes()``, ``masks()``, ``polygons()``, ``points()``) rather
     than iterating :class:`~instit.instances.Instance` objects, so polygons are rasterised only
-    inside their boxes and never over the whole image.
+    inside their boxes and never over the whole image (by the rasteriser of ``Instance.mask``,
+    so the pixels are the same).
     """
     kind = instances.kind
     ids = [int(i) for i in instances.ids]
@@ -103,7 +105,7 @@ def shapes_from(instances: Any, size: tuple[int, int]) -> list[Shape]:
         left, top = max(0, math.floor(x0)), max(0, math.floor(y0))
         right, bottom = min(width, math.ceil(x1) + 1), min(height, math.ceil(y1) + 1)
         if polygons is not None:
-            roi = _rasterise_crop(polygons[index], left, top, right - left, bottom - top)
+            roi = rasterise(polygons[index], width, height, crop=(left, top, right, bottom))
         else:
             roi = np.asarray(masks[index, top:bottom, left:right], dtype=bool)
         if not cv2.hasNonZero(roi.view(np.uint8)):
@@ -118,25 +120,6 @@ def shapes_from(instances: Any, size: tuple[int, int]) -> list[Shape]:
             )
         )
     return shapes
-
-
-def _rasterise_crop(
-    rings: list[np.ndarray], left: int, top: int, width: int, height: int
-) -> np.ndarray:
-    """The polygon's mask inside one crop, pixel-identical to ``Instance.mask`` there.
-
-    Same rule as :mod:`instit.instances` (even-odd fill, vertices at 1/16 pixel) but only
-    over the crop, instead of rasterising the whole image per instance.
-    """
-    canvas = np.zeros((max(0, height), max(0, width)), dtype=np.uint8)
-    fixed = [
-        (np.rint(np.asarray(ring, dtype=np.float64) * 16) - (left * 16, top * 16))
-        .astype(np.int32)
-        .reshape(-1, 1, 2)
-        for ring in rings
-    ]
-    cv2.fillPoly(canvas, fixed, 1, lineType=cv2.LINE_8, shift=4)
-    return canvas.view(bool)
 
 
 def interior_point(mask: np.ndarray) -> tuple[tuple[float, float], float]:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from instit import _json
 from instit._files import inside
 from instit.errors import CheckpointError
 
@@ -197,17 +198,12 @@ def snapshot(
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(
             f"{path.name} is missing in {path.parent}; pass a complete checkpoint folder"
         ) from None
-    except ValueError as exc:  # bad JSON or UTF-8, 5000-digit numbers
-        raise CheckpointError(f"{path} is not valid JSON ({exc}); re-download it") from exc
-    except RecursionError:
-        raise CheckpointError(
-            f"{path} is nested too deeply to be a config; re-download it"
-        ) from None
+    data = _json.loads(text, str(path), error=CheckpointError, fix="; re-download it")
     if not isinstance(data, dict):
         raise CheckpointError(
             f"{path} holds a JSON {type(data).__name__}, not an object of settings; re-download it"

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from instit import _json
 from instit.errors import DatasetError, InstitTypeError, InstitValueError
 
 _MEDIA_TOKEN = "<image>"
@@ -109,10 +110,7 @@ def _read_jsonl(path: Path, root: Path) -> Iterator[Conversation]:
                 if not line.strip():
                     continue
                 where = f"{path} line {number}"
-                try:
-                    record = json.loads(line)
-                except (ValueError, RecursionError) as exc:  # bad JSON, huge numbers, nesting
-                    raise DatasetError(f"{where}: not valid JSON ({exc})") from None
+                record = _json.loads(line, where, error=DatasetError, fix=": fix or remove it")
                 yield _from_llava_record(record, root, where)
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path} is not UTF-8 text ({exc})") from None

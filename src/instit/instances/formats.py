@@ -9,7 +9,8 @@ hand the plain Python values of a JSON or CSV file here when they are not instit
 * COCO annotations, a list of ``{"bbox": [x, y, w, h], "segmentation": ..., "category_id": ...}``
   (alone, as the ``"annotations"`` of a COCO file of one image, or as the ``"instances"`` of
   instit's bundled ``astronaut_instances.json``) -- IDs are the annotations' ``"id"`` when every
-  annotation has one, else ``1..N``;
+  annotation has one, else ``1..N``; a COCO file's ``"categories"`` name the ``category_id``s
+  (the labels), results' ``"score"`` are the scores;
 * rows of supervision's ``JSONSink`` / ``CSVSink`` (``x_min``, ``y_min``, ``x_max``, ``y_max``,
   ``tracker_id``, ...) -- IDs are ``tracker_id`` when every row has one, else ``1..N``; rows
   with a ``frame_index`` column become :class:`~instit.Tracks` keyed by it.
@@ -24,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from instit.errors import InstancesError, InstitTypeError
+from instit.instances._validate import _parse_frame_index, _parse_image_size
 
 if TYPE_CHECKING:  # pragma: no cover
-    from instit.instances import Instances, Tracks
+    from instit.instances.core import Instances
+    from instit.instances.tracks import Tracks
 
 FORMATS = (
     'instit\'s to_dict() output, {"<id>": [x0, y0, x1, y1]} boxes, {"<id>": mask or COCO RLE}, '
@@ -91,10 +94,9 @@ def is_annotation(item: object) -> bool:
 def from_wrapper(data: Mapping[str, Any], size: tuple[int, int] | None) -> Instances | None:
     """A COCO file of one image or an ``{"instances": [annotations]}`` file; ``None`` when
     ``data`` is neither."""
-    from instit.instances import _parse_image_size
-
     if isinstance(data.get("annotations"), list):
-        return from_annotations(data["annotations"], size or _coco_image_size(data))
+        size = size or _coco_image_size(data)
+        return from_annotations(data["annotations"], size, _categories(data))
     if isinstance(data.get("instances"), list) and "kind" not in data:
         own = _parse_image_size(data.get("image_size")) if "image_size" in data else None
         return from_annotations(data["instances"], size or own)
@@ -114,14 +116,46 @@ def _coco_image_size(data: Mapping[str, Any]) -> tuple[int, int] | None:
     image = images[0]
     if not isinstance(image, Mapping) or "width" not in image or "height" not in image:
         return None
-    from instit.instances import _parse_image_size
-
     return _parse_image_size((image["width"], image["height"]))
 
 
-def from_annotations(items: Sequence[object], size: tuple[int, int] | None) -> Instances:
-    """Instances from COCO annotations or supervision sink rows (one image)."""
-    from instit.instances import Instances
+def _categories(data: Mapping[str, Any]) -> dict[object, str] | None:
+    """``{category id: name}`` of a COCO file's ``"categories"`` (``None`` without them)."""
+    categories = data.get("categories")
+    if categories is None:
+        return None
+    fix = 'COCO categories are [{"id": 1, "name": "person"}, ...]: fix the file or drop them'
+    if not isinstance(categories, list):
+        raise InstancesError(f'"categories" is a {type(categories).__name__}; {fix}')
+    names: dict[object, str] = {}
+    for position, category in enumerate(categories):
+        if (
+            not isinstance(category, Mapping)
+            or category.get("id") in (None, "")
+            or not isinstance(category.get("name"), str)
+        ):
+            raise InstancesError(f"category {position} is {category!r:.100}; {fix}")
+        key = _integer(category["id"], f"category {position}: id")
+        if not _is_id(key):
+            raise InstancesError(f"category {position} has the id {key!r}; {fix}")
+        if key in names:
+            raise InstancesError(f'category id {key!r} appears twice in "categories"; {fix}')
+        names[key] = category["name"]
+    return names
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def from_annotations(
+    items: Sequence[object],
+    size: tuple[int, int] | None,
+    categories: Mapping[object, str] | None = None,
+) -> Instances:
+    """Instances from COCO annotations or supervision sink rows (one image); ``categories``
+    (``{category id: name}``) names the COCO annotations' ``category_id``s as labels."""
+    from instit.instances.core import Instances
 
     if not items:
         return Instances.empty(size)
@@ -141,10 +175,17 @@ def from_annotations(items: Sequence[object], size: tuple[int, int] | None) -> I
                 "or pass them as a video's tracks) or keep the rows of one frame"
             )
         return _from_sink_rows(records, size)
-    return _from_coco(records, size)
+    return _from_coco(records, size, categories)
 
 
-def _ids_from(records: Sequence[Mapping[str, Any]], key: str, what: str) -> list[object] | None:
+def _ids_from(
+    records: Sequence[Mapping[str, Any]],
+    key: str,
+    what: str,
+    *,
+    meaning: str = "the instance ID",
+    otherwise: str = "IDs 1..N in order",
+) -> list[object] | None:
     """Every record's ``key`` (``None`` when no record has one); mixing is an error."""
     present = [record.get(key) not in (None, "") for record in records]
     if not any(present):
@@ -153,7 +194,7 @@ def _ids_from(records: Sequence[Mapping[str, Any]], key: str, what: str) -> list
         missing = present.index(False)
         raise InstancesError(
             f"{what} {missing} has no {key!r} but others do; give every {what} its {key!r} "
-            f"(the instance ID) or none (IDs 1..N in order)"
+            f"({meaning}) or none ({otherwise})"
         )
     return [_integer(record[key], f"{what} {i}: {key}") for i, record in enumerate(records)]
 
@@ -185,7 +226,7 @@ def _frame_of(row: Mapping[str, Any], position: int) -> object:
 
 
 def _from_sink_rows(rows: Sequence[Mapping[str, Any]], size: tuple[int, int] | None) -> Instances:
-    from instit.instances import Instances
+    from instit.instances.core import Instances
 
     boxes = [
         [_number(row[key], f"row {i}: {key}") for key in _SINK_BOX] for i, row in enumerate(rows)
@@ -219,16 +260,43 @@ def _is_rle(value: object) -> bool:
     return isinstance(value, Mapping) and "counts" in value and "size" in value
 
 
-def _from_coco(annotations: Sequence[Mapping[str, Any]], size: tuple[int, int] | None) -> Instances:
-
+def _from_coco(
+    annotations: Sequence[Mapping[str, Any]],
+    size: tuple[int, int] | None,
+    categories: Mapping[object, str] | None,
+) -> Instances:
     found = _coco_geometry(annotations, size)
-    return _labelled(found, annotations, label=None, score="score")  # COCO results' scores
+    found = _labelled(found, annotations, label=None, score="score")  # COCO results' scores
+    if categories is None:
+        return found
+    return found.with_labels(_category_names(annotations, categories))
+
+
+def _category_names(
+    annotations: Sequence[Mapping[str, Any]], categories: Mapping[object, str]
+) -> list[str] | None:
+    """The name of every annotation's ``category_id`` (``None`` when none has one)."""
+    ids = _ids_from(
+        annotations, "category_id", "annotation", meaning="its class", otherwise="no labels"
+    )
+    if ids is None:
+        return None
+    unknown = next(
+        (i for i, key in enumerate(ids) if not _is_id(key) or key not in categories), None
+    )
+    if unknown is not None:
+        known = ", ".join(str(key) for key in list(categories)[:10])
+        raise InstancesError(
+            f"annotation {unknown}: category_id {ids[unknown]!r} is not in the file's "
+            f'"categories" (ids {known}); add that category or fix the annotation'
+        )
+    return [categories[key] for key in ids]
 
 
 def _coco_geometry(
     annotations: Sequence[Mapping[str, Any]], size: tuple[int, int] | None
 ) -> Instances:
-    from instit.instances import Instances
+    from instit.instances.core import Instances
 
     ids = _ids_from(annotations, "id", "annotation")
     segmentations = [ann.get("segmentation") for ann in annotations]
@@ -271,8 +339,6 @@ def _coco_geometry(
 def _rle_size(rle: Mapping[str, Any]) -> tuple[int, int] | None:
     declared = rle.get("size")
     if isinstance(declared, Sequence) and len(declared) == 2:
-        from instit.instances import _parse_image_size
-
         return _parse_image_size((declared[1], declared[0]))
     return None
 
@@ -303,7 +369,7 @@ def is_sink_rows(value: object) -> bool:
 
 def tracks_from_sink_rows(rows: Sequence[Mapping[str, Any]]) -> Tracks:
     """Tracks from supervision sink rows with a ``frame_index`` column (IDs: ``tracker_id``)."""
-    from instit.instances import Tracks, _parse_frame_index
+    from instit.instances.tracks import Tracks
 
     grouped: dict[int, list[Mapping[str, Any]]] = {}
     for position, row in enumerate(rows):
