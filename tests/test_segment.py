@@ -540,3 +540,107 @@ def test_find_instances_then_draw_marks_then_ask(
     assert isinstance(answer.text, str)
     direct = ask(model, image, question, instances=found, max_new_tokens=4)
     assert direct.text == answer.text
+
+
+# -- SAM 3: words straight to masks -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sam3_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_detector(tmp_path_factory.mktemp("sam3") / "tiny-sam3", "sam3")
+
+
+@pytest.fixture(scope="module")
+def sam3(sam3_path: Path) -> Detector:
+    return Detector.from_pretrained(sam3_path, device="cpu")
+
+
+def _bare_sam3(path: Path, image: Image.Image, phrases: list[str], threshold: float):
+    """transformers' documented SAM 3 calls, one phrase at a time: processor + model +
+    post_process_instance_segmentation."""
+    from transformers import Sam3Model, Sam3Processor
+
+    model = Sam3Model.from_pretrained(path).eval()
+    processor = Sam3Processor.from_pretrained(path)
+    found = []
+    for phrase in phrases:
+        inputs = processor(images=image, text=phrase, return_tensors="pt")
+        with torch.no_grad():
+            outputs = model(**inputs)
+        result = processor.post_process_instance_segmentation(
+            outputs, threshold=threshold, target_sizes=[image.size[::-1]]
+        )[0]
+        found += [
+            (float(score), phrase, mask.numpy().astype(bool))
+            for score, mask in zip(result["scores"], result["masks"], strict=True)
+        ]
+    return found
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.25])
+def test_sam3_detect_matches_transformers_bit_for_bit(
+    sam3: Detector, sam3_path: Path, threshold: float
+):
+    image = _noise(13)
+    raw = _bare_sam3(sam3_path, image, ["a person", "a ball"], threshold)
+    found = sam3.detect(image, "a person. a ball.", box_threshold=threshold)
+    kept = sorted(
+        (entry for entry in raw if entry[2].any()), key=lambda entry: -entry[0]
+    )  # sorted() is stable: ties keep the phrase and query order
+    assert sam3.gives_masks and found.kind == "mask" and found.image_size == (WIDTH, HEIGHT)
+    assert len(found) == len(kept) >= 1 and found.ids == tuple(range(1, len(kept) + 1))
+    assert np.array_equal(found.masks(), np.stack([mask for _, _, mask in kept]))
+    assert found.scores.tolist() == [score for score, _, _ in kept]
+    assert found.labels == tuple(phrase for _, phrase, _ in kept)
+    assert set(found.labels) == {"a person", "a ball"} or threshold > 0
+
+
+def test_sam3_thresholds_and_empty_results(sam3: Detector):
+    image = _noise(14, (70, 130))
+    everything = sam3.detect(image, "a cat", box_threshold=0.0)
+    some = sam3.detect(image, ["a cat"], box_threshold=0.25)
+    assert len(some) < len(everything) and all(s > 0.25 for s in some.scores)
+    assert everything.masks().shape[1:] == (130, 70)
+    none = sam3.detect(image, "a cat.", box_threshold=1.0)
+    assert len(none) == 0 and none.kind == "mask" and none.image_size == (70, 130)
+    with pytest.raises(InstitValueError, match="names nothing"):
+        sam3.detect(image, " . ")
+    with pytest.raises(InstitValueError, match="box_threshold"):
+        sam3.detect(image, "a cat", box_threshold=-0.1)
+
+
+def test_sam3_detections_with_empty_masks_are_left_out():
+    from instit.segment.detector import masks_to_instances
+
+    masks = np.zeros((3, 20, 30), dtype=bool)
+    masks[0, 2:5, 2:5] = masks[2, 10:15, 10:20] = True
+    found = masks_to_instances(masks, np.array([0.4, 0.9, 0.7]), ["a", "b", "c"])
+    assert found.ids == (1, 2) and found.labels == ("c", "a")
+    assert found.scores.tolist() == [0.7, 0.4] and found.image_size == (30, 20)
+    empty = masks_to_instances(masks[1:2], np.array([0.9]), ["b"])
+    assert len(empty) == 0 and empty.image_size == (30, 20)
+
+
+def test_find_instances_with_sam3_needs_no_segmenter(sam3: Detector, monkeypatch):
+    from instit.segment import find
+
+    def no_default() -> Segmenter:
+        raise AssertionError("find_instances loaded a segmenter for a SAM 3 detector")
+
+    monkeypatch.setattr(find, "default_segmenter", no_default)
+    image = _noise(15)
+    found = find_instances(image, "a person. a ball.", detector=sam3, box_threshold=0.25)
+    assert found == sam3.detect(image, "a person. a ball.", box_threshold=0.25)
+    assert len(found) >= 1 and found.labels is not None
+    empty = find_instances(image, "a ball", detector=sam3, box_threshold=1.0)
+    assert len(empty) == 0 and empty.image_size == (WIDTH, HEIGHT)
+
+
+def test_find_instances_tracks_sam3_masks_through_a_video(sam3: Detector, segmenter: Segmenter):
+    frames = _clip(3)
+    tracks = find_instances(
+        frames, "a person", segmenter=segmenter, detector=sam3, box_threshold=0.25, progress=False
+    )
+    first = sam3.detect(frames[0], "a person", box_threshold=0.25)
+    assert len(first) >= 1
+    assert tracks == segmenter.track(frames, first, progress=False)

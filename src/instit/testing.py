@@ -377,15 +377,30 @@ def make_tiny_segmenter(path: str | Path | None = None, *, seed: int = 0) -> Pat
 _DETECTOR_WORDS = ["a", "an", "the", "person", "ball", "cat", "dog", "astronaut", "flag", "rocket"]
 
 
+def _clip_tokenizer() -> tuple[Any, dict[str, int]]:
+    """A CLIP tokenizer (and its vocabulary) that spells any lower-case word letter by letter:
+    no merges, so it needs no download."""
+    from transformers import CLIPTokenizer
+
+    symbols = [*string.ascii_lowercase, "."]
+    vocab = {s: i for i, s in enumerate(symbols + [f"{s}</w>" for s in symbols])}
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[]), vocab
+
+
 def make_tiny_detector(
     path: str | Path | None = None,
-    kind: Literal["grounding-dino", "owlv2"] = "grounding-dino",
+    kind: Literal["grounding-dino", "owlv2", "sam3"] = "grounding-dino",
     *,
     seed: int = 0,
 ) -> Path:
-    """A tiny random Grounding DINO (Swin + BERT) or OWLv2 checkpoint with its processor and a
-    small tokenizer that spells any lower-case word, loadable by ``instit.Detector`` and by
-    transformers' own ``from_pretrained``."""
+    """A tiny random Grounding DINO (Swin + BERT), OWLv2 or SAM 3 (ViT + CLIP text) checkpoint
+    with its processor and a small tokenizer that spells any lower-case word, loadable by
+    ``instit.Detector`` and by transformers' own ``from_pretrained``.
+
+    The SAM 3 one (``Sam3Model`` + ``Sam3Processor``, model_type ``sam3``) sees 112x112 images
+    (an 8x8 ViT grid, patch 14) and proposes 10 queries."""
     import torch
 
     folder = Path(tempfile.mkdtemp(prefix=f"tiny-{kind}-")) if path is None else Path(path)
@@ -443,18 +458,13 @@ def make_tiny_detector(
         ).save_pretrained(folder)
     elif kind == "owlv2":
         from transformers import (
-            CLIPTokenizer,
             Owlv2Config,
             Owlv2ForObjectDetection,
             Owlv2ImageProcessor,
             Owlv2Processor,
         )
 
-        symbols = [*letters, "."]
-        vocab = {s: i for i, s in enumerate(symbols + [f"{s}</w>" for s in symbols])}
-        vocab["<|startoftext|>"] = len(vocab)
-        vocab["<|endoftext|>"] = len(vocab)
-        tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+        tokenizer, vocab = _clip_tokenizer()
         # OWLv2 reads 16 text tokens: pad every query to 16 like the hub's tokenizers do
         tokenizer.backend_tokenizer.enable_padding(
             length=16, pad_id=vocab["<|endoftext|>"], pad_token="<|endoftext|>"
@@ -486,6 +496,51 @@ def make_tiny_detector(
             image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
             tokenizer=tokenizer,
         ).save_pretrained(folder)
+    elif kind == "sam3":
+        _tiny_sam3(folder)
     else:
-        raise InstitValueError(f"kind must be 'grounding-dino' or 'owlv2', got {kind!r}")
+        raise InstitValueError(f"kind must be 'grounding-dino', 'owlv2' or 'sam3', got {kind!r}")
     return folder
+
+
+def _tiny_sam3(folder: Path) -> None:
+    from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+
+    tokenizer, vocab = _clip_tokenizer()
+    size, hidden = 112, 32
+    layer = {"hidden_size": hidden, "num_attention_heads": 2, "intermediate_size": 64}
+    config = Sam3Config(
+        vision_config={
+            "backbone_config": {
+                "model_type": "sam3_vit_model",
+                **layer,
+                "num_hidden_layers": 2,
+                "image_size": size,
+                "patch_size": 14,
+                "window_size": 4,
+                "global_attn_indexes": [1],
+                "pretrain_image_size": 56,  # a 4x4 position table, tiled to the 8x8 grid
+            },
+            "fpn_hidden_size": hidden,
+            "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]],
+        },
+        text_config={
+            **layer,
+            "vocab_size": len(vocab),
+            "projection_dim": hidden,
+            "num_hidden_layers": 1,
+            "max_position_embeddings": 32,  # Sam3Processor pads every phrase to 32 tokens
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        geometry_encoder_config={**layer, "num_layers": 1},
+        detr_encoder_config={**layer, "num_layers": 1},
+        detr_decoder_config={**layer, "num_layers": 2, "num_queries": 10},
+        mask_decoder_config={"hidden_size": hidden, "num_attention_heads": 2},
+    )
+    Sam3Model(config).eval().save_pretrained(folder)
+    image_processor = Sam3ImageProcessor(
+        size={"height": size, "width": size}, mask_size={"height": size // 4, "width": size // 4}
+    )
+    Sam3Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
