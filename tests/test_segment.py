@@ -111,11 +111,32 @@ def test_wrong_checkpoint_kind_is_a_checkpoint_error(sam_path: Path, tmp_path: P
 # -- segment ----------------------------------------------------------------------------------
 
 
-def _bare_segment(path: Path, image: Image.Image, **prompt: object) -> np.ndarray:
-    from transformers import Sam2Model, Sam2Processor
+# the transformers classes each family's model card documents: image model, its processor,
+# video model, its processor
+TRANSFORMERS_CLASSES = {
+    "sam2": ("Sam2Model", "Sam2Processor", "Sam2VideoModel", "Sam2VideoProcessor"),
+    "edgetam": ("EdgeTamModel", "Sam2Processor", "EdgeTamVideoModel", "Sam2VideoProcessor"),
+    "sam3_tracker": (
+        "Sam3TrackerModel",
+        "Sam3TrackerProcessor",
+        "Sam3TrackerVideoModel",
+        "Sam3TrackerVideoProcessor",
+    ),
+}
 
-    model = Sam2Model.from_pretrained(path).eval()
-    processor = Sam2Processor.from_pretrained(path)
+
+def _classes(kind: str) -> tuple[type, ...]:
+    import transformers
+
+    return tuple(getattr(transformers, name) for name in TRANSFORMERS_CLASSES[kind])
+
+
+def _bare_segment(
+    path: Path, image: Image.Image, kind: str = "sam2", **prompt: object
+) -> np.ndarray:
+    model_class, processor_class, _, _ = _classes(kind)
+    model = model_class.from_pretrained(path).eval()
+    processor = processor_class.from_pretrained(path)
     inputs = processor(images=image, return_tensors="pt", **prompt)
     with torch.no_grad():
         outputs = model(**inputs, multimask_output=False)
@@ -236,13 +257,17 @@ def test_segment_everything_respects_max_instances_and_min_area(segmenter: Segme
 
 
 def _bare_track(
-    path: Path, frames: list[Image.Image], masks: np.ndarray, ids: list[int], frame: int
+    path: Path,
+    frames: list[Image.Image],
+    masks: np.ndarray,
+    ids: list[int],
+    frame: int,
+    kind: str = "sam2",
 ) -> dict[int, dict[int, np.ndarray]]:
     """transformers' own propagation loop: forward from ``frame``, then backward from it."""
-    from transformers import Sam2VideoModel, Sam2VideoProcessor
-
-    model = Sam2VideoModel.from_pretrained(path).eval()
-    processor = Sam2VideoProcessor.from_pretrained(path)
+    _, _, model_class, processor_class = _classes(kind)
+    model = model_class.from_pretrained(path).eval()
+    processor = processor_class.from_pretrained(path)
     session = processor.init_video_session(video=frames, inference_device="cpu")
     processor.add_inputs_to_inference_session(
         inference_session=session,
@@ -366,6 +391,71 @@ def test_track_rejects_bad_input(segmenter: Segmenter):
         segmenter.track(frames, Instances.from_boxes([[10, 20, 400, 50]], clip=False))
     with pytest.raises(InstitValueError, match="indexed_by"):
         segmenter.track(frames, given, indexed_by="time")
+
+
+# -- EdgeTAM and the SAM 3 tracker: the same parity as SAM 2 ----------------------------------
+
+
+@pytest.fixture(scope="module", params=["edgetam", "sam3_tracker"])
+def family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    kind = request.param
+    path = make_tiny_segmenter(tmp_path_factory.mktemp(kind) / kind, kind=kind)
+    return kind, path, Segmenter.from_pretrained(path, device="cpu")
+
+
+def test_tiny_families_are_what_they_claim(family):
+    kind, path, segmenter = family
+    config = json.loads((path / "config.json").read_text())
+    assert config["model_type"] == f"{kind}_video"
+    assert type(segmenter.model).__name__ == TRANSFORMERS_CLASSES[kind][0]
+    model, processor = segmenter._video_model()
+    assert [type(model).__name__, type(processor).__name__] == list(TRANSFORMERS_CLASSES[kind][2:])
+    if kind == "edgetam":  # the RepViT backbone comes from timm, built from config
+        assert type(segmenter.model.vision_encoder.backbone).__name__ == "TimmWrapperModel"
+
+
+def test_other_families_segment_like_transformers_bit_for_bit(family):
+    kind, path, segmenter = family
+    image = _noise(16)
+    boxes = [[10.0, 10.0, 60.0, 50.0], [30.0, 20.0, 110.0, 85.0]]
+    expected = _bare_segment(path, image, kind, input_boxes=[boxes]).numpy()
+    found = segmenter.segment(image, boxes=boxes)
+    assert found.ids == (1, 2) and np.array_equal(found.masks(), expected)
+    groups, labels = [[[20.0, 20.0], [30.0, 25.0]], [[80.0, 60.0], [5.0, 5.0]]], [[1, 1], [1, 0]]
+    clicks = _bare_segment(path, image, kind, input_points=[groups], input_labels=[labels])
+    found = segmenter.segment(image, points=groups, point_labels=labels, ids=[7, 3])
+    assert found.ids == (7, 3) and np.array_equal(found.masks(), clicks.numpy())
+
+
+@pytest.mark.parametrize("frame", [0, 3])
+def test_other_families_track_like_the_transformers_loop(family, frame: int):
+    kind, path, segmenter = family
+    frames = _clip(7)  # longer than the tiny models' memory (4 frames)
+    start = segmenter.segment(frames[frame], boxes=[[10 + 6 * frame, 20, 40 + 6 * frame, 50]])
+    second = segmenter.segment(frames[frame], boxes=[[60, 55, 110, 85]])
+    masks = np.concatenate([start.masks(), second.masks()])
+    tracks = segmenter.track(
+        frames, Instances.from_masks(masks, [5, 2]), frame=frame, progress=False
+    )
+    expected = _bare_track(path, frames, masks, [5, 2], frame, kind)
+    assert _same(_as_dict(tracks), expected)
+    assert tracks.frame_indices == tuple(range(7))  # tracked on every frame, not only prompted
+    assert all(tracks[f].ids == (5, 2) for f in tracks)
+
+
+def test_edgetam_without_timm_is_a_dependency_error(tmp_path: Path):
+    path = make_tiny_segmenter(tmp_path / "edgetam", kind="edgetam")
+    code = (
+        "import sys; sys.modules['timm'] = None\n"
+        "import instit\n"
+        "try:\n"
+        f"    instit.Segmenter.from_pretrained({str(path)!r}, device='cpu')\n"
+        "except instit.DependencyError as exc:\n"
+        "    print('DependencyError:', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "DependencyError:" in out.stdout and "timm" in out.stdout
+    assert "pip install 'instit[segment]'" in out.stdout
 
 
 # -- detect -----------------------------------------------------------------------------------
