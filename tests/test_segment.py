@@ -734,3 +734,21 @@ def test_find_instances_tracks_sam3_masks_through_a_video(sam3: Detector, segmen
     first = sam3.detect(frames[0], "a person", box_threshold=0.25)
     assert len(first) >= 1
     assert tracks == segmenter.track(frames, first, progress=False)
+
+
+def test_a_checkpoint_missing_weights_is_refused_not_filled_with_noise(
+    sam_path: Path, tmp_path: Path
+):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "partial"
+    shutil.copytree(sam_path, folder)
+    weights = load_file(folder / "model.safetensors")
+    dropped = next(k for k in sorted(weights) if k.startswith("mask_decoder."))
+    del weights[dropped]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"lacks 1 of the weights of Sam2Model") as error:
+        Segmenter.from_pretrained(folder, device="cpu")
+    assert dropped in str(error.value)
