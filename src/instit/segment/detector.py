@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_DETECTOR", "Detector", "phrases"]
 FAMILIES: dict[str, tuple[str, str]] = {
     "grounding-dino": ("GroundingDinoForObjectDetection", "GroundingDinoProcessor"),
     "owlv2": ("Owlv2ForObjectDetection", "Owlv2Processor"),
-    # SAM 3's detector; the hub's facebook/sam3 is a sam3_video checkpoint holding it
+    # SAM 3's detector, alone (sam3) or beside its tracker (sam3_video, as in facebook/sam3)
     "sam3": ("Sam3Model", "Sam3Processor"),
     "sam3_video": ("Sam3Model", "Sam3Processor"),
 }
