@@ -111,11 +111,32 @@ def test_wrong_checkpoint_kind_is_a_checkpoint_error(sam_path: Path, tmp_path: P
 # -- segment ----------------------------------------------------------------------------------
 
 
-def _bare_segment(path: Path, image: Image.Image, **prompt: object) -> np.ndarray:
-    from transformers import Sam2Model, Sam2Processor
+# the transformers classes each family's model card documents: image model, its processor,
+# video model, its processor
+TRANSFORMERS_CLASSES = {
+    "sam2": ("Sam2Model", "Sam2Processor", "Sam2VideoModel", "Sam2VideoProcessor"),
+    "edgetam": ("EdgeTamModel", "Sam2Processor", "EdgeTamVideoModel", "Sam2VideoProcessor"),
+    "sam3_tracker": (
+        "Sam3TrackerModel",
+        "Sam3TrackerProcessor",
+        "Sam3TrackerVideoModel",
+        "Sam3TrackerVideoProcessor",
+    ),
+}
 
-    model = Sam2Model.from_pretrained(path).eval()
-    processor = Sam2Processor.from_pretrained(path)
+
+def _classes(kind: str) -> tuple[type, ...]:
+    import transformers
+
+    return tuple(getattr(transformers, name) for name in TRANSFORMERS_CLASSES[kind])
+
+
+def _bare_segment(
+    path: Path, image: Image.Image, kind: str = "sam2", **prompt: object
+) -> np.ndarray:
+    model_class, processor_class, _, _ = _classes(kind)
+    model = model_class.from_pretrained(path).eval()
+    processor = processor_class.from_pretrained(path)
     inputs = processor(images=image, return_tensors="pt", **prompt)
     with torch.no_grad():
         outputs = model(**inputs, multimask_output=False)
@@ -236,13 +257,17 @@ def test_segment_everything_respects_max_instances_and_min_area(segmenter: Segme
 
 
 def _bare_track(
-    path: Path, frames: list[Image.Image], masks: np.ndarray, ids: list[int], frame: int
+    path: Path,
+    frames: list[Image.Image],
+    masks: np.ndarray,
+    ids: list[int],
+    frame: int,
+    kind: str = "sam2",
 ) -> dict[int, dict[int, np.ndarray]]:
     """transformers' own propagation loop: forward from ``frame``, then backward from it."""
-    from transformers import Sam2VideoModel, Sam2VideoProcessor
-
-    model = Sam2VideoModel.from_pretrained(path).eval()
-    processor = Sam2VideoProcessor.from_pretrained(path)
+    _, _, model_class, processor_class = _classes(kind)
+    model = model_class.from_pretrained(path).eval()
+    processor = processor_class.from_pretrained(path)
     session = processor.init_video_session(video=frames, inference_device="cpu")
     processor.add_inputs_to_inference_session(
         inference_session=session,
@@ -366,6 +391,71 @@ def test_track_rejects_bad_input(segmenter: Segmenter):
         segmenter.track(frames, Instances.from_boxes([[10, 20, 400, 50]], clip=False))
     with pytest.raises(InstitValueError, match="indexed_by"):
         segmenter.track(frames, given, indexed_by="time")
+
+
+# -- EdgeTAM and the SAM 3 tracker: the same parity as SAM 2 ----------------------------------
+
+
+@pytest.fixture(scope="module", params=["edgetam", "sam3_tracker"])
+def family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    kind = request.param
+    path = make_tiny_segmenter(tmp_path_factory.mktemp(kind) / kind, kind=kind)
+    return kind, path, Segmenter.from_pretrained(path, device="cpu")
+
+
+def test_tiny_families_are_what_they_claim(family):
+    kind, path, segmenter = family
+    config = json.loads((path / "config.json").read_text())
+    assert config["model_type"] == f"{kind}_video"
+    assert type(segmenter.model).__name__ == TRANSFORMERS_CLASSES[kind][0]
+    model, processor = segmenter._video_model()
+    assert [type(model).__name__, type(processor).__name__] == list(TRANSFORMERS_CLASSES[kind][2:])
+    if kind == "edgetam":  # the RepViT backbone comes from timm, built from config
+        assert type(segmenter.model.vision_encoder.backbone).__name__ == "TimmWrapperModel"
+
+
+def test_other_families_segment_like_transformers_bit_for_bit(family):
+    kind, path, segmenter = family
+    image = _noise(16)
+    boxes = [[10.0, 10.0, 60.0, 50.0], [30.0, 20.0, 110.0, 85.0]]
+    expected = _bare_segment(path, image, kind, input_boxes=[boxes]).numpy()
+    found = segmenter.segment(image, boxes=boxes)
+    assert found.ids == (1, 2) and np.array_equal(found.masks(), expected)
+    groups, labels = [[[20.0, 20.0], [30.0, 25.0]], [[80.0, 60.0], [5.0, 5.0]]], [[1, 1], [1, 0]]
+    clicks = _bare_segment(path, image, kind, input_points=[groups], input_labels=[labels])
+    found = segmenter.segment(image, points=groups, point_labels=labels, ids=[7, 3])
+    assert found.ids == (7, 3) and np.array_equal(found.masks(), clicks.numpy())
+
+
+@pytest.mark.parametrize("frame", [0, 3])
+def test_other_families_track_like_the_transformers_loop(family, frame: int):
+    kind, path, segmenter = family
+    frames = _clip(7)  # longer than the tiny models' memory (4 frames)
+    start = segmenter.segment(frames[frame], boxes=[[10 + 6 * frame, 20, 40 + 6 * frame, 50]])
+    second = segmenter.segment(frames[frame], boxes=[[60, 55, 110, 85]])
+    masks = np.concatenate([start.masks(), second.masks()])
+    tracks = segmenter.track(
+        frames, Instances.from_masks(masks, [5, 2]), frame=frame, progress=False
+    )
+    expected = _bare_track(path, frames, masks, [5, 2], frame, kind)
+    assert _same(_as_dict(tracks), expected)
+    assert tracks.frame_indices == tuple(range(7))  # tracked on every frame, not only prompted
+    assert all(tracks[f].ids == (5, 2) for f in tracks)
+
+
+def test_edgetam_without_timm_is_a_dependency_error(tmp_path: Path):
+    path = make_tiny_segmenter(tmp_path / "edgetam", kind="edgetam")
+    code = (
+        "import sys; sys.modules['timm'] = None\n"
+        "import instit\n"
+        "try:\n"
+        f"    instit.Segmenter.from_pretrained({str(path)!r}, device='cpu')\n"
+        "except instit.DependencyError as exc:\n"
+        "    print('DependencyError:', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "DependencyError:" in out.stdout and "timm" in out.stdout
+    assert "pip install 'instit[segment]'" in out.stdout
 
 
 # -- detect -----------------------------------------------------------------------------------
@@ -540,3 +630,125 @@ def test_find_instances_then_draw_marks_then_ask(
     assert isinstance(answer.text, str)
     direct = ask(model, image, question, instances=found, max_new_tokens=4)
     assert direct.text == answer.text
+
+
+# -- SAM 3: words straight to masks -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sam3_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_detector(tmp_path_factory.mktemp("sam3") / "tiny-sam3", "sam3")
+
+
+@pytest.fixture(scope="module")
+def sam3(sam3_path: Path) -> Detector:
+    return Detector.from_pretrained(sam3_path, device="cpu")
+
+
+def _bare_sam3(path: Path, image: Image.Image, phrases: list[str], threshold: float):
+    """transformers' documented SAM 3 calls, one phrase at a time: processor + model +
+    post_process_instance_segmentation."""
+    from transformers import Sam3Model, Sam3Processor
+
+    model = Sam3Model.from_pretrained(path).eval()
+    processor = Sam3Processor.from_pretrained(path)
+    found = []
+    for phrase in phrases:
+        inputs = processor(images=image, text=phrase, return_tensors="pt")
+        with torch.no_grad():
+            outputs = model(**inputs)
+        result = processor.post_process_instance_segmentation(
+            outputs, threshold=threshold, target_sizes=[image.size[::-1]]
+        )[0]
+        found += [
+            (float(score), phrase, mask.numpy().astype(bool))
+            for score, mask in zip(result["scores"], result["masks"], strict=True)
+        ]
+    return found
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.25])
+def test_sam3_detect_matches_transformers_bit_for_bit(
+    sam3: Detector, sam3_path: Path, threshold: float
+):
+    image = _noise(13)
+    raw = _bare_sam3(sam3_path, image, ["a person", "a ball"], threshold)
+    found = sam3.detect(image, "a person. a ball.", box_threshold=threshold)
+    kept = sorted(
+        (entry for entry in raw if entry[2].any()), key=lambda entry: -entry[0]
+    )  # sorted() is stable: ties keep the phrase and query order
+    assert sam3.gives_masks and found.kind == "mask" and found.image_size == (WIDTH, HEIGHT)
+    assert len(found) == len(kept) >= 1 and found.ids == tuple(range(1, len(kept) + 1))
+    assert np.array_equal(found.masks(), np.stack([mask for _, _, mask in kept]))
+    assert found.scores.tolist() == [score for score, _, _ in kept]
+    assert found.labels == tuple(phrase for _, phrase, _ in kept)
+    assert set(found.labels) == {"a person", "a ball"} or threshold > 0
+
+
+def test_sam3_thresholds_and_empty_results(sam3: Detector):
+    image = _noise(14, (70, 130))
+    everything = sam3.detect(image, "a cat", box_threshold=0.0)
+    some = sam3.detect(image, ["a cat"], box_threshold=0.25)
+    assert len(some) < len(everything) and all(s > 0.25 for s in some.scores)
+    assert everything.masks().shape[1:] == (130, 70)
+    none = sam3.detect(image, "a cat.", box_threshold=1.0)
+    assert len(none) == 0 and none.kind == "mask" and none.image_size == (70, 130)
+    with pytest.raises(InstitValueError, match="names nothing"):
+        sam3.detect(image, " . ")
+    with pytest.raises(InstitValueError, match="box_threshold"):
+        sam3.detect(image, "a cat", box_threshold=-0.1)
+
+
+def test_sam3_detections_with_empty_masks_are_left_out():
+    from instit.segment.detector import masks_to_instances
+
+    masks = np.zeros((3, 20, 30), dtype=bool)
+    masks[0, 2:5, 2:5] = masks[2, 10:15, 10:20] = True
+    found = masks_to_instances(masks, np.array([0.4, 0.9, 0.7]), ["a", "b", "c"])
+    assert found.ids == (1, 2) and found.labels == ("c", "a")
+    assert found.scores.tolist() == [0.7, 0.4] and found.image_size == (30, 20)
+    empty = masks_to_instances(masks[1:2], np.array([0.9]), ["b"])
+    assert len(empty) == 0 and empty.image_size == (30, 20)
+
+
+def test_find_instances_with_sam3_needs_no_segmenter(sam3: Detector, monkeypatch):
+    from instit.segment import find
+
+    def no_default() -> Segmenter:
+        raise AssertionError("find_instances loaded a segmenter for a SAM 3 detector")
+
+    monkeypatch.setattr(find, "default_segmenter", no_default)
+    image = _noise(15)
+    found = find_instances(image, "a person. a ball.", detector=sam3, box_threshold=0.25)
+    assert found == sam3.detect(image, "a person. a ball.", box_threshold=0.25)
+    assert len(found) >= 1 and found.labels is not None
+    empty = find_instances(image, "a ball", detector=sam3, box_threshold=1.0)
+    assert len(empty) == 0 and empty.image_size == (WIDTH, HEIGHT)
+
+
+def test_find_instances_tracks_sam3_masks_through_a_video(sam3: Detector, segmenter: Segmenter):
+    frames = _clip(3)
+    tracks = find_instances(
+        frames, "a person", segmenter=segmenter, detector=sam3, box_threshold=0.25, progress=False
+    )
+    first = sam3.detect(frames[0], "a person", box_threshold=0.25)
+    assert len(first) >= 1
+    assert tracks == segmenter.track(frames, first, progress=False)
+
+
+def test_a_checkpoint_missing_weights_is_refused_not_filled_with_noise(
+    sam_path: Path, tmp_path: Path
+):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "partial"
+    shutil.copytree(sam_path, folder)
+    weights = load_file(folder / "model.safetensors")
+    dropped = next(k for k in sorted(weights) if k.startswith("mask_decoder."))
+    del weights[dropped]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"lacks 1 of the weights of Sam2Model") as error:
+        Segmenter.from_pretrained(folder, device="cpu")
+    assert dropped in str(error.value)

@@ -130,3 +130,22 @@ def test_mark_ask_and_describe_accept_text(models, photo: Path, tmp_path: Path, 
     assert isinstance(json.loads(capsys.readouterr().out), dict)
     both = ["ask", str(photo), "q", *finders, "--instances", str(marked), *model]
     assert main(both) == EXIT_USAGE
+
+
+def test_segment_text_with_a_sam3_detector_writes_its_masks(models, photo: Path, tmp_path: Path):
+    sam3 = make_tiny_detector(tmp_path / "sam3", "sam3")
+    unused = tmp_path / "not-a-checkpoint"  # SAM 3 gives masks: the segmenter is never loaded
+    unused.mkdir()
+    out = tmp_path / "found.json"
+    args = ["segment", str(photo), "--text", "a person. a ball.", "--detector", str(sam3)]
+    args += ["--box-threshold", "0.25", "--model", str(unused), "--device", "cpu"]
+    assert main([*args, "-o", str(out)]) == EXIT_OK
+    found = Instances.from_json(out.read_text())
+    expected = Detector.from_pretrained(sam3, device="cpu").detect(
+        photo, "a person. a ball.", box_threshold=0.25
+    )
+    assert found == expected and found.kind == "mask" and len(found) >= 1
+    finders = ["--text", "a person", "--detector", str(sam3), "--segmenter", str(unused)]
+    marked = tmp_path / "marked.png"
+    assert main(["mark", str(photo), *finders, "--device", "cpu", "-o", str(marked)]) == EXIT_OK
+    assert Image.open(marked).size == (120, 90)

@@ -302,48 +302,136 @@ def make_tiny_checkpoint(
 
 # -- segmentation and detection models (the instit[segment] extra) ---------------------------------
 
-_SAM_SIZE = 128  # px: the tiny SAM 2 sees 128x128 images (8x8 image embeddings)
+_SAM_SIZE = 128  # px: the tiny SAM 2 / EdgeTAM see 128x128 images (8x8 image embeddings)
+_SAM3_SIZE = 112  # px: the tiny SAM 3 sees 112x112 images (an 8x8 ViT grid, patch 14)
 
 
-def make_tiny_segmenter(path: str | Path | None = None, *, seed: int = 0) -> Path:
-    """A tiny random SAM 2 video checkpoint (``Sam2VideoModel`` + ``Sam2VideoProcessor``) that
-    ``instit.Segmenter.from_pretrained`` and transformers' ``Sam2Model`` /
-    ``Sam2VideoModel.from_pretrained`` all load, like the hub's ``facebook/sam2.1-*`` repos.
+def _tiny_sam3_vision(size: int, fpn_hidden: int) -> dict[str, Any]:
+    """SAM 3's vision encoder (a ViT with windowed attention and an FPN neck), tiny: shared by
+    the SAM 3 detector and the SAM 3 tracker."""
+    grid = size // 14
+    return {
+        "model_type": "sam3_vision_model",
+        "backbone_config": {
+            "model_type": "sam3_vit_model",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "image_size": size,
+            "patch_size": 14,
+            "window_size": 4,
+            "global_attn_indexes": [1],
+            "pretrain_image_size": size // 2,  # a smaller position table, tiled to the grid
+        },
+        "fpn_hidden_size": fpn_hidden,
+        "backbone_feature_sizes": [[grid * 4, grid * 4], [grid * 2, grid * 2], [grid, grid]],
+    }
 
-    128x128 inputs, hidden size 128, one memory-attention layer, 3 memory frames.
+
+def make_tiny_segmenter(
+    path: str | Path | None = None,
+    *,
+    kind: Literal["sam2", "edgetam", "sam3_tracker"] = "sam2",
+    seed: int = 0,
+) -> Path:
+    """A tiny random video segmentation checkpoint (video model + video processor) that
+    ``instit.Segmenter.from_pretrained`` and transformers' image and video classes all load,
+    like the hub's repos:
+
+    * ``"sam2"``: ``Sam2VideoModel`` + ``Sam2VideoProcessor`` (Hiera backbone; as
+      ``facebook/sam2.1-*``), 128x128 inputs;
+    * ``"edgetam"``: ``EdgeTamVideoModel`` + ``Sam2VideoProcessor`` (a RepViT backbone from
+      timm, built with random weights: no download; needs ``timm``), 128x128 inputs;
+    * ``"sam3_tracker"``: ``Sam3TrackerVideoModel`` + ``Sam3TrackerVideoProcessor`` (SAM 3's
+      ViT), 112x112 inputs; its object-score head is biased towards "present" so that random
+      weights still track objects past the prompted frame.
+
+    All have hidden size 128, one memory-attention layer and 3 memory frames.
     """
     import torch
-    from transformers import (
-        Sam2ImageProcessor,
-        Sam2VideoConfig,
-        Sam2VideoModel,
-        Sam2VideoProcessor,
-        Sam2VideoVideoProcessor,
-    )
+    import transformers
+    from transformers import Sam2VideoVideoProcessor
 
-    folder = Path(tempfile.mkdtemp(prefix="tiny-sam2-")) if path is None else Path(path)
-    size, hidden = _SAM_SIZE, 128  # above memory_encoder_output_channels (64), as in SAM 2
-    backbone = {
-        "model_type": "sam2_hiera_det_model",
-        "hidden_size": 16,
-        "num_attention_heads": 1,
-        "image_size": [size, size],
-        "blocks_per_stage": [1, 2, 2, 1],
-        "embed_dim_per_stage": [16, 32, 64, 128],
-        "num_attention_heads_per_stage": [1, 1, 1, 1],
-        "window_size_per_stage": [4, 4, 4, 2],
-        "global_attention_blocks": [2],
-        "window_positional_embedding_background_size": [2, 2],
-    }
-    config = Sam2VideoConfig(
-        vision_config={
+    folder = Path(tempfile.mkdtemp(prefix=f"tiny-{kind}-")) if path is None else Path(path)
+    size = _SAM3_SIZE if kind == "sam3_tracker" else _SAM_SIZE
+    patch = 14 if kind == "sam3_tracker" else 16
+    hidden = 128  # above memory_encoder_output_channels (64), as in SAM 2
+    grid = size // patch
+    pyramid = [[size // s, size // s] for s in (4, 8, 16)]
+    if kind == "sam2":
+        backbone: dict[str, Any] = {
+            "model_type": "sam2_hiera_det_model",
+            "hidden_size": 16,
+            "num_attention_heads": 1,
+            "image_size": [size, size],
+            "blocks_per_stage": [1, 2, 2, 1],
+            "embed_dim_per_stage": [16, 32, 64, 128],
+            "num_attention_heads_per_stage": [1, 1, 1, 1],
+            "window_size_per_stage": [4, 4, 4, 2],
+            "global_attention_blocks": [2],
+            "window_positional_embedding_background_size": [2, 2],
+        }
+        vision: dict[str, Any] = {
             "model_type": "sam2_vision_model",
             "backbone_config": backbone,
             "backbone_channel_list": [128, 64, 32, 16],
-            "backbone_feature_sizes": [[size // s, size // s] for s in (4, 8, 16)],
+            "backbone_feature_sizes": pyramid,
             "fpn_hidden_size": hidden,
-        },
-        prompt_encoder_config={"hidden_size": hidden, "image_size": size, "patch_size": 16},
+        }
+        extra: dict[str, Any] = {"memory_attention_feed_forward_hidden_size": 128}
+        names = ("Sam2VideoConfig", "Sam2VideoModel", "Sam2ImageProcessor", "Sam2VideoProcessor")
+    elif kind == "edgetam":
+        channels = [8, 16, 32, 64]
+        vision = {
+            "model_type": "edgetam_vision_model",
+            "backbone_config": {
+                "model_type": "timm_wrapper",
+                "architecture": "repvit_m1",
+                "num_classes": 1,  # features_only: no classifier; timm_wrapper needs a count
+                "model_args": {
+                    "in_chans": 3,
+                    "features_only": True,
+                    "out_indices": [0, 1, 2, 3],
+                    "embed_dim": channels,
+                    "depth": [1, 1, 1, 1],
+                },
+            },
+            "backbone_channel_list": channels[::-1],
+            "backbone_feature_sizes": pyramid,
+            "fpn_hidden_size": hidden,
+        }
+        extra = {
+            "memory_attention_mlp_hidden_size": 128,
+            "memory_attention_rope_k_sizes": [4, 4],  # the 2-D latents: 4x4
+            "perceiver_resampler_num_latents": 16,
+            "perceiver_resampler_num_latents_2d": 16,
+            "perceiver_resampler_num_layers": 1,
+            "perceiver_resampler_mlp_intermediate_size": 64,
+        }
+        names = (
+            "EdgeTamVideoConfig",
+            "EdgeTamVideoModel",
+            "Sam2ImageProcessor",
+            "Sam2VideoProcessor",
+        )
+    elif kind == "sam3_tracker":
+        vision = _tiny_sam3_vision(size, hidden)
+        extra = {"memory_attention_feed_forward_hidden_size": 128}
+        names = (
+            "Sam3TrackerVideoConfig",
+            "Sam3TrackerVideoModel",
+            "Sam3ImageProcessor",
+            "Sam3TrackerVideoProcessor",
+        )
+    else:
+        raise InstitValueError(f"kind must be 'sam2', 'edgetam' or 'sam3_tracker', got {kind!r}")
+    config_class, model_class, image_processor_class, processor_class = (
+        getattr(transformers, name) for name in names
+    )
+    config = config_class(
+        vision_config=vision,
+        prompt_encoder_config={"hidden_size": hidden, "image_size": size, "patch_size": patch},
         mask_decoder_config={
             "hidden_size": hidden,
             "mlp_dim": 128,
@@ -354,21 +442,27 @@ def make_tiny_segmenter(path: str | Path | None = None, *, seed: int = 0) -> Pat
         num_maskmem=3,
         memory_attention_hidden_size=hidden,
         memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=128,
-        memory_attention_rope_feat_sizes=[size // 16, size // 16],
+        memory_attention_rope_feat_sizes=[grid, grid],
         memory_encoder_hidden_size=hidden,
         memory_encoder_output_channels=64,
         mask_downsampler_embed_dim=hidden,
         memory_fuser_embed_dim=hidden,
         memory_fuser_intermediate_dim=128,
+        **extra,
     )
     torch.manual_seed(seed)
-    Sam2VideoModel(config).eval().save_pretrained(folder)
-    image_processor = Sam2ImageProcessor(
+    model = model_class(config).eval()
+    if kind == "sam3_tracker":
+        # with random weights the SAM 3 tracker's object-score head mostly says "no object"
+        # after the prompted frame, so nothing would be tracked: bias it towards "present"
+        with torch.no_grad():
+            model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(10.0)
+    model.save_pretrained(folder)
+    image_processor = image_processor_class(
         size={"height": size, "width": size}, mask_size={"height": size // 4, "width": size // 4}
     )
     video_processor = Sam2VideoVideoProcessor(size={"height": size, "width": size})
-    Sam2VideoProcessor(
+    processor_class(
         image_processor=image_processor, video_processor=video_processor
     ).save_pretrained(folder)
     return folder
@@ -377,15 +471,30 @@ def make_tiny_segmenter(path: str | Path | None = None, *, seed: int = 0) -> Pat
 _DETECTOR_WORDS = ["a", "an", "the", "person", "ball", "cat", "dog", "astronaut", "flag", "rocket"]
 
 
+def _clip_tokenizer() -> tuple[Any, dict[str, int]]:
+    """A CLIP tokenizer (and its vocabulary) that spells any lower-case word letter by letter:
+    no merges, so it needs no download."""
+    from transformers import CLIPTokenizer
+
+    symbols = [*string.ascii_lowercase, "."]
+    vocab = {s: i for i, s in enumerate(symbols + [f"{s}</w>" for s in symbols])}
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[]), vocab
+
+
 def make_tiny_detector(
     path: str | Path | None = None,
-    kind: Literal["grounding-dino", "owlv2"] = "grounding-dino",
+    kind: Literal["grounding-dino", "owlv2", "sam3"] = "grounding-dino",
     *,
     seed: int = 0,
 ) -> Path:
-    """A tiny random Grounding DINO (Swin + BERT) or OWLv2 checkpoint with its processor and a
-    small tokenizer that spells any lower-case word, loadable by ``instit.Detector`` and by
-    transformers' own ``from_pretrained``."""
+    """A tiny random Grounding DINO (Swin + BERT), OWLv2 or SAM 3 (ViT + CLIP text) checkpoint
+    with its processor and a small tokenizer that spells any lower-case word, loadable by
+    ``instit.Detector`` and by transformers' own ``from_pretrained``.
+
+    The SAM 3 one (``Sam3Model`` + ``Sam3Processor``, model_type ``sam3``) sees 112x112 images
+    (an 8x8 ViT grid, patch 14) and proposes 10 queries."""
     import torch
 
     folder = Path(tempfile.mkdtemp(prefix=f"tiny-{kind}-")) if path is None else Path(path)
@@ -443,18 +552,13 @@ def make_tiny_detector(
         ).save_pretrained(folder)
     elif kind == "owlv2":
         from transformers import (
-            CLIPTokenizer,
             Owlv2Config,
             Owlv2ForObjectDetection,
             Owlv2ImageProcessor,
             Owlv2Processor,
         )
 
-        symbols = [*letters, "."]
-        vocab = {s: i for i, s in enumerate(symbols + [f"{s}</w>" for s in symbols])}
-        vocab["<|startoftext|>"] = len(vocab)
-        vocab["<|endoftext|>"] = len(vocab)
-        tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+        tokenizer, vocab = _clip_tokenizer()
         # OWLv2 reads 16 text tokens: pad every query to 16 like the hub's tokenizers do
         tokenizer.backend_tokenizer.enable_padding(
             length=16, pad_id=vocab["<|endoftext|>"], pad_token="<|endoftext|>"
@@ -486,6 +590,38 @@ def make_tiny_detector(
             image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
             tokenizer=tokenizer,
         ).save_pretrained(folder)
+    elif kind == "sam3":
+        _tiny_sam3(folder)
     else:
-        raise InstitValueError(f"kind must be 'grounding-dino' or 'owlv2', got {kind!r}")
+        raise InstitValueError(f"kind must be 'grounding-dino', 'owlv2' or 'sam3', got {kind!r}")
     return folder
+
+
+def _tiny_sam3(folder: Path) -> None:
+    from transformers import Sam3Config, Sam3ImageProcessor, Sam3Model, Sam3Processor
+
+    tokenizer, vocab = _clip_tokenizer()
+    size, hidden = _SAM3_SIZE, 32
+    layer = {"hidden_size": hidden, "num_attention_heads": 2, "intermediate_size": 64}
+    config = Sam3Config(
+        vision_config=_tiny_sam3_vision(size, hidden),
+        text_config={
+            **layer,
+            "vocab_size": len(vocab),
+            "projection_dim": hidden,
+            "num_hidden_layers": 1,
+            "max_position_embeddings": 32,  # Sam3Processor pads every phrase to 32 tokens
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": vocab["<|endoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        geometry_encoder_config={**layer, "num_layers": 1},
+        detr_encoder_config={**layer, "num_layers": 1},
+        detr_decoder_config={**layer, "num_layers": 2, "num_queries": 10},
+        mask_decoder_config={"hidden_size": hidden, "num_attention_heads": 2},
+    )
+    Sam3Model(config).eval().save_pretrained(folder)
+    image_processor = Sam3ImageProcessor(
+        size={"height": size, "width": size}, mask_size={"height": size // 4, "width": size // 4}
+    )
+    Sam3Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)

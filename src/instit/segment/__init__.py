@@ -3,7 +3,8 @@
 * :class:`Segmenter` (SAM 2 / SAM 2.1 / EdgeTAM / SAM 3 tracker): ``segment`` (boxes or clicks
   -> masks), ``segment_everything`` (automatic masks chosen for a Set-of-Marks prompt) and
   ``track`` (masks through every frame, IDs kept);
-* :class:`Detector` (Grounding DINO, OWLv2): ``detect`` (words -> boxes with labels and scores);
+* :class:`Detector` (Grounding DINO, OWLv2; SAM 3): ``detect`` (words -> boxes, or masks for
+  SAM 3, with labels and scores);
 * :func:`find_instances`: the one call, image -> Instances, video -> Tracks.
 
 Needs the ``instit[segment]`` extra (torchvision; timm for EdgeTAM); ``import instit`` does

@@ -61,19 +61,31 @@ def model_type(
 
 def load(class_name: str, folder: Path, device: str, dtype: Any) -> Any:
     """``transformers.<class_name>.from_pretrained(folder)`` on ``device`` (safetensors only,
-    no remote code), in eval mode; processors load without device and dtype."""
+    no remote code), in eval mode; processors load without device and dtype.
+
+    A checkpoint that leaves any of the model's weights out is refused: transformers would fill
+    them with random numbers and only log it, and every mask would then be noise."""
     import transformers
 
     cls = getattr(transformers, class_name)
     try:
         if class_name.endswith("Processor"):
             return cls.from_pretrained(str(folder))
-        module = cls.from_pretrained(str(folder), dtype=dtype, use_safetensors=True)
+        module, info = cls.from_pretrained(
+            str(folder), dtype=dtype, use_safetensors=True, output_loading_info=True
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(
             f"could not load {class_name} from {folder} ({exc}); the folder needs the model's "
             "config.json, model.safetensors and processor files"
         ) from exc
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise CheckpointError(
+            f"{folder} lacks {len(missing)} of the weights of {class_name} (such as "
+            f"{missing[0]!r}), which would be random; pass a checkpoint of this model as "
+            "transformers' save_pretrained writes it"
+        )
     return module.to(device).eval()
 
 

@@ -33,7 +33,8 @@ def add_finder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector",
         default=DEFAULT_DETECTOR,
-        help=f"Grounding DINO / OWLv2 checkpoint for --text (default: {DEFAULT_DETECTOR})",
+        help=f"Grounding DINO / OWLv2 / SAM 3 checkpoint for --text (SAM 3 gives the masks "
+        f"itself; default: {DEFAULT_DETECTOR})",
     )
 
 
@@ -42,11 +43,17 @@ def find_for(args: argparse.Namespace, media: Any) -> Any:
     from instit.segment import Detector, Segmenter, find_instances
 
     device = getattr(args, "device", "auto")
-    segmenter = Segmenter.from_pretrained(args.segmenter, device=device)
     detector = Detector.from_pretrained(args.detector, device=device)
     options: dict[str, Any] = {}
-    if not isinstance(media, (str, Path)):  # a sampled Video
+    video = not isinstance(media, (str, Path))  # a sampled Video
+    if video:
         options = {"progress": False, "indexed_by": getattr(args, "indexed_by", "source")}
+    # a SAM 3 detector gives masks: a segmenter is needed only to track them
+    segmenter = (
+        Segmenter.from_pretrained(args.segmenter, device=device)
+        if video or not detector.gives_masks
+        else None
+    )
     return find_instances(media, args.text, segmenter=segmenter, detector=detector, **options)
 
 
@@ -86,20 +93,25 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         raise InstitValueError("pass --boxes or --text, not both")
     _check_target(args.output, args.overwrite, [args.image])
     boxes = None if args.boxes is None else _boxes(args.boxes)  # bad JSON before loading
-    segmenter = Segmenter.from_pretrained(args.model, device=args.device)
-    if boxes is not None:
-        found = segmenter.segment(args.image, boxes=boxes)
-    elif args.text is not None:
+    if args.text is not None:
+        detector = Detector.from_pretrained(args.detector, device=args.device)
         found = find_instances(
             args.image,
             args.text,
-            segmenter=segmenter,
-            detector=Detector.from_pretrained(args.detector, device=args.device),
+            # SAM 3 gives masks itself; the others' boxes go to the segmenter
+            segmenter=None
+            if detector.gives_masks
+            else Segmenter.from_pretrained(args.model, device=args.device),
+            detector=detector,
             box_threshold=args.box_threshold,
             text_threshold=args.text_threshold,
         )
+    elif boxes is not None:
+        found = Segmenter.from_pretrained(args.model, device=args.device).segment(
+            args.image, boxes=boxes
+        )
     else:
-        found = segmenter.segment_everything(
+        found = Segmenter.from_pretrained(args.model, device=args.device).segment_everything(
             args.image,
             points_per_side=args.points_per_side,
             max_instances=args.max_instances,
@@ -152,6 +164,7 @@ def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
             "find the instances of an image: by boxes, by words, or everything (instit[segment])"
             "\n\nexamples:\n"
             '  instit segment photo.jpg --text "a person. a ball." -o instances.json\n'
+            '  instit segment photo.jpg --text "a person" --detector facebook/sam3 -o i.json\n'
             "  instit segment photo.jpg --boxes '[[10, 20, 200, 180]]' -o instances.json\n"
             "  instit segment photo.jpg --max-instances 20 -o instances.json"
         ),
@@ -162,7 +175,12 @@ def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     segment.add_argument("--text", help='phrases to find, e.g. "a person. a ball."')
     segment.add_argument("-o", "--output", required=True, help="instances JSON to write")
     segment.add_argument("--model", default=DEFAULT_SEGMENTER, help="segmenter checkpoint")
-    segment.add_argument("--detector", default=DEFAULT_DETECTOR, help="detector for --text")
+    segment.add_argument(
+        "--detector",
+        default=DEFAULT_DETECTOR,
+        help="detector for --text: Grounding DINO / OWLv2 (boxes, then --model segments them) "
+        "or SAM 3 (masks itself, --model unused)",
+    )
     segment.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     segment.add_argument("--box-threshold", type=float, default=0.35)
     segment.add_argument("--text-threshold", type=float, default=0.25)

@@ -54,18 +54,20 @@ def default_detector() -> Detector:
 def _on_image(
     image: Any,
     text: str | Sequence[str] | None,
-    segmenter: Segmenter,
+    segmenter: Segmenter | None,
     detector: Detector | None,
     options: dict[str, Any],
 ) -> Instances:
     if text is None:
         everything = {k: v for k, v in options.items() if k in _EVERYTHING_OPTIONS}
-        return segmenter.segment_everything(image, **everything)
+        return (segmenter or default_segmenter()).segment_everything(image, **everything)
     detect = {k: v for k, v in options.items() if k in _DETECT_OPTIONS}
     found = (detector or default_detector()).detect(image, text, **detect)
+    if found.kind == "mask":  # SAM 3: the words gave masks already
+        return found
     if not len(found):
         return Instances.empty(found.image_size)
-    return segmenter.segment(image, boxes=found)
+    return (segmenter or default_segmenter()).segment(image, boxes=found)
 
 
 def _new_objects(found: Instances, tracked: Instances, threshold: float) -> Instances:
@@ -93,7 +95,8 @@ def find_instances(
     """Find the instances of an image, or track them through a video, in one call.
 
     Image: with ``text`` (``"a person. a ball."``) the :class:`Detector` finds boxes and the
-    :class:`Segmenter` turns them into masks (labels and scores kept); without ``text`` the
+    :class:`Segmenter` turns them into masks (labels and scores kept); a SAM 3 detector gives
+    masks itself, so no segmenter is used (or loaded) for an image.  Without ``text`` the
     segmenter segments everything.  Video (a :class:`~instit.video.Video`, a frame list, a
     ``TxHxWx3`` array, a video file or a folder of frames): the same on the first frame, then
     :meth:`Segmenter.track`; with ``every=k`` every k-th frame is searched again and objects no
@@ -118,12 +121,12 @@ def find_instances(
             f"find_instances got unknown option(s) {sorted(unknown)}; it takes "
             f"{sorted(_DETECT_OPTIONS | _EVERYTHING_OPTIONS | _VIDEO_OPTIONS)}"
         )
-    segment = segmenter or default_segmenter()
     if not is_video(media):
         stray = set(opts) & _VIDEO_OPTIONS
         if stray:
             raise InstitTypeError(f"{sorted(stray)} apply to videos only; media is an image")
-        return _on_image(media, text, segment, detector, opts)
+        return _on_image(media, text, segmenter, detector, opts)
+    segment = segmenter or default_segmenter()
     from instit.video import Video, load_video
 
     video = media if isinstance(media, Video) else load_video(media, num_frames=None)
