@@ -355,16 +355,16 @@ class InstIt:
 
         ``media`` is anything :func:`instit.media.load_media` loads (loaded once, here).
         """
-        ids = self._token_ids(question, True)
         from instit.media import load_media
 
-        return self._prepare_ids(load_media(media), ids)
+        return self._prepare_ids(load_media(media), self._token_ids(question, True))
 
     def prepare_ids(self, media: MediaLike, ids: Sequence[int]) -> dict[str, torch.Tensor]:
         """:meth:`prepare` for token ids the caller built (one ``-200`` media placeholder), e.g.
         a whole multi-turn conversation for training: the placeholder is expanded to the media's
         visual tokens and the pixel values are made exactly as for a question.
         """
+        from instit.media import load_media
         from instit.prompting.templates import IMAGE_TOKEN_INDEX
 
         ids = list(ids)
@@ -373,8 +373,6 @@ class InstIt:
                 f"the ids hold {ids.count(IMAGE_TOKEN_INDEX)} media placeholders "
                 f"({IMAGE_TOKEN_INDEX}); build them with one media placeholder"
             )
-        from instit.media import load_media
-
         return self._prepare_ids(load_media(media), ids)
 
     def _prepare_ids(self, media: LoadedMedia, ids: list[int]) -> dict[str, torch.Tensor]:
