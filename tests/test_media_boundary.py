@@ -271,3 +271,22 @@ def test_bench_media_loaded_by_the_runner_feeds_the_model(model, tmp_path) -> No
         prompt = question.prompt(media_token=False)
         [expected] = model.generate([media], [prompt], max_new_tokens=2)
         assert records[question.question_id]["model_prediction"] == expected
+
+
+def test_a_video_is_recognised_by_its_type_in_results_views_and_training() -> None:
+    """``isinstance(media, Video)``, not the attributes a Video happens to have: a Video's frames
+    are keyed by its source frame numbers in ``Tracks.show``, the frames of a result and the
+    training fingerprint read its frames."""
+    from instit.results import media_frames
+    from instit.training.data import _media_identity
+
+    frames = [image(40, 30, seed=s) for s in range(3)]
+    video = Video(frames, indices=[0, 5, 10], timestamps=[0.0, 0.5, 1.0])
+    assert all(a is b for a, b in zip(media_frames(video), frames, strict=True))
+    assert _media_identity(video) == _media_identity(frames)
+    tracks = instit.Tracks({5: instit.Instances.from_boxes({1: [4, 4, 30, 24]})})
+    [shown] = tracks.show(video)
+    [by_position] = instit.Tracks({1: tracks[5]}).show(frames)
+    assert shown.tobytes() == by_position.tobytes() != frames[1].tobytes()
+    with pytest.raises(InstitValueError, match="the video has no frame 5"):
+        tracks.show(frames)  # a list is keyed by position
