@@ -89,9 +89,10 @@ def ask(
         model: An :class:`instit.InstIt` (anything with ``generate`` / ``stream`` /
             ``encode_media``, see :class:`~instit.tasks.GenerativeModel`).
         media: One image (PIL image, ``HxW[xC]`` array, image file) or one video (``Video``,
-            ``TxHxWxC`` array, a **list of frames**, a video file or a folder of frames).  Arrays
-            are RGB unless ``channels="bgr"``.  To ask about several media at once use
-            :func:`ask_many`.
+            ``TxHxWxC`` array, a **list of frames**, a video file or a folder of frames), loaded
+            once here by :func:`instit.load_media` (a list of image files is read as a folder of
+            them).  Arrays are RGB unless ``channels="bgr"``.  To ask about several media at
+            once use :func:`ask_many`.
         question: A question, or a list of questions (one batched generation; the media is
             encoded once for all of them and, with :class:`instit.InstIt`, the template head and
             the media are prefilled once: each question then costs only its own tokens).  Refer
