@@ -290,3 +290,24 @@ def test_a_video_is_recognised_by_its_type_in_results_views_and_training() -> No
     assert shown.tobytes() == by_position.tobytes() != frames[1].tobytes()
     with pytest.raises(InstitValueError, match="the video has no frame 5"):
         tracks.show(frames)  # a list is keyed by position
+
+
+class _Replier:
+    """The model protocol's ``generate`` with a fixed reply that refers to frame 2."""
+
+    def generate(self, media: list[Any], prompts: list[str], **options: Any) -> list[str]:
+        return ["[1] is at <2>."] * len(prompts)
+
+
+def test_a_list_of_image_files_is_the_video_its_folder_is(files) -> None:
+    """Same files, same video: every frame, the file names, and the frame numbers as times
+    (the folder's rule), whether given as a folder or as a list of paths; in-memory frames have
+    no times."""
+    from instit.tasks import ask
+
+    by_list = ask(_Replier(), files["list"], "When?", progress=False)
+    by_folder = ask(_Replier(), files["folder"], "When?", progress=False)
+    assert by_list.seconds == by_folder.seconds == [1.0]
+    assert isinstance(by_list.media, Video) and by_list.media.names == by_folder.media.names
+    in_memory = ask(_Replier(), load_video(files["folder"]).frames, "When?", progress=False)
+    assert in_memory.seconds is None and in_memory.frames == [2]
