@@ -264,7 +264,7 @@ def test_ask_a_video_maps_frames(tiny_model: Path, clip: Path, capsys, monkeypat
     """
     from instit.model.core import EncodedMedia, InstIt
 
-    generate, encode = InstIt.generate, InstIt.encode_media
+    generate, encode = InstIt.generate, InstIt._encode  # every path to features
     seen: list[int] = []
 
     def encode_and_count(self: InstIt, media) -> EncodedMedia:
@@ -276,7 +276,7 @@ def test_ask_a_video_maps_frames(tiny_model: Path, clip: Path, capsys, monkeypat
         generate(self, media, prompts, **kwargs)
         return ["[1] moves at <3>, then <1>-<2>."] * len(prompts)
 
-    monkeypatch.setattr(InstIt, "encode_media", encode_and_count)
+    monkeypatch.setattr(InstIt, "_encode", encode_and_count)
     monkeypatch.setattr(InstIt, "generate", generate_then_reply)
     code = main(
         [

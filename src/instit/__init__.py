@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "decode_rle": "instit.instances",
     # media
     "load_image": "instit.media",
+    "load_media": "instit.media",
     # marks
     "MarkStyle": "instit.marks",
     "Placement": "instit.marks",
@@ -122,6 +123,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from instit.media import (
         load_image as load_image,
+        load_media as load_media,
     )
     from instit.model import (
         EncodedMedia as EncodedMedia,

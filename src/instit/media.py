@@ -37,7 +37,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -51,6 +51,10 @@ ImageLike = Image.Image | np.ndarray | str | os.PathLike | IO[bytes]
 """Anything :func:`load_image` accepts."""
 Channels = Literal["rgb", "bgr"]
 """The channel order of colour arrays: ``"rgb"`` (default) or ``"bgr"`` (OpenCV, supervision)."""
+
+LoadedMedia: TypeAlias = "Image.Image | Video | list[Image.Image]"
+"""Media as :func:`load_media` returns it and the layers below the public verbs take it: an RGB
+PIL image, an :class:`instit.Video`, or the RGB PIL frames of a video."""
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 """File suffixes of still images; any other file is read as a video (FFmpeg reads the rest)."""
@@ -86,29 +90,87 @@ def is_video(media: object) -> bool:
     return False
 
 
-def load_media(
-    source: object, *, channels: Channels = "rgb", **sampling: object
-) -> Image.Image | Video:
-    """An image (RGB PIL image) or a video (:class:`instit.Video`), by :func:`is_video`.
+def load_media(source: object, *, channels: Channels = "rgb", **sampling: object) -> LoadedMedia:
+    """Load what a user gave as one media item: the edge where instit reads media.
 
-    ``sampling`` goes to :func:`instit.load_video` (``num_frames``, ``fps``, ...) for a video; a
-    ``Video`` is returned as it is.
+    The public verbs (``ask``, ``ask_many``, ``describe_instances`` and the model's ``prepare``,
+    ``prepare_ids``, ``encode_media``, ``generate``, ``stream``) call this once, at their top;
+    everything below them takes only what it returns (:data:`LoadedMedia`).  By
+    :func:`is_video`:
+
+    * an image (PIL image, ``HxW[xC]`` array, image file, file object): a new RGB PIL image
+      (:func:`load_image`);
+    * a :class:`instit.Video`: returned as it is;
+    * in-memory frames (a list or tuple of PIL images / arrays, a ``TxHxWxC`` array): a new list
+      of RGB PIL frames, every frame in order and without timestamps;
+    * a list or tuple of image *files*: a ``Video`` of every file (``load_video(files,
+      num_frames=None)``), so that the frames keep their file names, as from a folder of them;
+    * a video file or a folder of frames: a ``Video`` sampled by :func:`instit.load_video`
+      (8 frames spread over the clip unless ``sampling`` says otherwise).
+
+    ``sampling`` goes to :func:`instit.load_video` (``num_frames``, ``fps``, ...); given for
+    in-memory frames it samples them into a ``Video`` too.  Arrays are RGB unless
+    ``channels="bgr"``.
 
     Raises:
-        MediaError / VideoError: unreadable media.
-        InstitValueError: sampling arguments given for an image.
+        MediaError / VideoError: unreadable media, a video without frames.
+        InstitValueError: sampling arguments given for an image or a ``Video``, ``channels="bgr"``
+            for anything but arrays.
     """
     from instit.video.core import Video, load_video
 
-    if isinstance(source, Video):
-        return source
-    if is_video(source):
-        return load_video(source, channels=channels, **sampling)  # type: ignore[arg-type]
-    if sampling:
-        raise InstitValueError(
-            f"{sorted(sampling)} apply to videos, but {_describe(source)} is an image; drop them"
+    if source is None:
+        raise InstitTypeError(
+            "media is None; pass an image (PIL image, array, file path) or a video (Video, "
+            "list of frames, video file, frame folder)"
         )
-    return load_image(source, channels=channels)  # type: ignore[arg-type]
+    if isinstance(source, Video):
+        check_channels(channels, source)
+        if sampling:
+            raise InstitValueError(
+                f"{sorted(sampling)} apply when a video is read, but this Video is already "
+                "sampled; drop them, or call instit.load_video on its source again"
+            )
+        return source
+    if not is_video(source):
+        if sampling:
+            raise InstitValueError(
+                f"{sorted(sampling)} apply to videos, but {_describe(source)} is an image; "
+                "drop them"
+            )
+        return load_image(source, channels=channels)  # type: ignore[arg-type]
+    if isinstance(source, (list, tuple, np.ndarray)) and not sampling:
+        if len(source) == 0:
+            raise MediaError("the video has no frames; pass at least one frame")
+        if not all(isinstance(frame, (str, os.PathLike)) for frame in source):
+            check_channels(channels)
+            return [load_image(frame, channels=channels) for frame in source]
+        sampling = {"num_frames": None}
+    return load_video(source, channels=channels, **sampling)  # type: ignore[arg-type]
+
+
+def check_loaded(media: object, where: str) -> LoadedMedia:
+    """``media`` if it is :data:`LoadedMedia` (what :func:`load_media` returns), else an
+    :class:`InstitTypeError` naming what ``where`` got and :func:`load_media` as the fix.
+
+    The layers below the edge call this instead of classifying or loading media themselves.
+    """
+    from instit.video.core import Video
+
+    if isinstance(media, (Image.Image, Video)):
+        return media
+    if isinstance(media, list) and media and all(isinstance(f, Image.Image) for f in media):
+        return media
+    what = type(media).__name__
+    if isinstance(media, (str, os.PathLike)):
+        what = f"the path {os.fspath(media)!r}"
+    elif isinstance(media, list):
+        kinds = sorted({type(f).__name__ for f in media})
+        what = f"a list of {', '.join(kinds)}" if media else "an empty list"
+    raise InstitTypeError(
+        f"{where} takes loaded media (a PIL image, an instit.Video or a non-empty list of PIL "
+        f"frames), got {what}; load it first with instit.load_media(source)"
+    )
 
 
 def load_image(image: ImageLike, *, channels: Channels = "rgb") -> Image.Image:

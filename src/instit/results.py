@@ -50,13 +50,14 @@ def media_frames(media: Any) -> list[Image.Image]:
     """The PIL images of a result's media: ``[image]`` for an image, the frames of a video."""
     from PIL import Image
 
+    from instit.video import Video
+
     if media is None:
         return []
     if isinstance(media, Image.Image):
         return [media]
-    frames = getattr(media, "frames", None)
-    if frames is not None:
-        return [f for f in frames if isinstance(f, Image.Image)]
+    if isinstance(media, Video):
+        return list(media.frames)
     if isinstance(media, (list, tuple)):
         return [f for f in media if isinstance(f, Image.Image)]
     return []

@@ -63,16 +63,17 @@ def tracks_view(tracks: Tracks, video: object = None, *, max_frames: int = 8) ->
 
     if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
         raise InstitValueError(f"max_frames must be a positive integer, got {max_frames!r}")
+    from instit.video import Video
+
     frames: dict[int, Any] = {}
-    if video is not None:
-        indices = getattr(video, "indices", None)
-        items = getattr(video, "frames", video)
-        if isinstance(items, (str, bytes)) or not hasattr(items, "__len__"):
+    if isinstance(video, Video):
+        frames = dict(zip(video.indices, video.frames, strict=True))
+    elif video is not None:
+        if isinstance(video, (str, bytes)) or not hasattr(video, "__len__"):
             raise InstitTypeError(
                 f"video must be a Video or a list of frames, got {type(video).__name__}"
             )
-        keys = list(indices) if indices is not None else list(range(len(items)))
-        frames = dict(zip(keys, items, strict=True))
+        frames = dict(enumerate(video))
     shown = []
     for key in _frames_to_show(tracks, max_frames):
         if video is not None and key not in frames:

@@ -39,7 +39,9 @@ from instit.errors import CheckpointError, InstitTypeError, InstitValueError, Mo
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
+    from instit.media import LoadedMedia
     from instit.model.checkpoint import CheckpointSpec
     from instit.model.memory import MemoryCheck
     from instit.model.prefix_cache import PrefixCache
@@ -48,9 +50,11 @@ if TYPE_CHECKING:
 
 __all__ = ["EncodedMedia", "InstIt", "convert"]
 
-MediaLike = (
-    Any  # PIL image | path | numpy array | instit.video.Video | list of frames | EncodedMedia
-)
+MediaLike = Any
+"""What the public methods take: anything :func:`instit.media.load_media` loads (PIL image,
+array, image or video file, frame folder, ``Video``, list of frames) or an :class:`EncodedMedia`.
+They load it once, at their top; the private methods below take only ``LoadedMedia`` (or
+``EncodedMedia``)."""
 
 _REQUIRED_TOKENS = {"qwen_1_5": ("<|im_start|>", "<|im_end|>"), "vicuna_v1": ("</s>",)}
 
@@ -328,19 +332,26 @@ class InstIt:
 
         return tokenize_prompt(self.prompt(question, media), self.tokenizer)
 
-    def _load_media(self, media: MediaLike) -> tuple[str, Any]:
-        """``("image", PIL image)`` or ``("video", [PIL frames])``; the input is not modified."""
-        from instit.media import is_video, load_image, load_media
+    def _load(self, media: MediaLike) -> LoadedMedia | EncodedMedia:
+        """The edge of the public methods: an :class:`EncodedMedia` as it is, anything else
+        through :func:`instit.media.load_media` (the one place media is read)."""
+        from instit.media import load_media
+
+        return media if isinstance(media, EncodedMedia) else load_media(media)
+
+    @staticmethod
+    def _content(media: LoadedMedia) -> tuple[str, Image.Image | list[Image.Image]]:
+        """``("image", PIL image)`` or ``("video", [PIL frames])`` of loaded media; anything
+        else (a path, an array, ...) is an :class:`~instit.errors.InstitTypeError`."""
+        from PIL import Image
+
+        from instit.media import check_loaded
         from instit.video import Video
 
-        if isinstance(media, (list, tuple)) and not media:
-            raise ModelInputError("the video has no frames; pass at least one frame")
-        if is_video(media):
-            if isinstance(media, (str, os.PathLike)):
-                media = load_media(media)
-            frames = media.frames if isinstance(media, Video) else media
-            return "video", [load_image(frame) for frame in frames]
-        return "image", load_image(media)
+        loaded = check_loaded(media, "InstIt's private methods")
+        if isinstance(loaded, Image.Image):
+            return "image", loaded
+        return "video", list(loaded.frames) if isinstance(loaded, Video) else loaded
 
     def _visual_tokens(self, modality: str, content: Any) -> int:
         from instit.model.processing import image_token_count, video_token_count
@@ -360,17 +371,19 @@ class InstIt:
     def prepare(self, media: MediaLike, question: str) -> dict[str, torch.Tensor]:
         """Inputs for ``module(**inputs)``: the reference's ids with the visual placeholders
         expanded, attention mask and pixel values (``image_sizes`` as (height, width)).
+
+        ``media`` is anything :func:`instit.media.load_media` loads (loaded once, here).
         """
-        return self.prepare_ids(media, self._token_ids(question, True))
+        from instit.media import load_media
+
+        return self._prepare_ids(load_media(media), self._token_ids(question, True))
 
     def prepare_ids(self, media: MediaLike, ids: Sequence[int]) -> dict[str, torch.Tensor]:
         """:meth:`prepare` for token ids the caller built (one ``-200`` media placeholder), e.g.
         a whole multi-turn conversation for training: the placeholder is expanded to the media's
         visual tokens and the pixel values are made exactly as for a question.
         """
-        import torch
-
-        from instit.model.processing import process_frames, process_image
+        from instit.media import load_media
         from instit.prompting.templates import IMAGE_TOKEN_INDEX
 
         ids = list(ids)
@@ -379,7 +392,15 @@ class InstIt:
                 f"the ids hold {ids.count(IMAGE_TOKEN_INDEX)} media placeholders "
                 f"({IMAGE_TOKEN_INDEX}); build them with one media placeholder"
             )
-        modality, content = self._load_media(media)
+        return self._prepare_ids(load_media(media), ids)
+
+    def _prepare_ids(self, media: LoadedMedia, ids: list[int]) -> dict[str, torch.Tensor]:
+        import torch
+
+        from instit.model.processing import process_frames, process_image
+        from instit.prompting.templates import IMAGE_TOKEN_INDEX
+
+        modality, content = self._content(media)
         count = self._visual_tokens(modality, content)
         self._check_length(len(ids) - 1 + count, "the prompt with its media")
         placeholder = (
@@ -405,23 +426,29 @@ class InstIt:
 
         With ``cache_prefix=True`` the result also carries the KV cache of the template head
         and the media (:attr:`EncodedMedia.prefix`), so that each later prompt about it
-        prefills only its question (:meth:`generate`, :meth:`stream`, ``ask``).  An
+        prefills only its question (:meth:`generate`, :meth:`stream`, ``ask``).  ``media`` is
+        anything :func:`instit.media.load_media` loads (loaded once, here); an
         :class:`EncodedMedia` is returned as it is, or with its prefix cache added.
         """
-        if not isinstance(media, EncodedMedia):
-            media = self._encode(media)
-        if cache_prefix and media.prefix is None:
+        return self._encoded(self._load(media), cache_prefix=cache_prefix)
+
+    def _encoded(
+        self, media: LoadedMedia | EncodedMedia, *, cache_prefix: bool = False
+    ) -> EncodedMedia:
+        """:meth:`encode_media` of loaded media."""
+        encoded = media if isinstance(media, EncodedMedia) else self._encode(media)
+        if cache_prefix and encoded.prefix is None:
             from instit.model.prefix_cache import build_prefix
 
-            media = dataclasses.replace(media, prefix=build_prefix(self, media))
-        return media
+            encoded = dataclasses.replace(encoded, prefix=build_prefix(self, encoded))
+        return encoded
 
-    def _encode(self, media: MediaLike) -> EncodedMedia:
+    def _encode(self, media: LoadedMedia) -> EncodedMedia:
         import torch
 
         from instit.model.processing import process_frames, process_image
 
-        modality, content = self._load_media(media)
+        modality, content = self._content(media)
         self._check_length(self._visual_tokens(modality, content), "the media alone")
         inner = self.module.model
         with torch.inference_mode():
@@ -481,7 +508,10 @@ class InstIt:
         return int(pad if pad is not None else self.tokenizer.eos_token_id)
 
     def _batch_inputs(
-        self, media: Sequence[MediaLike | None], prompts: Sequence[str], max_new_tokens: int
+        self,
+        media: Sequence[LoadedMedia | EncodedMedia | None],
+        prompts: Sequence[str],
+        max_new_tokens: int,
     ) -> dict[str, torch.Tensor]:
         """Left-padded ``inputs_embeds`` and attention mask for one batch."""
         import torch
@@ -490,7 +520,7 @@ class InstIt:
         rows = []
         for item, question in zip(media, prompts, strict=True):
             if id(item) not in encoded_by_id:
-                encoded_by_id[id(item)] = None if item is None else self.encode_media(item)
+                encoded_by_id[id(item)] = None if item is None else self._encoded(item)
             encoded = encoded_by_id[id(item)]
             ids = self._token_ids(question, encoded is not None)
             length = len(ids) + (encoded.num_tokens - 1 if encoded is not None else 0)
@@ -524,9 +554,10 @@ class InstIt:
         """Answer ``prompts[i]`` about ``media[i]``, in batches (left padding).
 
         ``prompts`` are user questions; the conversation template is applied here. A media item
-        is an image, a video (``Video``, list of frames, ``TxHxWxC`` array, video file), an
-        :class:`EncodedMedia` or ``None`` (text only); arrays are RGB (for BGR arrays use
-        ``ask(..., channels="bgr")`` or ``load_image(array, channels="bgr")`` first). The same
+        is an image, a video (``Video``, list of frames, ``TxHxWxC`` array, video file, frame
+        folder), an :class:`EncodedMedia` or ``None`` (text only), each loaded once here by
+        :func:`instit.media.load_media`; arrays are RGB (for BGR arrays use
+        ``ask(..., channels="bgr")`` or ``load_media(array, channels="bgr")`` first). The same
         object given several times is encoded once and, with ``prefix_cache`` (default), its
         template head and visual tokens are prefilled once: the prompts about it run as batches
         of their questions on that cached prefix (the same greedy tokens as one by one), and
@@ -551,10 +582,11 @@ class InstIt:
         config = self._generation_config(
             max_new_tokens, temperature, top_p, generation_config, generate_kwargs
         )
-        uses = Counter(id(item) for item in media)
+        items = self._load_each(media)  # the edge: below, media is loaded
+        uses = Counter(id(item) for item in items)
         plain: list[int] = []
         shared: dict[int, list[int]] = {}
-        for i, item in enumerate(media):
+        for i, item in enumerate(items):
             carries = isinstance(item, EncodedMedia) and item.prefix is not None
             if item is not None and prefix_cache and (uses[id(item)] > 1 or carries):
                 shared.setdefault(id(item), []).append(i)
@@ -573,16 +605,27 @@ class InstIt:
         bars = iter(names) if progress else None
         for chunk in chunks:
             inputs = self._batch_inputs(
-                [media[i] for i in chunk], [prompts[i] for i in chunk], config.max_new_tokens
+                [items[i] for i in chunk], [prompts[i] for i in chunk], config.max_new_tokens
             )
             self._answer(inputs, config, chunk, answers, bars)
         for group in groups:
-            self._answer_group(media[group[0][0]], prompts, group, config, answers, bars)
+            self._answer_group(items[group[0][0]], prompts, group, config, answers, bars)
         return answers
+
+    def _load_each(
+        self, media: Sequence[MediaLike | None]
+    ) -> list[LoadedMedia | EncodedMedia | None]:
+        """:meth:`_load` of every item (``None``: text only), each object once: an object given
+        several times stays one object, so that its prompts share its encoding and prefix."""
+        loaded: dict[int, LoadedMedia | EncodedMedia | None] = {}
+        for item in media:
+            if id(item) not in loaded:
+                loaded[id(item)] = None if item is None else self._load(item)
+        return [loaded[id(item)] for item in media]
 
     def _answer_group(
         self,
-        media: MediaLike,
+        media: LoadedMedia | EncodedMedia,
         prompts: Sequence[str],
         chunks: list[list[int]],
         config: Any,
@@ -592,7 +635,7 @@ class InstIt:
         """Answer the prompts of one media item on its prefix cache (freed on return)."""
         from instit.model.prefix_cache import suffix_inputs
 
-        prefix = self.encode_media(media, cache_prefix=True).prefix
+        prefix = self._encoded(media, cache_prefix=True).prefix
         assert prefix is not None
         for chunk in chunks:
             inputs = suffix_inputs(
@@ -636,9 +679,10 @@ class InstIt:
     ) -> Iterator[str]:
         """Yield the answer to one question as text chunks while it is generated.
 
-        The chunks join to exactly what :meth:`generate` returns (leading and trailing
-        whitespace dropped).  An :class:`EncodedMedia` with a prefix cache prefills only the
-        question.  Beam search cannot stream (``num_beams`` must be 1).
+        ``media`` is loaded as by :meth:`generate`.  The chunks join to exactly what
+        :meth:`generate` returns (leading and trailing whitespace dropped).  An
+        :class:`EncodedMedia` with a prefix cache prefills only the question.  Beam search
+        cannot stream (``num_beams`` must be 1).
         """
         import torch
         from transformers import TextIteratorStreamer
@@ -654,12 +698,13 @@ class InstIt:
                 f"num_beams={config.num_beams}: transformers streams one sequence only; use "
                 "generate() for beam search"
             )
-        if isinstance(media, EncodedMedia) and media.prefix is not None:
+        loaded = None if media is None else self._load(media)
+        if isinstance(loaded, EncodedMedia) and loaded.prefix is not None:
             inputs = suffix_inputs(
-                self, media.prefix, [prompt], max_new_tokens=config.max_new_tokens, rows=1
+                self, loaded.prefix, [prompt], max_new_tokens=config.max_new_tokens, rows=1
             )
         else:
-            inputs = self._batch_inputs([media], [prompt], config.max_new_tokens)
+            inputs = self._batch_inputs([loaded], [prompt], config.max_new_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=False, skip_special_tokens=True)
         failure: list[BaseException] = []
 

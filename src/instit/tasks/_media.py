@@ -1,28 +1,27 @@
-"""Turn what a user passes to ``ask`` / ``describe_instances`` into what the model sees.
+"""Turn loaded media (and its instances) into what the model sees.
 
-One media item is an image (PIL image, ``HxW[xC]`` array, image file) or a video (``Video``,
-``TxHxWxC`` array, a list of frames, a video file or a folder of frames).  Arrays are RGB unless
-``channels="bgr"`` (converted by :mod:`instit.media`).  With instances, the
+The verbs load what the user gave once, at their top, with :func:`instit.media.load_media`;
+this module takes only its result (:data:`instit.media.LoadedMedia`: an RGB PIL image, a
+``Video`` or a list of RGB PIL frames) and never classifies or loads media.  With instances, the
 marks are drawn first (``marks="draw"``) unless the media already shows them (``marks="as_is"``);
 either way the instances' IDs are what answers are checked against.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from instit.errors import InstancesError, InstitTypeError, InstitValueError, MediaError
-from instit.media import is_video
+from instit.media import check_loaded
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterator
 
     from PIL import Image
 
-    from instit.media import Channels
+    from instit.media import LoadedMedia
+    from instit.video import Video
 
 MarksMode = Literal["draw", "as_is"]
 IndexedBy = Literal["source", "sample"]
@@ -97,71 +96,61 @@ def check_model(model: object) -> None:
         )
 
 
-def check_marks(marks: str) -> None:
-    """Raise a clear error for an unknown ``marks`` mode."""
+def check_options(marks: str, indexed_by: str, channels: object = "rgb") -> None:
+    """Raise a clear error for an unknown ``marks`` or ``indexed_by`` mode or ``channels``
+    order (checked before any media is loaded)."""
+    from instit.media import check_channels
+
     if marks not in _MARKS_MODES:
         raise InstitValueError(
             f"marks={marks!r} is not a mode; pass marks='draw' (draw the instances' marks) or "
             "marks='as_is' (the media already shows them)"
         )
+    if indexed_by not in ("source", "sample"):
+        raise InstitValueError(
+            f"indexed_by={indexed_by!r} is not a mode; pass 'source' (tracks keyed by frame "
+            "number in the original video) or 'sample' (keyed by position in the Video)"
+        )
+    check_channels(channels)
 
 
 def prepare(
-    media: Any,
+    media: LoadedMedia,
     instances: Any = None,
     *,
     marks: MarksMode = "draw",
     style: Any = None,
     indexed_by: IndexedBy = "source",
     snap: bool = False,
-    channels: Channels = "rgb",
 ) -> Prepared:
-    """Load ``media``, draw the marks of ``instances`` on it (``marks="draw"``), collect IDs.
+    """Draw the marks of ``instances`` on loaded ``media`` (``marks="draw"``), collect IDs.
 
+    ``media`` is what :func:`instit.media.load_media` returned (the verbs call it once, at
+    their top); anything else raises :class:`~instit.errors.InstitTypeError`.
     ``indexed_by`` says how the tracks of a ``Video`` are keyed (as in ``Video.with_marks``):
     by source frame number (``"source"``) or by position in the video (``"sample"``).  Tracks
     of a list of frames are always keyed by position.  ``snap`` moves tracked frames that were
-    not sampled to the nearest sampled one (``Tracks.sampled``); ``channels="bgr"`` reads
-    arrays as BGR.
+    not sampled to the nearest sampled one (``Tracks.sampled``).
     """
-    from instit.media import check_channels
+    from PIL import Image
 
-    check_marks(marks)
-    check_channels(channels)
-    if indexed_by not in ("source", "sample"):
-        raise InstitValueError(
-            f"indexed_by={indexed_by!r} is not a mode; pass 'source' (tracks keyed by frame "
-            "number in the original video) or 'sample' (keyed by position in the Video)"
-        )
-    if media is None:
-        raise InstitTypeError(
-            "media is None; pass an image (PIL image, array, file path) or a video (Video, "
-            "list of frames, video file, frame folder)"
-        )
-    if is_video(media):
-        return _prepare_video(
-            media,
-            instances,
-            marks=marks,
-            style=style,
-            indexed_by=indexed_by,
-            snap=snap,
-            channels=channels,
-        )
-    return _prepare_image(media, instances, marks=marks, style=style, channels=channels)
+    check_options(marks, indexed_by)
+    loaded = check_loaded(media, "instit.tasks' prepare")
+    if isinstance(loaded, Image.Image):
+        return _prepare_image(loaded, instances, marks=marks, style=style)
+    return _prepare_video(
+        loaded, instances, marks=marks, style=style, indexed_by=indexed_by, snap=snap
+    )
 
 
-def _prepare_image(
-    media: Any, instances: Any, *, marks: MarksMode, style: Any, channels: Channels
-) -> Prepared:
-    from instit.media import load_image, orientation_hint
+def _prepare_image(image: Image.Image, instances: Any, *, marks: MarksMode, style: Any) -> Prepared:
+    from instit.media import orientation_hint
 
-    image = load_image(media, channels=channels)
     known: list[int] | None = None
     if instances is not None:
         from instit.instances import Instances
 
-        with orientation_hint(media):
+        with orientation_hint(image):
             coerced = Instances.coerce(instances, image_size=image.size)
         known = [int(i) for i in coerced.ids]
         if marks == "draw":
@@ -172,27 +161,22 @@ def _prepare_image(
 
 
 def _prepare_video(
-    media: Any,
+    media: Video | list[Image.Image],
     instances: Any,
     *,
     marks: MarksMode,
     style: Any,
     indexed_by: IndexedBy,
     snap: bool,
-    channels: Channels,
 ) -> Prepared:
-    from instit.media import check_channels
+    from instit.video import Video
 
-    video = _as_video(media)
-    if video is not None:
-        check_channels(channels, video.frames[0])  # a Video holds RGB PIL frames
-    frames: list[Image.Image] = (
-        list(video.frames) if video is not None else _frames(media, channels)
-    )
+    video = media if isinstance(media, Video) else None
+    frames: list[Image.Image] = list(media.frames if isinstance(media, Video) else media)
     if not frames:
         raise MediaError("the video has no frames; pass at least one frame")
-    timestamps = _timestamps(video, len(frames))
-    frame_names = _frame_names(media, video, len(frames))
+    timestamps = list(video.timestamps) if video is not None else None
+    frame_names = video.names if video is not None else None
     known: list[int] | None = None
     frame_ids: list[list[int]] | None = None
     shown: Any = video if video is not None else frames
@@ -225,42 +209,3 @@ def _prepare_video(
                 frames = draw_marks_frames(frames, tracks, style=style, progress=False)
                 shown = frames
     return Prepared(frames, shown, "video", len(frames), timestamps, known, frame_ids, frame_names)
-
-
-def _as_video(media: Any) -> Any:
-    """A ``Video`` for a ``Video``, a video file or a frame folder; ``None`` for frame lists."""
-    if hasattr(media, "frames") and hasattr(media, "timestamps"):
-        return media
-    if isinstance(media, (str, os.PathLike)):
-        from instit.video import load_video
-
-        return load_video(media)
-    return None
-
-
-def _frames(media: Any, channels: Channels) -> list[Image.Image]:
-    """A list of frames, or a ``TxHxWxC`` array, as RGB PIL images."""
-    from instit.media import load_image
-
-    return [load_image(frame, channels=channels) for frame in media]
-
-
-def _timestamps(video: Any, count: int) -> list[float] | None:
-    values = getattr(video, "timestamps", None) if video is not None else None
-    if values is None:
-        return None
-    out = [float(v) for v in values]
-    return out if len(out) == count else None
-
-
-def _frame_names(media: Any, video: Any, count: int) -> list[str] | None:
-    """File names of the frames (``Video.names`` of a folder or of image paths, or a list of
-    paths), else ``None``."""
-    names: list[str] | None
-    if video is not None:
-        names = video.names
-    elif isinstance(media, (list, tuple)) and all(isinstance(m, (str, os.PathLike)) for m in media):
-        names = [Path(os.fspath(m)).name for m in media]
-    else:
-        names = None
-    return names if names is not None and len(names) == count else None

@@ -7,12 +7,20 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from instit.errors import InstitError, InstitTypeError, InstitValueError
+from instit.media import load_media
 from instit.model.generation import check_generation
 from instit.results import Answer, AnswerStream
-from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
+from instit.tasks._media import (
+    IndexedBy,
+    MarksMode,
+    Prepared,
+    check_model,
+    check_options,
+    prepare,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from instit.media import Channels
+    from instit.media import Channels, LoadedMedia
 
 __all__ = ["ask", "ask_many"]
 
@@ -81,9 +89,10 @@ def ask(
         model: An :class:`instit.InstIt` (anything with ``generate`` / ``stream`` /
             ``encode_media``, see :class:`~instit.tasks.GenerativeModel`).
         media: One image (PIL image, ``HxW[xC]`` array, image file) or one video (``Video``,
-            ``TxHxWxC`` array, a **list of frames**, a video file or a folder of frames).  Arrays
-            are RGB unless ``channels="bgr"``.  To ask about several media at once use
-            :func:`ask_many`.
+            ``TxHxWxC`` array, a **list of frames**, a video file or a folder of frames), loaded
+            once here by :func:`instit.load_media` (a list of image files is read as a folder of
+            them).  Arrays are RGB unless ``channels="bgr"``.  To ask about several media at
+            once use :func:`ask_many`.
         question: A question, or a list of questions (one batched generation; the media is
             encoded once for all of them and, with :class:`instit.InstIt`, the template head and
             the media are prefilled once: each question then costs only its own tokens).  Refer
@@ -123,14 +132,10 @@ def ask(
     check_model(model)
     questions = _questions(question)
     extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
+    check_options(marks, indexed_by, channels)
+    loaded = load_media(media, channels=channels)  # the edge: nothing below loads media
     prepared = prepare(
-        media,
-        instances,
-        marks=marks,
-        style=style,
-        indexed_by=indexed_by,
-        snap=snap,
-        channels=channels,
+        loaded, instances, marks=marks, style=style, indexed_by=indexed_by, snap=snap
     )
     if stream:
         if not isinstance(question, str):
@@ -221,19 +226,23 @@ def ask_many(
             "use None entries for media without instances"
         )
     extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
+    check_options(marks, indexed_by, channels)
+    loaded: dict[int, LoadedMedia] = {}  # the edge: each media object is loaded once
+    for item in media:
+        if id(item) not in loaded:
+            loaded[id(item)] = load_media(item, channels=channels)
     cache: dict[tuple[int, int], Prepared] = {}
     prepared = []
     for item, item_instances in zip(media, instance_list, strict=True):
         key = (id(item), id(item_instances))
         if key not in cache:
             cache[key] = prepare(
-                item,
+                loaded[id(item)],
                 item_instances,
                 marks=marks,
                 style=style,
                 indexed_by=indexed_by,
                 snap=snap,
-                channels=channels,
             )
         prepared.append(cache[key])
     texts = generate_for(

@@ -7,9 +7,17 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from instit.errors import InstitTypeError, InstitValueError
+from instit.media import load_media
 from instit.prompting.describe import DescribePrompts, parse_instance_captions
 from instit.results import FrameDescription, ImageDescription, VideoDescription
-from instit.tasks._media import IndexedBy, MarksMode, Prepared, check_model, prepare
+from instit.tasks._media import (
+    IndexedBy,
+    MarksMode,
+    Prepared,
+    check_model,
+    check_options,
+    prepare,
+)
 from instit.tasks.ask import generate_for, generation_options
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,14 +97,10 @@ def describe_instances(
         raise InstitValueError(f"retries must be an int >= 0, got {retries!r}")
     extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
     question_list = _question_list(questions)
+    check_options(marks, indexed_by, channels)
+    loaded = load_media(media, channels=channels)  # the edge: nothing below loads media
     prepared = prepare(
-        media,
-        instances,
-        marks=marks,
-        style=style,
-        indexed_by=indexed_by,
-        snap=snap,
-        channels=channels,
+        loaded, instances, marks=marks, style=style, indexed_by=indexed_by, snap=snap
     )
     options = {
         "max_new_tokens": max_new_tokens,

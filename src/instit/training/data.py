@@ -219,9 +219,10 @@ def _media_identity(media: Any) -> bytes:
         path = Path(media)
         stat = path.stat()
         return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-    frames = getattr(media, "frames", None)
-    if frames is not None:
-        return b"".join(_media_identity(frame) for frame in frames)
+    from instit.video import Video
+
+    if isinstance(media, Video):
+        return b"".join(_media_identity(frame) for frame in media.frames)
     if isinstance(media, (list, tuple)):
         return b"".join(_media_identity(frame) for frame in media)
     tobytes = getattr(media, "tobytes", None)

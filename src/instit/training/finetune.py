@@ -145,27 +145,29 @@ def _materialise(
     model: InstIt, conversation: Conversation, max_frames: int
 ) -> tuple[Any, tuple[tuple[str, str], ...]]:
     """What the model sees for ``conversation`` (marks drawn, frames sampled), checked."""
-    from instit.media import is_video
+    from instit.media import LoadedMedia, is_video, load_media
     from instit.tasks._media import prepare
     from instit.video import load_video
 
     media = conversation.media
+    loaded: LoadedMedia
     try:
         if is_video(media) and isinstance(media, (str, os.PathLike)):
             path = Path(media)
             if path.is_dir():
-                video = load_video(path, num_frames=None)
-                if len(video.frames) > max_frames:
+                loaded = video = load_video(path, num_frames=None)
+                if len(video) > max_frames:
                     raise InstitValueError(
                         f"{conversation.source}: the frame folder {path} has "
-                        f"{len(video.frames)} frames, more than max_frames={max_frames}; raise "
+                        f"{len(video)} frames, more than max_frames={max_frames}; raise "
                         "max_frames (thinning would break the turns' <t> references)"
                     )
             else:
-                video = load_video(path, num_frames=max_frames)
-            media = video
+                loaded = load_video(path, num_frames=max_frames)
+        else:
+            loaded = load_media(media)  # the edge of training: prepare takes loaded media
         marks = "draw" if conversation.instances is not None else "as_is"
-        prepared = prepare(media, conversation.instances, marks=marks)
+        prepared = prepare(loaded, conversation.instances, marks=marks)
     except InstitValueError as exc:
         if str(exc).startswith(conversation.source):
             raise
