@@ -332,8 +332,9 @@ class Segmenter:
         keeps ``max_instances`` and (unless ``overlap``) gives every pixel to at most one
         instance.  IDs are 1..N, largest instance first; ``scores`` are the predicted IoUs.
 
-        ``points_per_batch`` clicks go through the mask decoder at once (memory, not results:
-        the masks are the same for any value).
+        ``points_per_batch`` clicks go through the mask decoder at once: it trades memory for
+        speed (on the CPU the tests find the pipeline's masks with batch sizes that do and do
+        not divide the grid).
         """
         if isinstance(points_per_side, bool) or not isinstance(points_per_side, int):
             raise InstitTypeError(f"points_per_side must be an int, got {points_per_side!r}")
