@@ -9,14 +9,18 @@ shapes of facebook/sam2.1-hiera-tiny at 1024 px, random weights, so the compute 
 
 1. ``Segmenter.segment`` (10 boxes, 640x480) vs ``Sam2Processor`` + ``Sam2Model`` +
    ``post_process_masks``;
-2. ``Segmenter.segment_everything`` vs ``pipeline("mask-generation")`` with the same grid:
-   the candidate masks are compared (they must be the same) and both timed;
+2. ``Segmenter.segment_everything`` (its own batched grid, then the selection) vs
+   ``pipeline("mask-generation")`` with the same grid: the candidates before selection are
+   compared (masks, scores and order must be the same) and both timed;
 3. ``Segmenter.track`` vs transformers' own loop (``init_video_session(video=...)``,
    ``add_inputs_to_inference_session``, ``propagate_in_video_iterator``), 3 objects;
 4. peak memory of ``track`` and of the bare loop at each ``--frames`` length (RSS sampled every
    2 ms above the level before the call; the frames themselves exist before either starts).
 
-Contenders alternate run by run (median of ``--repeats``), so load on the machine hits both.
+Contenders alternate run by run, so load on the machine hits both: median of ``10 x --repeats``
+calls for ``segment`` (tens of milliseconds each), of ``--repeats // 2`` for the others.  Wall
+and CPU time (every thread of the process; less disturbed by other jobs on a shared machine)
+are both reported, with the 1-minute load average beside each figure.
 """
 
 from __future__ import annotations
@@ -63,14 +67,24 @@ def peak_mib(function: Any) -> tuple[float, Any]:
     return (max(peak[0], _rss()) - before) / 2**20, result
 
 
-def alternate(functions: list[Any], repeats: int) -> list[float]:
-    times: list[list[float]] = [[] for _ in functions]
-    for _ in range(repeats):
-        for index, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            times[index].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+def load() -> float:
+    """The 1-minute load average (a shared machine's other jobs)."""
+    return os.getloadavg()[0]
+
+
+def alternate(functions: list[Any], repeats: int) -> list[tuple[float, float]]:
+    """Median wall and CPU seconds (``process_time``: every thread of this process) of each
+    function, called in turn, the order reversed every other round."""
+    walls: list[list[float]] = [[] for _ in functions]
+    cpus: list[list[float]] = [[] for _ in functions]
+    for round_ in range(repeats):
+        order = list(range(len(functions)))
+        for index in order if round_ % 2 == 0 else order[::-1]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            functions[index]()
+            walls[index].append(time.perf_counter() - wall)
+            cpus[index].append(time.process_time() - cpu)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(walls, cpus, strict=True)]
 
 
 def scene(width: int, height: int, t: int = 0) -> Image.Image:
@@ -175,13 +189,20 @@ def main() -> None:
             outputs = bare_model(**inputs.to(args.device), multimask_output=False)
         bare_processor.post_process_masks(outputs.pred_masks.cpu(), inputs["original_sizes"].cpu())
 
-    ours, bare = alternate(
-        [lambda: segmenter.segment(image, boxes=boxes), bare_segment], args.repeats
+    (ours, ours_cpu), (bare, bare_cpu) = alternate(
+        [lambda: segmenter.segment(image, boxes=boxes), bare_segment], 10 * args.repeats
     )
-    report["segment"] = {"instit_s": ours, "transformers_s": bare, "ratio": ours / bare}
+    report["segment"] = {
+        "instit_s": ours,
+        "transformers_s": bare,
+        "ratio": ours / bare,
+        "cpu_ratio": ours_cpu / bare_cpu,
+        "load": load(),
+    }
     print(
         f"segment, 10 boxes, 640x480: instit {ours * 1e3:.1f} ms, transformers "
-        f"{bare * 1e3:.1f} ms, ratio {ours / bare:.3f}"
+        f"{bare * 1e3:.1f} ms, ratio {ours / bare:.3f} (CPU time {ours_cpu * 1e3:.1f} vs "
+        f"{bare_cpu * 1e3:.1f} ms, {ours_cpu / bare_cpu:.3f}; load {load():.2f})"
     )
 
     generator = pipeline(
@@ -191,66 +212,58 @@ def main() -> None:
         device=args.device,
     )
     grid = {"points_per_side": 16, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
-    raw = generator(
-        image,
-        points_per_crop=16,
-        points_per_batch=64,
-        pred_iou_thresh=0.0,
-        stability_score_thresh=0.0,
+    options = {"points_per_crop": 16, "points_per_batch": 64}
+    options.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    raw = generator(image, **options)
+    masks, scores = segmenter._candidates(image, 16, 64, 0.0, 0.0)
+    same = (
+        len(masks) == len(raw["masks"])
+        and all(np.array_equal(m, r.numpy()) for m, r in zip(masks, raw["masks"], strict=True))
+        and np.array_equal(scores, raw["scores"].float().numpy())
     )
-    found = segmenter.segment_everything(
-        image,
-        min_area=1,
-        max_instances=None,
-        overlap=True,
-        duplicate_iou=1.0,
-        contained=1.0,
-        **grid,
-    )
-    candidates = {m.numpy().tobytes() for m in raw["masks"]}
-    same = {m.tobytes() for m in found.masks()} <= candidates
-    ours, bare = alternate(
-        [
-            lambda: segmenter.segment_everything(image, **grid),
-            lambda: generator(
-                image,
-                points_per_crop=16,
-                points_per_batch=64,
-                pred_iou_thresh=0.0,
-                stability_score_thresh=0.0,
-            ),
-        ],
+    (ours, ours_cpu), (bare, bare_cpu) = alternate(
+        [lambda: segmenter.segment_everything(image, **grid), lambda: generator(image, **options)],
         max(1, args.repeats // 2),
     )
     report["segment_everything"] = {
         "instit_s": ours,
         "pipeline_s": bare,
         "ratio": ours / bare,
-        "candidates": len(candidates),
-        "kept_masks_are_pipeline_masks": same,
+        "cpu_ratio": ours_cpu / bare_cpu,
+        "candidates": len(masks),
+        "same_candidates_as_pipeline": same,
+        "load": load(),
     }
     print(
-        f"segment_everything, 16x16 grid, 640x480: instit {ours:.2f} s (pipeline + "
-        f"selection), pipeline {bare:.2f} s, ratio {ours / bare:.3f}; {len(candidates)} "
-        f"candidates, instit's masks are the pipeline's: {same}"
+        f"segment_everything, 16x16 grid, 640x480: instit {ours:.2f} s (candidates + "
+        f"selection), pipeline {bare:.2f} s, ratio {ours / bare:.3f} (CPU time "
+        f"{ours_cpu / bare_cpu:.3f}; load {load():.2f}); "
+        f"{len(masks)} candidates, the same as the pipeline's: {same}"
     )
 
     frames = [scene(640, 480, t) for t in range(args.track_frames)]
     given = segmenter.segment(frames[0], boxes=boxes_for(640, 480, 3))
     masks = np.asarray(given.masks())
-    ours, bare = alternate(
+    (ours, ours_cpu), (bare, bare_cpu) = alternate(
         [
             lambda: segmenter.track(frames, given, progress=False),
             lambda: bare_track(path, frames, masks, args.device),
         ],
         max(1, args.repeats // 2),
     )
-    per_frame = {"instit_s": ours / len(frames), "transformers_s": bare / len(frames)}
-    report["track"] = {**per_frame, "ratio": ours / bare, "frames": len(frames)}
+    report["track"] = {
+        "instit_s": ours / len(frames),
+        "transformers_s": bare / len(frames),
+        "ratio": ours / bare,
+        "cpu_ratio": ours_cpu / bare_cpu,
+        "frames": len(frames),
+        "load": load(),
+    }
     print(
         f"track, 3 objects, {len(frames)} frames 640x480: instit "
         f"{ours / len(frames) * 1e3:.1f} ms/frame, transformers loop "
-        f"{bare / len(frames) * 1e3:.1f} ms/frame, ratio {ours / bare:.3f}"
+        f"{bare / len(frames) * 1e3:.1f} ms/frame, ratio {ours / bare:.3f} (CPU time "
+        f"{ours_cpu / bare_cpu:.3f}; load {load():.2f})"
     )
 
     small = [scene(320, 240, t) for t in range(max(args.frames, default=0))]

@@ -28,7 +28,7 @@ from instit.errors import (
     InstitValueError,
 )
 from instit.instances import GeometryWarning, Instances, Tracks
-from instit.segment import Detector, Segmenter, find_instances
+from instit.segment import Detector, Segmenter, SegmentWarning, find_instances
 from instit.tasks import ask
 from instit.testing import make_tiny_detector, make_tiny_segmenter
 
@@ -151,6 +151,38 @@ def test_segment_boxes_match_transformers_bit_for_bit(segmenter: Segmenter, sam_
     assert found.ids == (1, 2, 3) and found.kind == "mask" and found.image_size == (WIDTH, HEIGHT)
     assert np.array_equal(found.masks(), expected)
     assert found.scores is not None and found.scores.shape == (3,)
+    # built without a copy or re-validation, yet the same as the validating constructor
+    assert found == Instances.from_masks(expected, [1, 2, 3]).with_labels(scores=found.scores)
+    assert np.array_equal(found.boxes(), Instances.from_masks(expected).boxes())
+    assert not found.masks().flags.writeable
+
+
+def _scaled_masks(sam_path: Path, factor: float, *, drop: int | None = None) -> Segmenter:
+    """A fresh Segmenter whose mask decoder's logits are multiplied by ``factor`` (the random
+    model's are ~1e-3, too flat for stability scores), optionally with prompt ``drop``'s mask
+    logits all negative (an empty mask)."""
+    fresh = Segmenter.from_pretrained(sam_path, device="cpu")
+
+    def hook(module: torch.nn.Module, args: object, output: tuple) -> tuple:
+        masks = output[0] * factor
+        if drop is not None:
+            masks[:, drop] = -1.0
+        return (masks, *output[1:])
+
+    fresh.model.mask_decoder.register_forward_hook(hook)
+    return fresh
+
+
+def test_segment_leaves_out_empty_masks_with_a_warning(sam_path: Path):
+    boxes = Instances.from_boxes(
+        [[10, 10, 60, 50], [30, 20, 110, 85], [0, 0, 120, 90]], [4, 9, 2]
+    ).with_labels(["a", "b", "c"], scores=[0.9, 0.4, 0.7])
+    with pytest.warns(SegmentWarning) as recorded:
+        found = _scaled_masks(sam_path, 1.0, drop=1).segment(_noise(3), boxes=boxes)
+    assert len(recorded) == 1 and "[9]" in str(recorded[0].message)
+    assert found.ids == (4, 2) and found.labels == ("a", "c")
+    assert found.scores.tolist() == [0.9, 0.7]
+    assert all(found[i].mask.any() for i in found.ids)
 
 
 def test_segment_points_match_transformers_bit_for_bit(segmenter: Segmenter, sam_path: Path):
@@ -242,6 +274,53 @@ def test_segment_everything_selects_from_the_pipelines_masks(segmenter: Segmente
     assert found.ids == tuple(range(1, len(found) + 1))
 
 
+@pytest.mark.parametrize(
+    ("side", "batch", "pred_iou", "stability", "nms", "count"),
+    [
+        (4, 5, 0.0, 0.0, 1.0, (48, 48)),  # every mask of every click, batches not dividing
+        (4, 16, 0.4995, 0.9, 1.0, (2, 47)),  # both filters keep some and drop some
+        (7, 10, 0.0, 0.9, 0.7, (1, 146)),  # NMS drops some; a grid the batch does not divide
+        (4, 64, 0.88, 0.95, 0.7, (0, 48)),  # the defaults
+    ],
+)
+def test_segment_everything_candidates_are_the_pipelines(
+    sam_path: Path,
+    side: int,
+    batch: int,
+    pred_iou: float,
+    stability: float,
+    nms: float,
+    count: tuple[int, int],
+):
+    """Before selection, segment_everything's candidates are transformers' mask-generation
+    pipeline's output on the same model: the same masks, scores and order, for any
+    points_per_batch (its own run uses 64)."""
+    from transformers import pipeline
+
+    sharp = _scaled_masks(sam_path, 30000.0)  # logits large enough for stability scores
+    image = _noise(7)
+    generator = pipeline(
+        "mask-generation",
+        model=sharp.model,
+        image_processor=sharp.processor.image_processor,
+        device="cpu",
+    )
+    raw = generator(
+        image,
+        points_per_crop=side,
+        points_per_batch=64,
+        pred_iou_thresh=pred_iou,
+        stability_score_thresh=stability,
+        crops_nms_thresh=nms,
+    )
+    masks, scores = sharp._candidates(image, side, batch, pred_iou, stability, nms)
+    assert len(masks) == len(raw["masks"]) and count[0] <= len(masks) <= count[1]
+    expected = [m.numpy() for m in raw["masks"]]
+    assert masks.shape == (len(expected), HEIGHT, WIDTH) and masks.dtype == bool
+    assert all(np.array_equal(a, b) for a, b in zip(masks, expected, strict=True))
+    assert np.array_equal(scores, raw["scores"].float().numpy())
+
+
 def test_segment_everything_respects_max_instances_and_min_area(segmenter: Segmenter):
     image = _noise(8)
     loose = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "points_per_side": 4}
@@ -251,6 +330,10 @@ def test_segment_everything_respects_max_instances_and_min_area(segmenter: Segme
     assert len(capped) <= 1
     with pytest.raises(InstitTypeError):
         segmenter.segment_everything(image, points_per_side=2.5)
+    with pytest.raises(InstitTypeError, match="points_per_batch"):
+        segmenter.segment_everything(image, points_per_batch=8.0)
+    with pytest.raises(InstitValueError, match="at least 1"):
+        segmenter.segment_everything(image, points_per_batch=0)
 
 
 # -- track ------------------------------------------------------------------------------------

@@ -199,6 +199,16 @@ class Instances:
         self._scores = None if scores is None else _readonly(scores)
         return self
 
+    @classmethod
+    def _from_bool_masks(cls, masks: np.ndarray, ids: tuple[int, ...]) -> Instances:
+        """Instances that take ``(N, H, W)`` bool ``masks`` as they are: no copy, no checks.
+
+        Only for instit's own producers (``instit.segment``), which pass masks they made and no
+        longer write to, none of them empty, with parsed, unique ``ids``.
+        """
+        boxes, _ = _mask_boxes(masks)
+        return cls._make("mask", ids, (masks.shape[2], masks.shape[1]), boxes, masks=masks)
+
     # -- constructors ------------------------------------------------------------------------
 
     @classmethod

@@ -193,7 +193,6 @@ class Segmenter:
         self.processor = _load.load(family[1], self._folder, device, dtype)
         """Its processor (``Sam2Processor`` ...)."""
         self._video: tuple[Any, Any] | None = None
-        self._pipeline: Any = None
 
     @classmethod
     def from_pretrained(
@@ -326,43 +325,30 @@ class Segmenter:
         """Automatic masks for a Set-of-Marks prompt.
 
         The candidates are exactly those of transformers' ``pipeline("mask-generation")`` on
-        this model (a ``points_per_side`` x ``points_per_side`` grid of clicks, batched
-        ``points_per_batch`` at a time, filtered by ``pred_iou_thresh`` and
-        ``stability_score_thresh``); :func:`instit.segment.select_masks` then drops duplicates,
-        swallowed and small masks, keeps ``max_instances`` and (unless ``overlap``) gives every
-        pixel to at most one instance.  IDs are 1..N, largest instance first; ``scores`` are
-        the predicted IoUs.
+        this model (a ``points_per_side`` x ``points_per_side`` grid of clicks, three masks per
+        click, filtered by ``pred_iou_thresh`` and ``stability_score_thresh``, then box NMS at
+        IoU 0.7), computed without the pipeline's per-mask run-length round trip:
+        :func:`instit.segment.select_masks` then drops duplicates, swallowed and small masks,
+        keeps ``max_instances`` and (unless ``overlap``) gives every pixel to at most one
+        instance.  IDs are 1..N, largest instance first; ``scores`` are the predicted IoUs.
+
+        ``points_per_batch`` clicks go through the mask decoder at once: it trades memory for
+        speed (on the CPU the tests find the pipeline's masks with batch sizes that do and do
+        not divide the grid).
         """
         if isinstance(points_per_side, bool) or not isinstance(points_per_side, int):
             raise InstitTypeError(f"points_per_side must be an int, got {points_per_side!r}")
+        if isinstance(points_per_batch, bool) or not isinstance(points_per_batch, int):
+            raise InstitTypeError(f"points_per_batch must be an int, got {points_per_batch!r}")
         if points_per_side < 1 or points_per_batch < 1:
             raise InstitValueError("points_per_side and points_per_batch must be at least 1")
         picture = _image(image)
-        if self._pipeline is None:
-            from transformers import pipeline
-
-            self._pipeline = pipeline(
-                "mask-generation",
-                model=self.model,
-                image_processor=self.processor.image_processor,
-                device=self.model.device,
-            )
-        found = self._pipeline(
-            picture,
-            points_per_crop=points_per_side,
-            points_per_batch=points_per_batch,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-        )
-        width, height = picture.size
-        candidates = (
-            np.stack([np.asarray(mask.cpu(), dtype=bool) for mask in found["masks"]])
-            if len(found["masks"])
-            else np.zeros((0, height, width), dtype=bool)
+        candidates, scores = self._candidates(
+            picture, points_per_side, points_per_batch, pred_iou_thresh, stability_score_thresh
         )
         masks, scores = select_masks(
             candidates,
-            np.asarray(found["scores"].float().cpu(), dtype=np.float64),
+            scores,
             min_area=min_area,
             max_instances=max_instances,
             duplicate_iou=duplicate_iou,
@@ -371,7 +357,93 @@ class Segmenter:
         )
         if not len(masks):
             return Instances.empty(picture.size)
-        return Instances.from_masks(masks).with_labels(scores=scores)
+        ids = tuple(range(1, len(masks) + 1))
+        return Instances._from_bool_masks(masks, ids).with_labels(scores=scores)
+
+    def _candidates(
+        self,
+        picture: Image.Image,
+        points_per_side: int,
+        points_per_batch: int,
+        pred_iou_thresh: float,
+        stability_score_thresh: float,
+        nms_iou: float = 0.7,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(N, H, W)`` bool masks and ``(N,)`` predicted IoUs: what transformers'
+        ``pipeline("mask-generation")`` returns for ``picture`` (one crop, its default
+        ``mask_threshold`` 0 and stability offset 1; ``nms_iou`` is its ``crops_nms_thresh``),
+        in its order.
+
+        The same steps on the same tensors: transformers' grid and preprocessing, the image
+        embedded once, the decoder's three masks per click, upscaling, IoU and stability
+        filters, boxes and torchvision's NMS (the pipeline's crop-edge filter and padding do
+        nothing for its one crop, the whole image).  What differs is bookkeeping: clicks none
+        of whose masks passes the IoU filter are not upscaled; the rest are upscaled a bounded
+        number of pixels at a time in the pipeline's ``(clicks, 3, h, w)`` layout (each
+        click's masks come out the same in any batch); survivors are kept bit-packed until NMS
+        instead of as run lengths (the pipeline's Python loops over those, and its deep copy of
+        them to the CPU, were most of its time).
+        """
+        import torch
+        from torchvision.ops import batched_nms
+        from transformers.models.sam2.image_processing_sam2 import (
+            _batched_mask_to_box,
+            _compute_stability_score,
+        )
+
+        processor = self.processor.image_processor
+        target = processor.size.get("longest_edge", processor.size.get("height"))
+        _, grid, crops, labels = processor.generate_crop_boxes(
+            picture, target, points_per_crop=points_per_side
+        )
+        inputs = processor(images=crops, return_tensors="pt").to(self.model.dtype)
+        height, width = (int(v) for v in inputs["original_sizes"][0])
+        # clicks upscaled at once: at most 2**25 float pixels (128 MiB), at least one click
+        chunk = max(1, 2**25 // (3 * height * width))
+        packed: list[np.ndarray] = []
+        kept_scores: list[torch.Tensor] = []
+        kept_boxes: list[torch.Tensor] = []
+        device = self.model.device
+        with torch.inference_mode():
+            embeddings = self.model.get_image_embeddings(inputs["pixel_values"].to(device))
+            for first in range(0, grid.shape[1], points_per_batch):
+                outputs = self.model(
+                    input_points=grid[:, first : first + points_per_batch].to(device),
+                    input_labels=labels[:, first : first + points_per_batch].to(device),
+                    image_embeddings=embeddings,
+                )
+                low, iou = outputs.pred_masks[0], outputs.iou_scores[0]  # (clicks, 3, ...)
+                if pred_iou_thresh > 0.0:  # clicks with no mask that can pass
+                    hopeful = (iou > pred_iou_thresh).any(dim=1)
+                    low, iou = low[hopeful], iou[hopeful]
+                for start in range(0, len(low), chunk):
+                    # upscaled as (clicks, 3, h, w) like the pipeline: torch's CPU kernel rounds
+                    # differently for other layouts (one mask per channel, all in one batch row)
+                    masks = processor.post_process_masks(
+                        low[None, start : start + chunk], [[height, width]], binarize=False
+                    )[0].flatten(0, 1)
+                    scores = iou[start : start + chunk].flatten(0, 1)
+                    passed = torch.ones_like(scores, dtype=torch.bool)
+                    if pred_iou_thresh > 0.0:
+                        passed &= scores > pred_iou_thresh
+                    if stability_score_thresh > 0.0:
+                        stability = _compute_stability_score(masks, 0.0, 1)
+                        passed &= stability > stability_score_thresh
+                    if not passed.all():  # copy only the survivors' pixels
+                        masks, scores = masks[passed], scores[passed]
+                    binary = masks > 0.0
+                    kept_boxes.append(_batched_mask_to_box(binary))
+                    kept_scores.append(scores)
+                    packed.append(np.packbits(binary.flatten(1).cpu().numpy(), axis=1))
+        if not packed:  # the IoU filter left nothing
+            return np.zeros((0, height, width), dtype=bool), np.zeros(0)
+        # on the CPU, as the pipeline does (it moves every batch's output there first)
+        scores = torch.cat(kept_scores).cpu()
+        boxes = torch.cat(kept_boxes).cpu().float()
+        keep = batched_nms(boxes, scores, torch.zeros(len(boxes)), nms_iou).numpy()
+        bits = np.concatenate(packed)[keep]
+        masks = np.unpackbits(bits, axis=1, count=height * width).view(bool)
+        return masks.reshape(len(keep), height, width), scores[keep].float().numpy()
 
     # -- video -------------------------------------------------------------------------------
 
@@ -466,8 +538,10 @@ def _present(processor: Any, output: Any, size: tuple[int, int]) -> Instances:
         [output.pred_masks.float().cpu()], original_sizes=[[height, width]]
     )[0][:, 0].numpy()
     present = masks.reshape(len(masks), -1).any(axis=1)
-    ids = [int(i) for i, here in zip(output.object_ids, present, strict=True) if here]
-    return Instances.from_masks(masks[present], ids) if ids else Instances.empty(size)
+    ids = tuple(int(i) for i, here in zip(output.object_ids, present, strict=True) if here)
+    if not ids:
+        return Instances.empty(size)
+    return Instances._from_bool_masks(masks if present.all() else masks[present], ids)
 
 
 def _memory_span(config: Any) -> int | None:
@@ -576,11 +650,12 @@ def _non_empty(
             SegmentWarning,
             stacklevel=3,
         )
-    if not present.any():
-        return Instances.empty(size)
-    kept = [i for i, here in zip(ids, present, strict=True) if here]
-    result = Instances.from_masks(masks[present], kept)
-    return result.with_labels(
+        if not present.any():
+            return Instances.empty(size)
+        masks = masks[present]
+    kept = tuple(i for i, here in zip(ids, present, strict=True) if here)
+    # the masks are post_process_masks' own new bool array: taken as they are, not copied
+    return Instances._from_bool_masks(masks, kept).with_labels(
         None
         if labels is None
         else [label for label, here in zip(labels, present, strict=True) if here],
