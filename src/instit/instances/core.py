@@ -206,7 +206,7 @@ class Instances:
         Only for instit's own producers (``instit.segment``), which pass masks they made and no
         longer write to, none of them empty, with parsed, unique ``ids``.
         """
-        boxes, _ = _mask_boxes(masks)
+        boxes, _ = mask_boxes(masks)
         return cls._make("mask", ids, (masks.shape[2], masks.shape[1]), boxes, masks=masks)
 
     # -- constructors ------------------------------------------------------------------------
