@@ -243,12 +243,13 @@ def derived_row(shape: str, setting: str, measured: tuple[str, dict[str, Any]]) 
     weights = estimated_weights(shape_count(shape), setting)
     scale = weights / estimated_weights(shape_count(small), setting)
     cells = [
-        f"~{row[key] * scale:,.0f}" for key in ("load_peak", "load_anon_peak", "steady", "peak")
+        f"~{row[key] * scale:,.0f}"
+        for key in ("load_peak", "load_anon_peak", "steady", "steady_anon", "peak")
     ]
     return (
         f"| {shape} (derived from {small}) | {setting} | | "
         + " | ".join(cells)
-        + f" | | | | | (weights {weights / 2**30:.1f} GiB) |"
+        + f" | | | | (weights {weights / 2**30:.1f} GiB) |"
     )
 
 
@@ -283,9 +284,9 @@ def main() -> None:
         args.settings.insert(0, "float32")  # the drift reference
     results: dict[str, dict[str, Any]] = {}
     table = [
-        "| shape | setting | load s | load peak MiB | anon peak MiB | steady MiB | peak MiB "
-        "| prefill s | decode tok/s | max abs logit diff | same greedy tokens |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| shape | setting | load s | load peak MiB | anon peak MiB | steady MiB | steady anon MiB "
+        "| peak MiB | prefill s (CPU s) | decode tok/s | max abs logit diff | same greedy tokens |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     scratch = Path(tempfile.mkdtemp(prefix="instit-cpu-bench-"))
     smaller: dict[str, tuple[Path, dict[str, Any]]] = {}
@@ -324,10 +325,14 @@ def main() -> None:
                 f"{row['load_peak']:,.0f}",
                 f"{row['load_anon_peak']:,.0f}",
                 f"{row['steady']:,.0f}",
+                f"{row['steady_anon']:,.0f}",
                 f"{row['peak']:,.0f}",
             ]
             if prefill:
-                cells += [f"{row['prefill_seconds']:.1f}", f"{row['decode_tps']:.2f}"]
+                cells += [
+                    f"{row['prefill_seconds']:.1f} ({row['prefill_cpu_seconds']:.0f})",
+                    f"{row['decode_tps']:.2f}",
+                ]
                 if setting == "float32" or "float32" not in outputs:
                     cells += ["(reference)" if setting == "float32" else "", ""]
                 else:

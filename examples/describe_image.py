@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=["auto", "4bit", "8bit", "none"],
         help="auto: 4-bit on CUDA; on a CPU float32, or what fits in memory",
     )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="auto: bfloat16 on recent GPUs, float32 on a CPU (or what fits in memory)",
+    )
     parser.add_argument("--image", type=Path, help="image file (default: the bundled example)")
     parser.add_argument("--instances", type=Path, help="instances JSON (with --image)")
     parser.add_argument("--max-new-tokens", type=int, default=512)
@@ -54,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         instances = Instances.coerce(json.loads(args.instances.read_text()), image_size=image.size)
         image_path = str(args.image)
     quantization = None if args.quantization == "none" else args.quantization
-    model = InstIt.from_pretrained(args.model, device=args.device, quantization=quantization)
+    model = InstIt.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, quantization=quantization
+    )
     description = describe_instances(
         model, image, instances, max_new_tokens=args.max_new_tokens, progress=False
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import supervision as sv
+import torch
 from PIL import Image
 
 from instit.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, build_parser, main
@@ -801,3 +802,15 @@ def test_mark_video_reads_supervision_rows_with_frame_index(clip: Path, tmp_path
     args = ["mark", str(clip), "--instances", str(path), "--num-frames", "4", "-o", "m"]
     assert main([*args[:-1], str(tmp_path / "m"), "--json"]) == EXIT_OK
     assert _json_out(capsys)["frames_with_marks"] == 2
+
+
+def test_dtype_and_quantization_flags_reach_the_model(tiny_model: Path) -> None:
+    from instit.cli import _load_model, build_parser
+
+    argv = ["describe", "x.png", "--model", str(tiny_model), "--device", "cpu", "--no-progress"]
+    model = _load_model(build_parser().parse_args([*argv, "--dtype", "bfloat16"]))
+    assert (model.dtype, model.quantization) == (torch.bfloat16, None)
+    args = build_parser().parse_args([*argv, "--dtype", "bfloat16", "--quantization", "4bit"])
+    model = _load_model(args)
+    assert (model.dtype, model.quantization) == (torch.bfloat16, "4bit")
+    assert model.info()["dtype"] == "bfloat16"

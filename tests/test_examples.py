@@ -72,7 +72,8 @@ def _check_make_example_assets(tmp_path: Path, model: Path | None) -> None:
 def _check_describe_image(tmp_path: Path, model: Path | None) -> None:
     assert model is not None
     args = ["--model", str(model), "--device", "cpu", "--max-new-tokens", "6", "--out", "d.png"]
-    args += ["--quantization", "4bit"]  # the README's command for a 16 GB machine without CUDA
+    # the README's command for a 16 GB machine without CUDA
+    args += ["--quantization", "4bit", "--dtype", "bfloat16"]
     record = json.loads(_run("describe_image.py", *args, cwd=tmp_path))
     assert list(record)[:4] == [
         "image_id",

@@ -174,6 +174,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "4bit", "8bit", "none"],
         help="auto: 4-bit NF4 on CUDA; on a CPU none, unless float32 would not fit in memory",
     )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="auto: bfloat16 on recent GPUs, float32 on a CPU (or what fits in memory)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     add_device_map_option(parser)
     parser.add_argument("--adapter", help="a LoRA adapter folder (from instit finetune) to apply")
@@ -210,6 +216,7 @@ def _load_model(args: argparse.Namespace) -> Any:
     return InstIt.from_pretrained(
         args.model,
         quantization=quantization,
+        dtype=args.dtype,
         device=args.device,
         device_map=args.device_map,
         adapter=args.adapter,
