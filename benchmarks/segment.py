@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python benchmarks/segment.py [--model PATH] [--device cpu|cuda] [--repeats N]
       [--frames 100 200 300] [--shapes tiny|hiera-tiny] [--json out.json]
+      [--parts segment everything track memory]
 
 Without ``--model`` it builds a random SAM 2 checkpoint in a temp folder: ``--shapes tiny`` (the
 test model, 128 px) or ``--shapes hiera-tiny`` (transformers' default ``Sam2VideoConfig``: the
@@ -163,6 +164,9 @@ def _bare_video(path: Path, device: str) -> tuple[Any, Any]:
     return _BARE["video"]
 
 
+PARTS = ("segment", "everything", "track", "memory")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, help="a SAM 2 checkpoint folder (default: random)")
@@ -172,6 +176,13 @@ def main() -> None:
     parser.add_argument("--track-frames", type=int, default=20)
     parser.add_argument("--frames", type=int, nargs="*", default=[100, 200, 300])
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="which comparisons to run (default: all)",
+    )
     args = parser.parse_args()
     from transformers import Sam2Model, Sam2Processor, pipeline
 
@@ -183,95 +194,105 @@ def main() -> None:
     image = scene(640, 480)
     boxes = boxes_for(640, 480, 10)
 
-    def bare_segment() -> None:
-        inputs = bare_processor(images=image, input_boxes=[boxes], return_tensors="pt")
-        with torch.inference_mode():
-            outputs = bare_model(**inputs.to(args.device), multimask_output=False)
-        bare_processor.post_process_masks(outputs.pred_masks.cpu(), inputs["original_sizes"].cpu())
+    if "segment" in args.parts:
 
-    (ours, ours_cpu), (bare, bare_cpu) = alternate(
-        [lambda: segmenter.segment(image, boxes=boxes), bare_segment], 10 * args.repeats
-    )
-    report["segment"] = {
-        "instit_s": ours,
-        "transformers_s": bare,
-        "ratio": ours / bare,
-        "cpu_ratio": ours_cpu / bare_cpu,
-        "load": load(),
-    }
-    print(
-        f"segment, 10 boxes, 640x480: instit {ours * 1e3:.1f} ms, transformers "
-        f"{bare * 1e3:.1f} ms, ratio {ours / bare:.3f} (CPU time {ours_cpu * 1e3:.1f} vs "
-        f"{bare_cpu * 1e3:.1f} ms, {ours_cpu / bare_cpu:.3f}; load {load():.2f})"
-    )
+        def bare_segment() -> None:
+            inputs = bare_processor(images=image, input_boxes=[boxes], return_tensors="pt")
+            with torch.inference_mode():
+                outputs = bare_model(**inputs.to(args.device), multimask_output=False)
+            bare_processor.post_process_masks(
+                outputs.pred_masks.cpu(), inputs["original_sizes"].cpu()
+            )
 
-    generator = pipeline(
-        "mask-generation",
-        model=bare_model,
-        image_processor=bare_processor.image_processor,
-        device=args.device,
-    )
-    grid = {"points_per_side": 16, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
-    options = {"points_per_crop": 16, "points_per_batch": 64}
-    options.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
-    raw = generator(image, **options)
-    masks, scores = segmenter._candidates(image, 16, 64, 0.0, 0.0)
-    same = (
-        len(masks) == len(raw["masks"])
-        and all(np.array_equal(m, r.numpy()) for m, r in zip(masks, raw["masks"], strict=True))
-        and np.array_equal(scores, raw["scores"].float().numpy())
-    )
-    (ours, ours_cpu), (bare, bare_cpu) = alternate(
-        [lambda: segmenter.segment_everything(image, **grid), lambda: generator(image, **options)],
-        max(1, args.repeats // 2),
-    )
-    report["segment_everything"] = {
-        "instit_s": ours,
-        "pipeline_s": bare,
-        "ratio": ours / bare,
-        "cpu_ratio": ours_cpu / bare_cpu,
-        "candidates": len(masks),
-        "same_candidates_as_pipeline": same,
-        "load": load(),
-    }
-    print(
-        f"segment_everything, 16x16 grid, 640x480: instit {ours:.2f} s (candidates + "
-        f"selection), pipeline {bare:.2f} s, ratio {ours / bare:.3f} (CPU time "
-        f"{ours_cpu / bare_cpu:.3f}; load {load():.2f}); "
-        f"{len(masks)} candidates, the same as the pipeline's: {same}"
-    )
+        (ours, ours_cpu), (bare, bare_cpu) = alternate(
+            [lambda: segmenter.segment(image, boxes=boxes), bare_segment], 10 * args.repeats
+        )
+        report["segment"] = {
+            "instit_s": ours,
+            "transformers_s": bare,
+            "ratio": ours / bare,
+            "cpu_ratio": ours_cpu / bare_cpu,
+            "load": load(),
+        }
+        print(
+            f"segment, 10 boxes, 640x480: instit {ours * 1e3:.1f} ms, transformers "
+            f"{bare * 1e3:.1f} ms, ratio {ours / bare:.3f} (CPU time {ours_cpu * 1e3:.1f} vs "
+            f"{bare_cpu * 1e3:.1f} ms, {ours_cpu / bare_cpu:.3f}; load {load():.2f})"
+        )
 
-    frames = [scene(640, 480, t) for t in range(args.track_frames)]
-    given = segmenter.segment(frames[0], boxes=boxes_for(640, 480, 3))
-    masks = np.asarray(given.masks())
-    (ours, ours_cpu), (bare, bare_cpu) = alternate(
-        [
-            lambda: segmenter.track(frames, given, progress=False),
-            lambda: bare_track(path, frames, masks, args.device),
-        ],
-        max(1, args.repeats // 2),
-    )
-    report["track"] = {
-        "instit_s": ours / len(frames),
-        "transformers_s": bare / len(frames),
-        "ratio": ours / bare,
-        "cpu_ratio": ours_cpu / bare_cpu,
-        "frames": len(frames),
-        "load": load(),
-    }
-    print(
-        f"track, 3 objects, {len(frames)} frames 640x480: instit "
-        f"{ours / len(frames) * 1e3:.1f} ms/frame, transformers loop "
-        f"{bare / len(frames) * 1e3:.1f} ms/frame, ratio {ours / bare:.3f} (CPU time "
-        f"{ours_cpu / bare_cpu:.3f}; load {load():.2f})"
-    )
+    if "everything" in args.parts:
+        generator = pipeline(
+            "mask-generation",
+            model=bare_model,
+            image_processor=bare_processor.image_processor,
+            device=args.device,
+        )
+        grid = {"points_per_side": 16, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+        options = {"points_per_crop": 16, "points_per_batch": 64}
+        options.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
+        raw = generator(image, **options)
+        masks, scores = segmenter._candidates(image, 16, 64, 0.0, 0.0)
+        same = (
+            len(masks) == len(raw["masks"])
+            and all(np.array_equal(m, r.numpy()) for m, r in zip(masks, raw["masks"], strict=True))
+            and np.array_equal(scores, raw["scores"].float().numpy())
+        )
+        (ours, ours_cpu), (bare, bare_cpu) = alternate(
+            [
+                lambda: segmenter.segment_everything(image, **grid),
+                lambda: generator(image, **options),
+            ],
+            max(1, args.repeats // 2),
+        )
+        report["segment_everything"] = {
+            "instit_s": ours,
+            "pipeline_s": bare,
+            "ratio": ours / bare,
+            "cpu_ratio": ours_cpu / bare_cpu,
+            "candidates": len(masks),
+            "same_candidates_as_pipeline": same,
+            "load": load(),
+        }
+        print(
+            f"segment_everything, 16x16 grid, 640x480: instit {ours:.2f} s (candidates + "
+            f"selection), pipeline {bare:.2f} s, ratio {ours / bare:.3f} (CPU time "
+            f"{ours_cpu / bare_cpu:.3f}; load {load():.2f}); "
+            f"{len(masks)} candidates, the same as the pipeline's: {same}"
+        )
 
-    small = [scene(320, 240, t) for t in range(max(args.frames, default=0))]
+    if "track" in args.parts:
+        frames = [scene(640, 480, t) for t in range(args.track_frames)]
+        given = segmenter.segment(frames[0], boxes=boxes_for(640, 480, 3))
+        masks = np.asarray(given.masks())
+        (ours, ours_cpu), (bare, bare_cpu) = alternate(
+            [
+                lambda: segmenter.track(frames, given, progress=False),
+                lambda: bare_track(path, frames, masks, args.device),
+            ],
+            max(1, args.repeats // 2),
+        )
+        report["track"] = {
+            "instit_s": ours / len(frames),
+            "transformers_s": bare / len(frames),
+            "ratio": ours / bare,
+            "cpu_ratio": ours_cpu / bare_cpu,
+            "frames": len(frames),
+            "load": load(),
+        }
+        print(
+            f"track, 3 objects, {len(frames)} frames 640x480: instit "
+            f"{ours / len(frames) * 1e3:.1f} ms/frame, transformers loop "
+            f"{bare / len(frames) * 1e3:.1f} ms/frame, ratio {ours / bare:.3f} (CPU time "
+            f"{ours_cpu / bare_cpu:.3f}; load {load():.2f})"
+        )
+
+    lengths = args.frames if "memory" in args.parts else []
+    small = [scene(320, 240, t) for t in range(max(lengths, default=0))]
     memory = []
     if small:
         given = segmenter.segment(small[0], boxes=boxes_for(320, 240, 3))
         masks = np.asarray(given.masks())
-    for length in args.frames:
+    for length in lengths:
         clip = small[:length]
         ours_mib, _ = peak_mib(lambda clip=clip: segmenter.track(clip, given, progress=False))
         bare_mib, _ = peak_mib(lambda clip=clip: bare_track(path, clip, masks, args.device))
