@@ -450,3 +450,33 @@ def test_answers_holding_unicode_line_breaks_resume_intact(bench_root, tmp_path)
 
     run_bench(model, bench, out, shard=(0, 2), merge=False, progress=False)
     assert [r["model_prediction"] for r in merge_predictions(out)] == [odd] * 4
+
+
+@pytest.mark.parametrize("config", ["video_open_ended", "image_multi_choice"])
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_shards_keep_each_media_items_questions_together(bench_root, config, count):
+    from instit.bench.run import _shard, _topology, by_media
+
+    questions = sorted(load_bench(config, bench_root), key=lambda q: q.question_id)
+    shards = [_shard(questions, _topology((index, count))) for index in range(count)]
+    ids = [q.question_id for shard in shards for q in shard]
+    assert sorted(ids) == [q.question_id for q in questions]  # each question once
+    for group in by_media(questions):
+        owners = {n for n, shard in enumerate(shards) for q in shard if q in group}
+        assert len(owners) == 1  # one media item, one process: one prefill
+    sizes = [len(shard) for shard in shards]
+    assert max(sizes) - min(sizes) <= max(len(g) for g in by_media(questions))
+
+
+def test_a_manual_shard_answers_whole_media_items(bench_root, tmp_path):
+    bench = load_bench("video_multi_choice", bench_root)
+    seen: list[str] = []
+
+    def model(media, prompt):
+        seen.append(media_model(media, prompt).split("(")[1])  # what the frames look like
+        return "A"
+
+    result = run_bench(model, bench, tmp_path / "p.json", shard=(0, 2), progress=False)
+    assert result.num_generated == 4
+    assert len(seen) == 4 and len(set(seen)) == 2  # two whole videos, not four halves
+    assert all(seen.count(frames) == 2 for frames in seen)

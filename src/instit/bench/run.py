@@ -4,8 +4,9 @@ Predictions are appended to ``<output>.part-<rank>.jsonl`` after every batch (fl
 synced), so a killed run loses at most the batch in flight and resumes where it stopped.  When
 every process is done, process 0 merges the parts into ``<output>`` (the reference's JSON list
 of ``question_id, question, model_prediction, ground_truth, split``, sorted by question_id) and
-removes them.  Under ``accelerate launch`` (or ``torchrun``) each process takes every
-``num_processes``-th question.
+removes them.  Under ``accelerate launch`` (or ``torchrun``) each process takes whole media
+items (all the questions about one image or video, balanced by question count), so that their
+questions share one prefill.
 """
 
 from __future__ import annotations
@@ -346,6 +347,25 @@ def by_media(questions: Sequence[BenchQuestion]) -> list[list[BenchQuestion]]:
     return list(groups.values())
 
 
+def _shard(questions: Sequence[BenchQuestion], topo: _Topology) -> list[BenchQuestion]:
+    """This process's questions: whole media items (:func:`by_media`), so that the questions
+    about one image or video share one prefill in one process.
+
+    Each media item, in order, goes to the process with the fewest questions so far (ties: the
+    lowest index); every process computes the same assignment from the same sorted questions.
+    """
+    if topo.count == 1:
+        return list(questions)
+    loads = [0] * topo.count
+    mine: list[BenchQuestion] = []
+    for group in by_media(questions):
+        owner = min(range(topo.count), key=lambda process: (loads[process], process))
+        loads[owner] += len(group)
+        if owner == topo.index:
+            mine.extend(group)
+    return mine
+
+
 def _caches_prefixes(model: Any) -> bool:
     """Whether ``model`` can keep a media's prefix cache (:meth:`instit.InstIt.encode_media`)."""
     encode = getattr(model, "encode_media", None)
@@ -506,12 +526,9 @@ def _run(
     started = time.perf_counter()
     questions = sorted(bench, key=lambda q: q.question_id)
     done = _done(output)
-    mine = [
-        q
-        for i, q in enumerate(questions)
-        if i % topo.count == topo.index and q.question_id not in done
-    ]
-    resumed = sum(1 for i, q in enumerate(questions) if i % topo.count == topo.index) - len(mine)
+    shard_questions = _shard(questions, topo)
+    mine = [q for q in shard_questions if q.question_id not in done]
+    resumed = len(shard_questions) - len(mine)
     part = _part_path(output, topo.index)
     _repair_tail(part)
     config = getattr(bench, "config", questions[0].split if questions else "")
