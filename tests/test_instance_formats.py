@@ -124,8 +124,12 @@ def test_coco_polygons_and_rles() -> None:
 def test_coco_files_and_the_bundled_example() -> None:
     image, instances = example_image()
     bundled = json.loads((ASSET / "astronaut_instances.json").read_text())
-    assert Instances.from_dict(bundled) == instances
-    assert Instances.coerce(bundled, image_size=image.size) == instances
+    names = tuple(item["label"] for item in bundled["instances"])
+    assert len(set(names)) == len(names) > 1
+    labelled = instances.with_labels(names)  # the file's "label" texts are kept
+    assert Instances.from_dict(bundled) == labelled
+    assert Instances.coerce(bundled, image_size=image.size) == labelled
+    assert Instances.from_dict(bundled).labels == names
 
     coco = {
         "images": [{"id": 9, "width": W, "height": H, "file_name": "a.png"}],

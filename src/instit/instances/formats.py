@@ -10,7 +10,8 @@ hand the plain Python values of a JSON or CSV file here when they are not instit
   (alone, as the ``"annotations"`` of a COCO file of one image, or as the ``"instances"`` of
   instit's bundled ``astronaut_instances.json``) -- IDs are the annotations' ``"id"`` when every
   annotation has one, else ``1..N``; a COCO file's ``"categories"`` name the ``category_id``s
-  (the labels), results' ``"score"`` are the scores;
+  (the labels; without them an annotation's own ``"label"`` text), results' ``"score"`` are the
+  scores;
 * rows of supervision's ``JSONSink`` / ``CSVSink`` (``x_min``, ``y_min``, ``x_max``, ``y_max``,
   ``tracker_id``, ...) -- IDs are ``tracker_id`` when every row has one, else ``1..N``; rows
   with a ``frame_index`` column become :class:`~instit.Tracks` keyed by it.
@@ -266,7 +267,9 @@ def _from_coco(
     categories: Mapping[object, str] | None,
 ) -> Instances:
     found = _coco_geometry(annotations, size)
-    found = _labelled(found, annotations, label=None, score="score")  # COCO results' scores
+    # a "label" text per annotation (instit's own files, {"instances": [...]}) and COCO
+    # results' "score"s; a file's "categories" name the labels instead when it has them
+    found = _labelled(found, annotations, label="label", score="score")
     if categories is None:
         return found
     return found.with_labels(_category_names(annotations, categories))
