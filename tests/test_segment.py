@@ -336,6 +336,23 @@ def test_segment_everything_respects_max_instances_and_min_area(segmenter: Segme
         segmenter.segment_everything(image, points_per_batch=0)
 
 
+def test_segment_everything_runs_in_bfloat16(sam_path: Path):
+    """A bfloat16 segmenter (the default dtype on recent GPUs) finds automatic masks: its
+    predicted IoUs go through NMS (which needs one dtype for boxes and scores) as float32."""
+    half = Segmenter.from_pretrained(sam_path, device="cpu", dtype=torch.bfloat16)
+    image = _noise(7)
+    masks, scores = half._candidates(image, 4, 16, 0.0, 0.0, 1.0)  # every mask, none dropped
+    assert masks.shape == (48, HEIGHT, WIDTH) and scores.dtype == np.float32
+    assert np.array_equal(scores, np.sort(scores)[::-1])  # NMS's order: by predicted IoU
+    as_bf16 = torch.from_numpy(scores).to(torch.bfloat16).float().numpy()
+    assert np.array_equal(as_bf16, scores)  # the bfloat16 model's own IoUs, exactly
+    found = half.segment_everything(
+        image, points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, min_area=1
+    )
+    assert len(found) >= 1 and found.masks().shape[1:] == (HEIGHT, WIDTH)
+    assert set(found.scores.tolist()) <= set(scores.astype(np.float64).tolist())
+
+
 # -- track ------------------------------------------------------------------------------------
 
 

@@ -73,6 +73,37 @@ def test_segment_boxes_writes_the_segmenters_instances(models, photo: Path, tmp_
     assert Instances.from_json(again.read_text()) == expected
 
 
+def test_segment_boxes_reads_long_lists_and_refuses_bad_json_in_one_line(
+    models, photo: Path, tmp_path: Path, capsys
+):
+    """--boxes takes an inline list longer than a file name may be (30 boxes), and bad JSON
+    (inline or in a file: not UTF-8, nested too deeply, a number of 5000 digits) is a usage
+    error naming --boxes, not a traceback."""
+    boxes = [[10 + i, 10, 60 + i, 50] for i in range(30)]
+    inline = json.dumps(boxes)
+    assert len(inline) > 255
+    out = tmp_path / "long.json"
+    args = ["segment", str(photo), "--boxes", inline, "--model", str(models["sam"])]
+    assert main([*args, "--device", "cpu", "-o", str(out)]) == EXIT_OK
+    expected = Segmenter.from_pretrained(models["sam"], device="cpu").segment(photo, boxes=boxes)
+    assert Instances.from_json(out.read_text()) == expected
+    capsys.readouterr()
+    not_utf8 = tmp_path / "latin1.json"
+    not_utf8.write_bytes(b"[[10, 10, 60, 50]] \xff")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    for value, reason in [
+        (str(not_utf8), "not UTF-8"),
+        (str(deep), "nested too deeply"),
+        ("[" + "1" * 5000 + "]", "digits"),
+    ]:
+        target = tmp_path / "never.json"
+        assert main(["segment", str(photo), "--boxes", value, "-o", str(target)]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert "--boxes" in err and reason in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1 and not target.exists()
+
+
 def test_segment_text_and_everything(models, photo: Path, tmp_path: Path, capsys):
     out = tmp_path / "found.json"
     args = ["segment", str(photo), "--text", "a person. a ball.", "--model", str(models["sam"])]
@@ -92,7 +123,7 @@ def test_segment_text_and_everything(models, photo: Path, tmp_path: Path, capsys
     assert main([*both, "-o", str(tmp_path / "x.json")]) == EXIT_USAGE
     bad = ["segment", str(photo), "--boxes", "[[1, 1", "-o", str(tmp_path / "y.json")]
     assert main(bad) == EXIT_USAGE
-    assert "neither a JSON list" in capsys.readouterr().err
+    assert "is not valid JSON" in capsys.readouterr().err
 
 
 def test_track_writes_tracks_keyed_by_source_frame(models, tmp_path: Path, capsys):

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from instit import _json
 from instit.cli_support import EXIT_OK, add_progress_option, help_formatter
 from instit.errors import InstitValueError
 from instit.segment._load import DEFAULT_DETECTOR, DEFAULT_SEGMENTER
@@ -60,14 +61,18 @@ def find_for(args: argparse.Namespace, media: Any) -> Any:
 def _boxes(value: str) -> Any:
     """``--boxes``: a JSON list of ``[x0, y0, x1, y1]`` or a JSON file holding one."""
     path = Path(value)
-    text = path.read_text(encoding="utf-8") if path.is_file() else value
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InstitValueError(
-            f"--boxes {value!r} is neither a JSON list like '[[10, 20, 200, 180]]' nor a JSON "
-            f"file ({exc})"
-        ) from exc
+        is_file = path.is_file()
+    except OSError:  # longer than a file name may be: a long inline list
+        is_file = False
+    fix = ": pass a JSON list like '[[10, 20, 200, 180]]' or a JSON file holding one"
+    if not is_file:
+        return _json.loads(value, f"--boxes {value[:60]!r}", error=InstitValueError, fix=fix)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InstitValueError(f"--boxes file {path} cannot be read ({exc.strerror})") from None
+    return _json.loads(data, f"--boxes file {path}", error=InstitValueError, fix=fix)
 
 
 def _check_target(target: str, overwrite: bool, inputs: list[str | None]) -> None:

@@ -437,13 +437,14 @@ class Segmenter:
                     packed.append(np.packbits(binary.flatten(1).cpu().numpy(), axis=1))
         if not packed:  # the IoU filter left nothing
             return np.zeros((0, height, width), dtype=bool), np.zeros(0)
-        # on the CPU, as the pipeline does (it moves every batch's output there first)
-        scores = torch.cat(kept_scores).cpu()
+        # on the CPU, as the pipeline does (it moves every batch's output there first); float32
+        # like the boxes, since NMS refuses mixed dtypes (a bfloat16 model's IoUs convert exactly)
+        scores = torch.cat(kept_scores).cpu().float()
         boxes = torch.cat(kept_boxes).cpu().float()
         keep = batched_nms(boxes, scores, torch.zeros(len(boxes)), nms_iou).numpy()
         bits = np.concatenate(packed)[keep]
         masks = np.unpackbits(bits, axis=1, count=height * width).view(bool)
-        return masks.reshape(len(keep), height, width), scores[keep].float().numpy()
+        return masks.reshape(len(keep), height, width), scores[keep].numpy()
 
     # -- video -------------------------------------------------------------------------------
 
