@@ -334,6 +334,9 @@ def test_segment_everything_respects_max_instances_and_min_area(segmenter: Segme
         segmenter.segment_everything(image, points_per_batch=8.0)
     with pytest.raises(InstitValueError, match="at least 1"):
         segmenter.segment_everything(image, points_per_batch=0)
+    for name, value in [("pred_iou_thresh", "high"), ("stability_score_thresh", 1.5)]:
+        with pytest.raises(InstitValueError, match=rf"{name} must be a number in \[0, 1\]"):
+            segmenter.segment_everything(image, **{name: value})
 
 
 def test_segment_everything_runs_in_bfloat16(sam_path: Path):

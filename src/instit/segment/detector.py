@@ -19,6 +19,7 @@ from instit.errors import CheckpointError, InstitTypeError, InstitValueError
 from instit.instances import Instances
 from instit.segment import _load
 from instit.segment._load import DEFAULT_DETECTOR
+from instit.segment.select import threshold
 
 __all__ = ["DEFAULT_DETECTOR", "Detector", "phrases"]
 
@@ -53,12 +54,6 @@ def phrases(text: str | Sequence[str]) -> list[str]:
             f"text {text!r} names nothing to find; pass phrases such as 'a person. a ball.'"
         )
     return found
-
-
-def _threshold(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise InstitValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
 
 
 class Detector:
@@ -152,8 +147,8 @@ class Detector:
 
         picture = load_image(image)  # type: ignore[arg-type]
         wanted = phrases(text)
-        boxes_above = _threshold(box_threshold, "box_threshold")
-        tokens_above = _threshold(text_threshold, "text_threshold")
+        boxes_above = threshold(box_threshold, "box_threshold")
+        tokens_above = threshold(text_threshold, "text_threshold")
         width, height = picture.size
         if self.gives_masks:
             return self._detect_masks(picture, wanted, boxes_above)

@@ -26,7 +26,7 @@ from instit.errors import (
 from instit.instances import Instances, Tracks
 from instit.segment import _load
 from instit.segment._load import DEFAULT_SEGMENTER
-from instit.segment.select import select_masks
+from instit.segment.select import select_masks, threshold
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -342,6 +342,8 @@ class Segmenter:
             raise InstitTypeError(f"points_per_batch must be an int, got {points_per_batch!r}")
         if points_per_side < 1 or points_per_batch < 1:
             raise InstitValueError("points_per_side and points_per_batch must be at least 1")
+        pred_iou_thresh = threshold(pred_iou_thresh, "pred_iou_thresh")
+        stability_score_thresh = threshold(stability_score_thresh, "stability_score_thresh")
         picture = _image(image)
         candidates, scores = self._candidates(
             picture, points_per_side, points_per_batch, pred_iou_thresh, stability_score_thresh

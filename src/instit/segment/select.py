@@ -27,6 +27,14 @@ from instit.errors import InstitTypeError, InstitValueError
 __all__ = ["select_masks"]
 
 
+def threshold(value: object, name: str) -> float:
+    """``value`` as a float when it is a number in [0, 1] (a score threshold), else a typed
+    error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InstitValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def _fraction(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 1:
         raise InstitValueError(f"{name} must be a number in (0, 1], got {value!r}")
