@@ -352,6 +352,17 @@ def _pil_to_rgb(image: Image.Image) -> Image.Image:
             f"the PIL image cannot be decoded ({exc}): its file is truncated, corrupt or "
             "closed; re-export the file, or pass its path"
         ) from exc
+    rgb = _converted_to_rgb(image)
+    orientation = _orientation(image)
+    if orientation != 1:  # pixels made through arrays carry no metadata: keep the tag, so that
+        exif = rgb.getexif()  # orientation_hint still explains a size mismatch once loaded
+        if exif.get(_EXIF_ORIENTATION) != orientation:
+            exif[_EXIF_ORIENTATION] = orientation
+            rgb.info["exif"] = exif.tobytes()
+    return rgb
+
+
+def _converted_to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB" and "transparency" not in image.info:
         return image.copy()
