@@ -153,6 +153,30 @@ def test_ask_many_reuses_a_repeated_media_object() -> None:
     assert isinstance(media[2], Image.Image) and len(model.encoded) == 1
 
 
+def test_the_unmarked_media_loaded_at_the_edge_is_let_go_before_generation() -> None:
+    """Regression: ask / ask_many / describe_instances kept every loaded (unmarked) image alive
+    next to its marked copy until the answers came, twice the media memory of a batch (416 MB
+    instead of 228 MB for 24 1080p images with boxes).  At ``generate`` only the marked images
+    the model sees are alive."""
+    import gc
+
+    size = (97, 61)  # no other image in the test session has it
+    alive: list[int] = []
+
+    def count(media: Any, prompt: str) -> str:
+        gc.collect()
+        alive.append(sum(isinstance(o, Image.Image) and o.size == size for o in gc.get_objects()))
+        return "[1]"
+
+    arrays = [np.full((size[1], size[0], 3), 40 * n, np.uint8) for n in range(3)]  # not PIL
+    boxes = _boxes([1], size)
+    ask(ScriptedModel(count), arrays[0], "What is [1]?", instances=boxes)
+    describe_instances(ScriptedModel(count), arrays[0], boxes, retries=0)
+    media = [arrays[0], arrays[1], arrays[0], arrays[2]]
+    ask_many(ScriptedModel(count), media, "q", instances=[boxes] * 4)
+    assert alive == [1, 1, 1, 3, 3, 3, 3]
+
+
 def test_ask_video_frames_and_seconds() -> None:
     from instit.instances import Tracks
 
