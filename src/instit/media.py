@@ -94,9 +94,9 @@ def load_media(source: object, *, channels: Channels = "rgb", **sampling: object
     """Load what a user gave as one media item: the edge where instit reads media.
 
     The public verbs (``ask``, ``ask_many``, ``describe_instances`` and the model's ``prepare``,
-    ``prepare_ids``, ``encode_media``, ``generate``, ``stream``) call this once, at their top;
-    everything below them takes only what it returns (:data:`LoadedMedia`).  By
-    :func:`is_video`:
+    ``prepare_ids``, ``encode_media``, ``generate``, ``stream``) call this once, at their top
+    (``ask_many`` item by item, ``generate`` batch by batch); everything below them takes only
+    what it returns (:data:`LoadedMedia`).  By :func:`is_video`:
 
     * an image (PIL image, ``HxW[xC]`` array, image file, file object): a new RGB PIL image
       (:func:`load_image`);
