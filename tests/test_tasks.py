@@ -781,6 +781,29 @@ def test_ask_reads_bgr_arrays_when_told() -> None:
         ask(model, bgr, "Colour?", channels="BGR")  # type: ignore[arg-type]
 
 
+def test_tracks_past_the_last_image_file_are_an_error_not_unsampled(tmp_path) -> None:
+    """Regression: since a list of image files became a ``Video``, tracks on a frame past its
+    last file were dropped with a "not sampled" warning (or, with ``snap=True``, silently moved
+    onto the last file) instead of the InstancesError a list gave; a folder of them did so too."""
+    from instit.errors import InstancesError
+    from instit.instances import Tracks
+
+    for n in range(3):
+        _image(value=40 * n).save(tmp_path / f"f_{n}.png")
+    files = [str(tmp_path / f"f_{n}.png") for n in range(3)]
+    tracks = Tracks({0: _boxes([1]), 5: _boxes([2])})
+    model = ScriptedModel(lambda m, p: "[2]")
+    for media in (files, tmp_path):
+        for snap in (False, True):
+            with pytest.raises(InstancesError, match=r"frame 5 but the video has 3 .*files"):
+                ask(model, media, "Who?", instances=tracks, snap=snap)
+            with pytest.raises(InstancesError, match="frame 5"):
+                describe_instances(model, media, tracks, snap=snap)
+    # tracks within the files still work, keyed by file number
+    answer = ask(model, files, "Who?", instances=Tracks({0: _boxes([1]), 2: _boxes([2])}))
+    assert answer.unknown_ids == []
+
+
 def test_describe_and_ask_warn_or_snap_unsampled_tracked_frames() -> None:
     from instit import UnsampledFramesWarning
     from instit.instances import Tracks
