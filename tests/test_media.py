@@ -431,9 +431,9 @@ def test_premultiplied_la_is_composited_like_la() -> None:
     np.testing.assert_array_equal(out, pixels(load_image(premultiplied.convert("LA"))))
 
 
-def _rotated_object(orientation: int) -> Image.Image:
+def _rotated_object(orientation: int, mode: str = "RGB") -> Image.Image:
     """A 40x20 image object whose EXIF tag says viewers show it rotated."""
-    image = Image.new("RGB", (40, 20), (90, 90, 90))
+    image = Image.new(mode, (40, 20), 90)
     exif = Image.Exif()
     exif[0x0112] = orientation
     buffer = io.BytesIO()
@@ -470,6 +470,31 @@ def test_size_mismatch_of_an_exif_rotated_image_object_names_the_tag() -> None:
         with pytest.raises(InstancesError) as info:
             draw_marks(plain, made_for_view)
         assert "EXIF" not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "I;16", "P"])
+def test_a_rotated_object_of_any_mode_keeps_its_tag_through_the_verbs_edge(mode: str) -> None:
+    """Regression: modes converted through arrays (alpha, 16-bit) lost the EXIF tag when loaded
+    at the verbs' edge, so ask / describe_instances no longer explained the size mismatch."""
+    from instit.errors import InstancesError
+    from instit.instances import Instances
+    from instit.media import load_media
+    from instit.tasks import ask
+
+    class Replier:
+        def generate(self, media: list, prompts: list, **options: object) -> list[str]:
+            return ["[1]"] * len(prompts)
+
+    image = _rotated_object(6, mode)
+    assert load_media(image).getexif().get(0x0112) == 6
+    made_for_view = Instances.from_boxes([[2, 2, 12, 30]], image_size=(20, 40))
+    with pytest.raises(InstancesError, match=r"EXIF orientation tag \(6\).*exif_transpose"):
+        ask(Replier(), image, "What is [1]?", instances=made_for_view, progress=False)
+    # the user's object is untouched, and a tag that does not swap the sides adds no note
+    assert image.mode == mode and image.size == (40, 20)
+    with pytest.raises(InstancesError) as info:
+        ask(Replier(), _rotated_object(3, mode), "What is [1]?", instances=made_for_view)
+    assert "EXIF" not in str(info.value)
 
 
 def test_lazy_pil_objects_that_cannot_decode_and_unusable_paths_are_media_errors() -> None:

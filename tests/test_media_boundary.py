@@ -151,6 +151,29 @@ def test_generate_loads_an_object_given_twice_once_and_shares_its_prefix(model, 
     assert shared == one_by_one
 
 
+def test_generate_loads_media_batch_by_batch_not_all_at_once(model) -> None:
+    """Regression: generate loaded every media item before the first batch and held them all
+    until the last answer, so a long list of files needed the memory of all of them; now a
+    batch's media are loaded for that batch (as before the boundary) and let go once encoded."""
+    import gc
+
+    size = (83, 59)  # no other image in the test session has it
+    arrays = [np.full((size[1], size[0], 3), 30 * n, np.uint8) for n in range(4)]  # not PIL
+    alive: list[int] = []
+
+    def count(module: Any, args: Any, kwargs: Any) -> None:
+        gc.collect()
+        alive.append(sum(isinstance(o, Image.Image) and o.size == size for o in gc.get_objects()))
+
+    hook = model.module.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        texts = model.generate(arrays, [QUESTION] * 4, max_new_tokens=2, batch_size=2)
+    finally:
+        hook.remove()
+    assert len(alive) == 4 and max(alive) == 0  # 2 batches x 2 steps; pixels gone once encoded
+    assert texts == [model.generate([a], [QUESTION], max_new_tokens=2)[0] for a in arrays]
+
+
 def test_model_private_methods_refuse_unloaded_media(model, files) -> None:
     from instit.prompting.templates import IMAGE_TOKEN_INDEX
 

@@ -94,9 +94,9 @@ def load_media(source: object, *, channels: Channels = "rgb", **sampling: object
     """Load what a user gave as one media item: the edge where instit reads media.
 
     The public verbs (``ask``, ``ask_many``, ``describe_instances`` and the model's ``prepare``,
-    ``prepare_ids``, ``encode_media``, ``generate``, ``stream``) call this once, at their top;
-    everything below them takes only what it returns (:data:`LoadedMedia`).  By
-    :func:`is_video`:
+    ``prepare_ids``, ``encode_media``, ``generate``, ``stream``) call this once, at their top
+    (``ask_many`` item by item, ``generate`` batch by batch); everything below them takes only
+    what it returns (:data:`LoadedMedia`).  By :func:`is_video`:
 
     * an image (PIL image, ``HxW[xC]`` array, image file, file object): a new RGB PIL image
       (:func:`load_image`);
@@ -352,6 +352,17 @@ def _pil_to_rgb(image: Image.Image) -> Image.Image:
             f"the PIL image cannot be decoded ({exc}): its file is truncated, corrupt or "
             "closed; re-export the file, or pass its path"
         ) from exc
+    rgb = _converted_to_rgb(image)
+    orientation = _orientation(image)
+    if orientation != 1:  # pixels made through arrays carry no metadata: keep the tag, so that
+        exif = rgb.getexif()  # orientation_hint still explains a size mismatch once loaded
+        if exif.get(_EXIF_ORIENTATION) != orientation:
+            exif[_EXIF_ORIENTATION] = orientation
+            rgb.info["exif"] = exif.tobytes()
+    return rgb
+
+
+def _converted_to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB" and "transparency" not in image.info:
         return image.copy()

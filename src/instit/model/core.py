@@ -582,11 +582,10 @@ class InstIt:
         config = self._generation_config(
             max_new_tokens, temperature, top_p, generation_config, generate_kwargs
         )
-        items = self._load_each(media)  # the edge: below, media is loaded
-        uses = Counter(id(item) for item in items)
+        uses = Counter(id(item) for item in media)
         plain: list[int] = []
         shared: dict[int, list[int]] = {}
-        for i, item in enumerate(items):
+        for i, item in enumerate(media):
             carries = isinstance(item, EncodedMedia) and item.prefix is not None
             if item is not None and prefix_cache and (uses[id(item)] > 1 or carries):
                 shared.setdefault(id(item), []).append(i)
@@ -603,20 +602,25 @@ class InstIt:
             ["generating"] if total == 1 else [f"batch {b}/{total}" for b in range(1, total + 1)]
         )
         bars = iter(names) if progress else None
+        # the edge, batch by batch: a batch's media are loaded for it and let go once encoded
         for chunk in chunks:
             inputs = self._batch_inputs(
-                [items[i] for i in chunk], [prompts[i] for i in chunk], config.max_new_tokens
+                self._load_each([media[i] for i in chunk]),
+                [prompts[i] for i in chunk],
+                config.max_new_tokens,
             )
             self._answer(inputs, config, chunk, answers, bars)
         for group in groups:
-            self._answer_group(items[group[0][0]], prompts, group, config, answers, bars)
+            self._answer_group(
+                self._load(media[group[0][0]]), prompts, group, config, answers, bars
+            )
         return answers
 
     def _load_each(
         self, media: Sequence[MediaLike | None]
     ) -> list[LoadedMedia | EncodedMedia | None]:
-        """:meth:`_load` of every item (``None``: text only), each object once: an object given
-        several times stays one object, so that its prompts share its encoding and prefix."""
+        """:meth:`_load` of every item of one batch (``None``: text only), each object once: an
+        object given several times stays one object, so that its prompts share its encoding."""
         loaded: dict[int, LoadedMedia | EncodedMedia | None] = {}
         for item in media:
             if id(item) not in loaded:

@@ -185,6 +185,13 @@ def _prepare_video(
 
         tracks = Tracks.coerce(instances)
         if video is not None and indexed_by == "source":
+            files = video.num_source_frames if video.names is not None else None
+            past = [i for i in tracks.frame_indices if files is not None and i >= files]
+            if past:  # frames of image files are counted exactly: these do not exist
+                raise InstancesError(
+                    f"the tracks have instances for frame {past[0]} but the video has {files} "
+                    f"frames (image files 0 to {files - 1}); pass the tracks of these files"
+                )
             tracks = tracks.sampled(video.indices, snap=snap)  # now keyed by position
         beyond = [i for i in tracks.frame_indices if i >= len(frames)]
         if beyond:

@@ -133,9 +133,13 @@ def ask(
     questions = _questions(question)
     extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
     check_options(marks, indexed_by, channels)
-    loaded = load_media(media, channels=channels)  # the edge: nothing below loads media
-    prepared = prepare(
-        loaded, instances, marks=marks, style=style, indexed_by=indexed_by, snap=snap
+    prepared = prepare(  # the edge: nothing below loads media (the unmarked copy is let go)
+        load_media(media, channels=channels),
+        instances,
+        marks=marks,
+        style=style,
+        indexed_by=indexed_by,
+        snap=snap,
     )
     if stream:
         if not isinstance(question, str):
@@ -227,15 +231,17 @@ def ask_many(
         )
     extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
     check_options(marks, indexed_by, channels)
-    loaded: dict[int, LoadedMedia] = {}  # the edge: each media object is loaded once
-    for item in media:
-        if id(item) not in loaded:
-            loaded[id(item)] = load_media(item, channels=channels)
+    # the edge: each media object is loaded once, and let go after its last use (its marked
+    # copies are what the model sees)
+    loaded: dict[int, LoadedMedia] = {}
+    left = Counter(id(item) for item in media)
     cache: dict[tuple[int, int], Prepared] = {}
     prepared = []
     for item, item_instances in zip(media, instance_list, strict=True):
         key = (id(item), id(item_instances))
         if key not in cache:
+            if id(item) not in loaded:
+                loaded[id(item)] = load_media(item, channels=channels)
             cache[key] = prepare(
                 loaded[id(item)],
                 item_instances,
@@ -245,6 +251,9 @@ def ask_many(
                 snap=snap,
             )
         prepared.append(cache[key])
+        left[id(item)] -= 1
+        if not left[id(item)]:
+            loaded.pop(id(item), None)
     texts = generate_for(
         model,
         prepared,

@@ -98,9 +98,13 @@ def describe_instances(
     extra = generation_options(max_new_tokens, temperature, generation_config, generate_kwargs)
     question_list = _question_list(questions)
     check_options(marks, indexed_by, channels)
-    loaded = load_media(media, channels=channels)  # the edge: nothing below loads media
-    prepared = prepare(
-        loaded, instances, marks=marks, style=style, indexed_by=indexed_by, snap=snap
+    prepared = prepare(  # the edge: nothing below loads media (the unmarked copy is let go)
+        load_media(media, channels=channels),
+        instances,
+        marks=marks,
+        style=style,
+        indexed_by=indexed_by,
+        snap=snap,
     )
     options = {
         "max_new_tokens": max_new_tokens,
