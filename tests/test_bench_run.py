@@ -458,7 +458,11 @@ def test_shards_keep_each_media_items_questions_together(bench_root, config, cou
     from instit.bench.run import _shard, _topology, by_media
 
     questions = sorted(load_bench(config, bench_root), key=lambda q: q.question_id)
-    shards = [_shard(questions, _topology((index, count))) for index in range(count)]
+    groups = by_media(questions)
+    shards = [
+        [q for group in _shard(groups, _topology((index, count))) for q in group]
+        for index in range(count)
+    ]
     ids = [q.question_id for shard in shards for q in shard]
     assert sorted(ids) == [q.question_id for q in questions]  # each question once
     for group in by_media(questions):

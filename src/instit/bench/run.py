@@ -347,22 +347,22 @@ def by_media(questions: Sequence[BenchQuestion]) -> list[list[BenchQuestion]]:
     return list(groups.values())
 
 
-def _shard(questions: Sequence[BenchQuestion], topo: _Topology) -> list[BenchQuestion]:
-    """This process's questions: whole media items (:func:`by_media`), so that the questions
-    about one image or video share one prefill in one process.
+def _shard(groups: Sequence[list[BenchQuestion]], topo: _Topology) -> list[list[BenchQuestion]]:
+    """This process's media items (``groups`` from :func:`by_media`): whole items, so that the
+    questions about one image or video share one prefill in one process.
 
-    Each media item, in order, goes to the process with the fewest questions so far (ties: the
-    lowest index); every process computes the same assignment from the same sorted questions.
+    Each item, in order, goes to the process with the fewest questions so far (ties: the lowest
+    index); every process computes the same assignment from the same sorted questions.
     """
     if topo.count == 1:
-        return list(questions)
+        return list(groups)
     loads = [0] * topo.count
-    mine: list[BenchQuestion] = []
-    for group in by_media(questions):
+    mine: list[list[BenchQuestion]] = []
+    for group in groups:
         owner = min(range(topo.count), key=lambda process: (loads[process], process))
         loads[owner] += len(group)
         if owner == topo.index:
-            mine.extend(group)
+            mine.append(group)
     return mine
 
 
@@ -373,16 +373,15 @@ def _caches_prefixes(model: Any) -> bool:
 
 
 def _plan(
-    model: Any, questions: Sequence[BenchQuestion], batch_size: int
+    model: Any, groups: Sequence[list[BenchQuestion]], batch_size: int
 ) -> Iterator[tuple[list[BenchQuestion], list[Any]]]:
-    """Batches of questions with their media, the questions of one media item together.
+    """Batches of questions with their media (``groups``: the questions of each media item).
 
     Each media item is loaded once and released after its last question.  A model that can
     cache prefixes gets batches that never mix media items and each item encoded with its
     prefix cache (one prefill per image or video, one prefix cache alive at a time); any other
     model gets full batches over the grouped order.
     """
-    groups = by_media(questions)
     caching = _caches_prefixes(model)
     if caching:
         batches = [batch for group in groups for batch in _batches(group, batch_size)]
@@ -526,9 +525,11 @@ def _run(
     started = time.perf_counter()
     questions = sorted(bench, key=lambda q: q.question_id)
     done = _done(output)
-    shard_questions = _shard(questions, topo)
-    mine = [q for q in shard_questions if q.question_id not in done]
-    resumed = len(shard_questions) - len(mine)
+    assigned = _shard(by_media(questions), topo)  # each image file is read and hashed once
+    unanswered = ([q for q in group if q.question_id not in done] for group in assigned)
+    left = [group for group in unanswered if group]
+    mine = [q for group in left for q in group]
+    resumed = sum(len(group) for group in assigned) - len(mine)
     part = _part_path(output, topo.index)
     _repair_tail(part)
     config = getattr(bench, "config", questions[0].split if questions else "")
@@ -540,7 +541,7 @@ def _run(
         unit="q",
     )
     with bar, open(part, "a", encoding="utf-8") as out:
-        for batch, media in _plan(model, mine, batch_size):
+        for batch, media in _plan(model, left, batch_size):
             _answer_batch(generate, batch, media, media_token, out)
             bar.update(len(batch))
             del media  # a finished media item's prefix cache goes before the next is made
