@@ -191,3 +191,17 @@ def test_cli_has_one_device_map_flag(capsys: pytest.CaptureFixture[str]) -> None
         parser.parse_args(["ask", "x.png", "q", "--device-map", "fastest"])
     assert "invalid choice" in capsys.readouterr().err
     assert isinstance(parser, argparse.ArgumentParser)
+
+
+def test_bench_run_refuses_device_map_under_several_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from instit.cli import EXIT_USAGE, main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    argv = ["bench", "run", "--model", str(tmp_path / "none"), "--device-map", "auto"]
+    assert main([*argv, "--output-dir", str(tmp_path / "out"), "--no-progress"]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--device-map spreads one model over every GPU, but this is one of 2 processes" in err
+    assert not (tmp_path / "out").exists()  # refused before any output is checked or written

@@ -121,6 +121,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"--shard {args.shard[0]} {args.shard[1]} is invalid: use INDEX COUNT with "
             "0 <= INDEX < COUNT"
         )
+    if args.device_map is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise InstitValueError(
+            "--device-map spreads one model over every GPU, but this is one of "
+            f"{os.environ['WORLD_SIZE']} processes; run one process with --device-map, "
+            "or several without it (one GPU each)"
+        )
     configs = args.config or list(CONFIGS)
     # every output problem is reported before a model is loaded
     check_output(args.output_dir, kind="folder", overwrite=True, flag="", what="--output-dir")
@@ -136,12 +142,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         device = args.device
         local_rank = os.environ.get("LOCAL_RANK")
-        if args.device_map is not None and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            raise InstitValueError(
-                "--device-map spreads one model over every GPU, but this is one of "
-                f"{os.environ['WORLD_SIZE']} processes; run one process with --device-map, "
-                "or several without it (one GPU each)"
-            )
         if (
             device == "auto"
             and args.device_map is None
