@@ -192,13 +192,13 @@ def main() -> None:
         1,
     )
 
-    def png(seed: int) -> bytes:
+    def png() -> bytes:
         picture = Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
         buffer = io.BytesIO()
         picture.resize((640, 480)).save(buffer, format="PNG")
         return buffer.getvalue()
 
-    pictures = [png(seed) for seed in range(3)]
+    pictures = [png() for _ in range(3)]
     bench = [
         BenchQuestion(f"{n:03d}-{k:02d}", QUESTIONS[k], "", "image", "oe", image_bytes=data)
         for n, data in enumerate(pictures)
