@@ -84,5 +84,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    hint = "pass --checkpoint PATH for a local checkpoint folder"
+    hint = "pass --model PATH for a local checkpoint folder"
     sys.exit(run_script(main, "bench_your_model.py", checkpoint_hint=hint))

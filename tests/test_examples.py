@@ -177,7 +177,7 @@ def test_example_runs(script: str, tmp_path: Path, request: pytest.FixtureReques
         ("describe_image.py", ["--model", "Inst-IT/no-such-model"], "--model PATH"),
         ("ask_video.py", ["--model", "Inst-IT/no-such-model"], "--model PATH"),
         ("finetune_on_your_instances.py", ["--model", "Inst-IT/no-such-model"], "--model PATH"),
-        ("bench_your_model.py", ["--demo", "--checkpoint", "Inst-IT/no-such"], "--checkpoint PATH"),
+        ("bench_your_model.py", ["--demo", "--model", "Inst-IT/no-such"], "--model PATH"),
     ],
 )
 def test_examples_end_offline_failures_in_one_line(
