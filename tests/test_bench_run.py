@@ -484,3 +484,12 @@ def test_a_manual_shard_answers_whole_media_items(bench_root, tmp_path):
     assert result.num_generated == 4
     assert len(seen) == 4 and len(set(seen)) == 2  # two whole videos, not four halves
     assert all(seen.count(frames) == 2 for frames in seen)
+
+
+def test_a_file_in_the_output_path_is_a_typed_error_not_an_oserror(bench_root, tmp_path):
+    bench = load_bench("image_open_ended", bench_root)
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    with pytest.raises(InstitValueError, match=r"predictions folder .*taken is a file"):
+        run_bench(media_model, bench, blocker / "out" / "p.json", progress=False)
+    assert blocker.read_text() == "keep me"

@@ -481,6 +481,8 @@ def run_bench(
     if batch_size < 1:
         raise InstitValueError(f"batch_size must be >= 1, got {batch_size}")
     output = Path(output)
+    # a file where a folder of the path should be is refused before the folders are made
+    check_output(output.parent, kind="folder", overwrite=True, flag="", what="predictions folder")
     output.parent.mkdir(parents=True, exist_ok=True)
     check_output(output, kind="file", overwrite=True, flag="", what="predictions file")
     generate = as_generate_fn(model, max_new_tokens=max_new_tokens, temperature=temperature)
