@@ -572,34 +572,24 @@ def _add_prompt(
     processor: Any, session: Any, position: int, instances: Instances, size: tuple[int, int]
 ) -> None:
     ids = list(instances.ids)
+    prompt: dict[str, Any]
     if instances.kind in ("mask", "polygon"):
         masks = instances.masks()
         assert masks is not None
-        processor.add_inputs_to_inference_session(
-            inference_session=session,
-            frame_idx=position,
-            obj_ids=ids,
-            input_masks=[np.asarray(m, dtype=np.float32) for m in masks],
-        )
+        prompt = {"input_masks": [np.asarray(m, dtype=np.float32) for m in masks]}
     elif instances.kind == "box":
-        processor.add_inputs_to_inference_session(
-            inference_session=session,
-            frame_idx=position,
-            obj_ids=ids,
-            input_boxes=[instances.boxes().tolist()],
-            original_size=size,
-        )
+        prompt = {"input_boxes": [instances.boxes().tolist()], "original_size": size}
     else:
         points = instances.points()
         assert points is not None
-        processor.add_inputs_to_inference_session(
-            inference_session=session,
-            frame_idx=position,
-            obj_ids=ids,
-            input_points=[[[p] for p in points.tolist()]],
-            input_labels=[[[1] for _ in ids]],
-            original_size=size,
-        )
+        prompt = {
+            "input_points": [[[p] for p in points.tolist()]],
+            "input_labels": [[[1] for _ in ids]],
+            "original_size": size,
+        }
+    processor.add_inputs_to_inference_session(
+        inference_session=session, frame_idx=position, obj_ids=ids, **prompt
+    )
 
 
 def _prompts(
