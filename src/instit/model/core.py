@@ -663,7 +663,7 @@ class InstIt:
         import torch
 
         what = next(bars) if bars is not None else ""
-        progress = _token_progress(bars is not None, what, {"generation_config": config})
+        progress = _token_progress(bars is not None, what, config)
         with torch.inference_mode(), progress as streamer:
             out = self.module.generate(**inputs, generation_config=config, **streamer)
         texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
@@ -790,13 +790,10 @@ class InstIt:
 
 
 @contextlib.contextmanager
-def _token_progress(
-    enabled: bool, what: str, generate_kwargs: dict[str, Any]
-) -> Iterator[dict[str, Any]]:
-    """``{"streamer": ...}`` for ``module.generate`` that ticks a tqdm bar once per generated
-    token (one decoding step of the batch), or ``{}`` when disabled or for beam search, which
-    transformers cannot stream."""
-    config = generate_kwargs.get("generation_config")
+def _token_progress(enabled: bool, what: str, config: Any) -> Iterator[dict[str, Any]]:
+    """``{"streamer": ...}`` for ``module.generate`` with ``config`` (a ``GenerationConfig``)
+    that ticks a tqdm bar once per generated token (one decoding step of the batch), or ``{}``
+    when disabled or for beam search, which transformers cannot stream."""
     if not enabled or (getattr(config, "num_beams", None) or 1) > 1:
         yield {}
         return

@@ -172,7 +172,7 @@ def _prepare_video(
     from instit.video import Video
 
     video = media if isinstance(media, Video) else None
-    frames: list[Image.Image] = list(media.frames if isinstance(media, Video) else media)
+    frames: list[Image.Image] = list(video.frames if video is not None else media)
     if not frames:
         raise MediaError("the video has no frames; pass at least one frame")
     timestamps = list(video.timestamps) if video is not None else None

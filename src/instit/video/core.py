@@ -26,8 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["IMAGE_SUFFIXES", "Video", "load_video"]
 
-"""File suffixes (lower case) that count as still images in a folder of frames."""
-
 
 class _DefaultCount(int):
     """The default ``num_frames`` (8): an int that lets ``load_video`` see it was not passed."""
