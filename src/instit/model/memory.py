@@ -146,14 +146,14 @@ def count_shapes(shapes: Iterable[tuple[str, Sequence[int]]], layout: str) -> Pa
 
 def count_parameters(spec: CheckpointSpec) -> ParameterCount:
     """Count ``spec``'s parameters from its safetensors headers (no tensor data is read)."""
-    from safetensors import safe_open
+    from instit.model.checkpoint import _open_shard
 
     by_shard: dict[str, list[str]] = {}
     for name, shard in spec.weight_map.items():
         by_shard.setdefault(shard, []).append(name)
     shapes: list[tuple[str, list[int]]] = []
     for shard, names in sorted(by_shard.items()):
-        with safe_open(str(spec.path / shard), framework="pt") as handle:
+        with _open_shard(spec.path, shard) as handle:
             shapes += [(name, handle.get_slice(name).get_shape()) for name in names]
     return count_shapes(shapes, spec.layout)
 
